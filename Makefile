@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make demo` (the main job) and `make test` (the suite).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+GR := $(VENV)/bin/graphrnn
+OUT := out
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,plot,progress]'
+	touch $@
+
+# torch (a CPU wheel) lets the parity tests compare with torch.nn; they skip without it.
+$(VENV)/.torch: $(VENV)/.installed
+	-$(PY) -m pip install -q torch==2.13.0 && touch $@
+
+demo: $(VENV)/.installed
+	@mkdir -p $(OUT)
+	$(GR) check specs/lstm.yaml
+	$(GR) inspect specs/elman.yaml --steps 3 --format text
+	$(GR) task reber --batch 2048 --seed 0 -o $(OUT)/reber.npz
+	$(GR) train specs/reber_lstm.yaml --data $(OUT)/reber.npz --loss reber --epochs 30 \
+		--batch-size 32 --lr 0.01 --checkpoint $(OUT)/reber.ckpt.npz --plot $(OUT)/reber_loss.png
+	$(GR) hopfield --out $(OUT)
+
+test: $(VENV)/.installed $(VENV)/.torch
+	$(VENV)/bin/ruff check graphrnn tests benchmarks
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed $(VENV)/.torch
+	$(GR) bench --out benchmarks/RESULTS.md
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .hypothesis

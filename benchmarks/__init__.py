@@ -1,0 +1,1 @@
+"""Benchmarks of graphrnn against PyTorch and JAX (``python -m benchmarks.bench --help``)."""

@@ -1,0 +1,167 @@
+"""Benchmark helpers: resized specs, the GEMM-only floor of a Program, and the machine's facts."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+import graphrnn as gr
+from graphrnn.ir import MatMul
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+#: Environment variables that change which OpenBLAS kernel numpy runs (see RESULTS.md).
+BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def resized_spec(kind: str, hidden: int, inputs: int, outputs: int | None = None) -> str:
+    """The YAML text of ``specs/KIND.yaml`` with every input of size ``inputs``, every node
+    that is not an output of size ``hidden`` and (if given) every output of size ``outputs``.
+
+    Parameters
+    ----------
+    kind : str
+        A spec's file name without ``.yaml`` (``elman``, ``lstm``, ``gru``, ``jordan``, ...).
+    hidden, inputs : int
+        The sizes H and I.
+    outputs : int, optional
+        The output size; ``None`` keeps the spec's.
+
+    Returns
+    -------
+    str
+        YAML text for :func:`graphrnn.load_spec`.
+    """
+    doc = yaml.safe_load((SPECS / f"{kind}.yaml").read_text())
+    doc["inputs"] = {name: inputs for name in doc.get("inputs") or {}}
+    outs = set(doc.get("outputs") or ())
+    for name, node in doc["nodes"].items():
+        size = (outputs if name in outs else hidden)
+        if size is None:
+            continue
+        if isinstance(node, dict):
+            node["size"] = size
+        else:
+            doc["nodes"][name] = size
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def build(kind: str, hidden: int, inputs: int, outputs: int | None = None,
+          dtype: str = "float32") -> gr.Model:
+    """``specs/KIND.yaml`` resized (see :func:`resized_spec`) and compiled for NumPy."""
+    net = gr.load_spec(resized_spec(kind, hidden, inputs, outputs))
+    return gr.compile(net, backend="numpy", dtype=dtype)
+
+
+def gemm_shapes(program, steps: int, batch: int, backward: bool) -> list[tuple]:
+    """The matrix products a Program's schedule needs, as ``(count, m, k, n)``: ``count``
+    products of an ``(m, k)`` by a ``(k, n)`` matrix.
+
+    A MatMul in a batched stage is one ``(T·B, src) @ (src, out)``; in a loop stage it is ``T``
+    products ``(B, src) @ (src, out)``. Backward adds, per MatMul, the source gradient (same
+    count, ``(rows, out) @ (out, src)``; none when the source is an input) and the weight
+    gradient (one ``(out, T·B) @ (T·B, src)`` after the loop).
+    """
+    shapes = []
+    for stage, op in program.ops():
+        if not isinstance(op, MatMul):
+            continue
+        k, n = program.buffers[op.src].size, program.buffers[op.out].size
+        loop = stage.kind == "loop"
+        count, rows = (steps, batch) if loop else (1, steps * batch)
+        shapes.append((count, rows, k, n))
+        if backward:
+            if program.buffers[op.src].role != "input":
+                shapes.append((count, rows, n, k))
+            shapes.append((1, n, steps * batch, k))
+    return shapes
+
+
+def gemm_floor(shapes: list[tuple], dtype=np.float32, torch=None) -> Callable[[], None]:
+    """A function that runs just the given products (:func:`gemm_shapes`) with preallocated,
+    C-contiguous operands and ``out=``, the way the NumPy backend calls them.
+
+    With ``torch`` (the module) the same products run through ``torch.matmul`` instead, on
+    tensors sharing the same memory: the GEMM floor in torch's BLAS.
+    """
+    rng = np.random.default_rng(0)
+    jobs = []
+    for count, m, k, n in shapes:
+        ops = (rng.standard_normal((count, m, k)).astype(dtype),
+               rng.standard_normal((k, n)).astype(dtype), np.empty((count, m, n), dtype=dtype))
+        if torch is not None:
+            ops = tuple(torch.from_numpy(x) for x in ops)
+        jobs.append((count, *ops))
+    matmul = np.matmul if torch is None else torch.matmul
+
+    def run() -> None:
+        for count, a, b, out in jobs:
+            for t in range(count):
+                matmul(a[t], b, out=out[t])
+    return run
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name (or the platform's processor string)."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in text.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def blas_info() -> list[str]:
+    """One line per BLAS/OpenMP pool in the process: library, version, kernel, threads."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return [f"numpy BLAS: {cfg.get('name')} {cfg.get('version')} (install threadpoolctl "
+                "to see the kernel it runs)"]
+    lines = []
+    for pool in threadpool_info():
+        lib = Path(pool.get("filepath", "")).name
+        lines.append(f"{pool.get('internal_api')} {pool.get('version') or ''} "
+                     f"kernel={pool.get('architecture', '-')} threads={pool.get('num_threads')} "
+                     f"({lib})")
+    return lines
+
+
+def blas_threads(default: int = 1) -> int:
+    """How many threads numpy's BLAS uses (threadpoolctl; else the number of CPUs)."""
+    try:
+        from threadpoolctl import threadpool_info
+        for pool in threadpool_info():
+            if pool.get("user_api") == "blas" and "numpy" in pool.get("filepath", ""):
+                return int(pool["num_threads"])
+    except ImportError:
+        pass
+    return os.cpu_count() or default
+
+
+def environment(torch=None, jax=None) -> dict[str, str]:
+    """The facts a result needs: machine, versions, BLAS kernel, BLAS environment, date."""
+    info = {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{cpu_model()}, {os.cpu_count()} CPUs ({platform.machine()})",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "graphrnn": getattr(gr, "__version__", "?"),
+        "torch": torch.__version__ if torch else "not installed",
+        "jax": jax.__version__ if jax else "not installed",
+    }
+    if torch:
+        info["torch threads"] = str(torch.get_num_threads())
+        info["torch oneDNN"] = str(torch.backends.mkldnn.is_available())
+    info["BLAS"] = "; ".join(blas_info())
+    info["BLAS environment"] = ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in BLAS_ENV)
+    return info

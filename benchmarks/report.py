@@ -1,0 +1,206 @@
+"""The benchmark's output: console lines, the markdown report, goal checks and the profile."""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import os
+import pstats
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+try:
+    from benchmarks import common
+except ImportError:  # run as a script
+    import common
+
+#: Comparators in column order.
+COLUMNS = ("GEMM floor", "torch GEMM floor", "torch.nn", "torch loop", "jax")
+#: (what, cell, size, mode, against, at most): the goals of issues 3 and 4.
+GOALS = [
+    ("Elman forward <= torch.nn.RNN", "elman", (100, 32, 512, 256), "forward", "torch.nn", 1.0),
+    ("LSTM forward within 1.15x of the GEMM floor", "lstm", (100, 32, 512, 256), "forward",
+     "GEMM floor", 1.15),
+    ("LSTM fwd+bwd <= torch.nn.LSTM", "lstm", (100, 32, 512, 256), "train", "torch.nn", 1.0),
+    ("LSTM fwd+bwd within 1.2x of the GEMM floor", "lstm", (100, 32, 512, 256), "train",
+     "GEMM floor", 1.2),
+    *[(f"Elman fwd+bwd <= torch.nn.RNN at {s}", "elman", s, "train", "torch.nn", 1.0)
+      for s in [(100, 32, 128, 64), (100, 32, 512, 256), (500, 16, 64, 32), (50, 1, 256, 256)]],
+    ("Jordan fwd+bwd >= 3x faster than the torch loop", "jordan", (500, 16, 64, 32), "train",
+     "torch loop", 1 / 3),
+    ("Jordan fwd+bwd >= 1.3x faster than the torch loop", "jordan", (100, 32, 512, 256),
+     "train", "torch loop", 1 / 1.3),
+]
+
+
+def _size(size) -> str:
+    return ",".join(str(v) for v in size)
+
+
+def header() -> str:
+    cols = "".join(f" | {c:>20}" for c in COLUMNS)
+    return f"{'cell':<7} {'T,B,H,I':<15} {'mode':<7} {'graphrnn ms':>11}{cols}"
+
+
+def _cell(record: dict, col: str, md: bool = False) -> str:
+    if col not in record["others"]:
+        return "—" if md else "-"
+    ms, ratio = record["others"][col]
+    return f"{ms * 1e3:.2f} ({ratio:.2f}×)" if md else f"{ms * 1e3:9.2f} ({ratio:5.2f}x)"
+
+
+def line(record: dict) -> str:
+    """One console line: graphrnn's time, then each comparator's time and ratio."""
+    cols = "".join(f" | {_cell(record, c):>20}" for c in COLUMNS)
+    return (f"{record['cell']:<7} {_size(record['size']):<15} {record['mode']:<7} "
+            f"{record['graphrnn'] * 1e3:11.2f}{cols}")
+
+
+def overhead_table(rows: list[dict], md: bool = False) -> str:
+    """Per-call and per-step costs at tiny sizes, in microseconds."""
+    keys = [k for k in rows[0] if k != "cell"]
+    if md:
+        out = ["| cell | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        out += ["| " + r["cell"] + " | " + " | ".join(f"{r[k] * 1e6:.1f}" for k in keys) + " |"
+                for r in rows]
+        return "\n".join(out)
+    out = ["per-call overhead (µs; H = I = O = B = 1):"]
+    for r in rows:
+        out.append(f"  {r['cell']:<6} " + "  ".join(f"{k}={r[k] * 1e6:.1f}" for k in keys))
+    return "\n".join(out)
+
+
+def goals(records: list[dict]) -> list[str]:
+    """The goals as markdown table rows: measured ratio and met / not met / not measured."""
+    found = {(r["cell"], tuple(r["size"]), r["mode"]): r for r in records}
+    rows = []
+    for what, cell, size, mode, against, bound in GOALS:
+        r = found.get((cell, size, mode))
+        if r is None or against not in r["others"]:
+            rows.append(f"| {what} | {_size(size)} | ≤ {bound:.2f} | — | not measured |")
+            continue
+        ratio = r["others"][against][1]
+        verdict = "met" if ratio <= bound else "**not met**"
+        rows.append(f"| {what} | {_size(size)} | ≤ {bound:.2f} | {ratio:.2f} | {verdict} |")
+    return rows
+
+
+def _category(key) -> str:
+    filename, _, func = key
+    path = filename.replace(os.sep, "/")
+    if path.endswith("ops/matmul.py"):
+        return "GEMM (MatMul kernels)"
+    if "/ops/" in path or path.endswith(("/fused.py", "/activations.py", "/node_update.py")):
+        return "element-wise (NodeUpdate kernels)"
+    if filename == "~":
+        return "numpy calls seen by cProfile (copyto, reshape, ...)"
+    return "Python: executor, checks, API"
+
+
+def profile_forward(cell: str, size: tuple, top: int = 0) -> str:
+    """Where one forward pass spends its time, by cProfile, grouped by module.
+
+    cProfile does not see ufunc calls (``np.matmul``, ``np.tanh``, in-place operators): their
+    time counts in the Python function that made them, so the MatMul kernels' time is the
+    GEMMs' (plus a little Python), the NodeUpdate kernels' is the element-wise work.
+    """
+    steps, batch, hidden, width = size
+    model = common.build(cell, hidden, width)
+    params = model.init_params(seed=0)
+    x = np.random.default_rng(1).standard_normal((steps, batch, width)).astype(np.float32)
+
+    def call():
+        return model.forward(params, {"x": x})
+    call()
+    plain = []
+    for _ in range(5):
+        start = time.perf_counter()
+        call()
+        plain.append(time.perf_counter() - start)
+    prof = cProfile.Profile()
+    prof.runcall(call)
+    stats = pstats.Stats(prof)
+    groups: dict[str, float] = {}
+    for key, (_, _, tottime, _, _) in stats.stats.items():
+        groups[_category(key)] = groups.get(_category(key), 0.0) + tottime
+    total = sum(groups.values())
+    lines = [f"profile of {cell} forward at (T,B,H,I) = ({_size(size)}): "
+             f"{statistics.median(plain) * 1e3:.1f} ms unprofiled, {total * 1e3:.1f} ms under "
+             "cProfile"]
+    for name, secs in sorted(groups.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {secs / total:6.1%}  {secs * 1e3:8.1f} ms  {name}")
+    if top:
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+        lines.append(buf.getvalue())
+    return "\n".join(lines)
+
+
+def markdown(env: dict, records: list[dict], overhead: list[dict], profile: str | None,
+             args: str, elapsed: float) -> str:
+    """The whole RESULTS.md."""
+    out = ["# graphrnn benchmark results", "",
+           "Written by `python -m benchmarks.bench " + args + "` (also `graphrnn bench`); "
+           f"the run took {elapsed:.0f} s. Re-run it to refresh this file.", "",
+           "Float32, NumPy backend, on the CPU. Each cell is `time (ratio)`: the median time "
+           "of the other implementation and the median over rounds of graphrnn's time divided "
+           "by its time, the two timed back to back (order alternating). **Below 1× graphrnn "
+           "is faster.** `train` is forward + backward of an MSE loss on the output `y` "
+           "(all weight gradients). Every network ends in a read-out `y` (size O, "
+           "`nn.Linear` on the torch side) as the specs do.", "",
+           "- *GEMM floor*: only the matrix products graphrnn's schedule needs, in NumPy's "
+           "BLAS with preallocated operands (batched stages once over T·B rows, loop stages "
+           "T times over B rows; backward adds the source-gradient and weight-gradient "
+           "products). *torch GEMM floor*: the same products through `torch.matmul`.",
+           "- *torch.nn*: `torch.nn.RNN/LSTM/GRU` (oneDNN) + `nn.Linear`; `torch.inference_mode` "
+           "for forward. *torch loop*: the cell as a Python loop of `nn.Linear` (what people "
+           "write for a custom topology). *jax*: the cell under `jax.lax.scan`, jitted "
+           "(`value_and_grad` for train).",
+           "- All implementations get graphrnn's weights; the forward outputs are compared "
+           "before timing (column *check*, max relative difference).", "",
+           "## Machine", "", "| | |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in env.items()]
+    out += ["", "OpenBLAS picks its kernel by CPU; `OPENBLAS_CORETYPE` / `OPENBLAS_L2_SIZE` "
+            "(set on some of these machines because old OpenBLAS builds misbehave on them) "
+            "override that and slow a current numpy. The *BLAS environment* row above shows "
+            "them for this run and *BLAS* the kernel that ran (threadpoolctl). To benchmark, "
+            "unset both in that command alone: `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
+            "python -m benchmarks.bench --out benchmarks/RESULTS.md`; never in tests or CI.",
+            "", "## Results (ms)", ""]
+    head = ["cell", "T,B,H,I", "O", "mode", "graphrnn", *COLUMNS, "GFLOP", "check"]
+    out += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for r in records:
+        cells = [r["cell"], _size(r["size"]), str(r["out"]), r["mode"],
+                 f"{r['graphrnn'] * 1e3:.2f}", *[_cell(r, c, md=True) for c in COLUMNS],
+                 f"{r['gflop']:.2f}", f"{r['check']:.1e}"]
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", "## Goals (issues 3 and 4)", "",
+            "| goal | T,B,H,I | ratio at most | measured | |", "|---|---|---|---|---|",
+            *goals(records)]
+    if overhead:
+        out += ["", "## Fixed costs (µs)", "",
+                "Tiny networks (H = I = O = B = 1): the time of one call with T = 1, and the "
+                "cost of each further step ((T=101 − T=1) / 100). This is what bounds the "
+                "small sizes: per step the loop pays Python dispatch for each kernel, "
+                "whatever H is.", "", overhead_table(overhead, md=True)]
+    if profile:
+        out += ["", "## Profile", "", "```", profile, "```"]
+    return "\n".join(out) + "\n"
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

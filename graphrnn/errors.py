@@ -1,0 +1,35 @@
+"""The project's error types: one place, so callers catch exactly what they mean."""
+
+from __future__ import annotations
+
+
+class SpecError(ValueError):
+    """A spec file (or spec text) that cannot be turned into a valid network.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and, where possible, what would fix it.
+    file : str, optional
+        The spec file's path (``None`` for spec text).
+    line : int, optional
+        1-based line of the offending key.
+    key : str, optional
+        The offending key (``nodes.h.activation``, ``edges[2]``).
+    """
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None,
+                 key: str | None = None):
+        self.message, self.file, self.line, self.key = message, file, line, key
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file or "<spec>"
+        if self.line is not None:
+            where += f":{self.line}"
+        key = f" {self.key}:" if self.key else ""
+        return f"{where}:{key} {self.message}"
+
+
+class DataError(ValueError):
+    """Arrays handed to a model (inputs, parameters, states, targets) that do not fit it."""

@@ -1,0 +1,107 @@
+"""Runs a Program on a backend: the arrays of one run, the forward pass and BPTT backward."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphrnn.ir import Program
+from graphrnn.noise import Noise
+
+
+class Run:
+    """The arrays of one execution of a Program: ``steps`` steps on a batch of ``batch``.
+
+    Buffers are allocated once, time-major ``(pad + steps, batch, size)``; kernels read and
+    write windows of rows (:meth:`rows`), so the time loop allocates nothing.
+    """
+
+    def __init__(self, prog: Program, backend, params: dict, steps: int, batch: int, dtype,
+                 noise: Noise, trainable=frozenset()):
+        self.prog, self.backend, self.xp = prog, backend, backend.xp
+        self.params, self.steps, self.batch, self.dtype = params, steps, batch, dtype
+        self.trainable = frozenset(trainable)
+        self.pads = {name: b.pad for name, b in prog.buffers.items()}
+        self.arrays = {name: self.xp.empty((b.pad + steps, batch, b.size), dtype=dtype)
+                       for name, b in prog.buffers.items()}
+        self.grads: dict = {}
+        self.param_grads: dict = {}
+        #: buffers whose gradient BPTT needs (never the inputs)
+        self.grads_wanted = frozenset(n for n, b in prog.buffers.items() if b.role != "input")
+        self.uniforms = {k: backend.asarray(v, dtype) for k, v in noise.uniforms.items()}
+        self.orders = noise.orders
+        self._looped = {id(o) for s in prog.stages if s.kind == "loop" for op in s.ops
+                        for o in (*getattr(op, "ops", ()), op)}
+        self._step_views: dict = {}
+        self.kernels = [(stage, [backend.kernel(op, self) for op in stage.ops])
+                        for stage in prog.stages]
+
+    def rows(self, name: str, lo: int, hi: int, delay: int = 0, grad: bool = False):
+        """Steps ``[lo - delay, hi - delay)`` of a buffer (or of its gradient): a view."""
+        p = self.pads[name] - delay
+        return (self.grads if grad else self.arrays)[name][p + lo:p + hi]
+
+    def step_rows(self, name: str, lo: int, hi: int = 0, delay: int = 0, grad: bool = False):
+        """Step ``lo - delay`` of a buffer as a 2-D ``(B, size)`` view, for ops in a loop.
+
+        The views of every step are made once per run, so a loop step only indexes a list.
+        """
+        views = self._step_views.get((name, grad))
+        if views is None:
+            array = (self.grads if grad else self.arrays)[name]
+            views = self._step_views[(name, grad)] = list(array)
+        return views[self.pads[name] + lo - delay]
+
+    def fetcher(self, op):
+        """How a kernel of ``op`` should read windows: :meth:`step_rows` in loops, else rows."""
+        return self.step_rows if id(op) in self._looped else self.rows
+
+    def size(self, name: str) -> int:
+        return self.prog.buffers[name].size
+
+    def uniforms_at(self, node: str, lo: int, hi: int):
+        u = self.uniforms.get(node)
+        return None if u is None else u[lo:hi]
+
+    def order_at(self, node: str, t: int):
+        return self.orders[node][t]
+
+    def add_param_grad(self, name: str, g) -> None:
+        """Accumulate by summing: a parameter shared by edges or steps gets every share."""
+        if name in self.param_grads:
+            self.param_grads[name] += g
+        else:
+            self.param_grads[name] = g.copy() if g.base is not None else g
+
+    def forward(self) -> None:
+        """Run every stage: batched ops once over all steps, loops step by step."""
+        with np.errstate(over="ignore"):  # exp overflowing to inf is how sigmoid reaches 0
+            self._forward()
+
+    def _forward(self) -> None:
+        for stage, kernels in self.kernels:
+            if stage.kind == "batched":
+                for k in kernels:
+                    k.forward(0, self.steps)
+            else:
+                self.backend.loop([k.forward for k in kernels], self.steps, reverse=False)
+
+    def zero_grads(self) -> None:
+        self.grads = {n: self.xp.zeros(self.arrays[n].shape, dtype=self.dtype)
+                      for n in self.grads_wanted}
+        self._step_views = {k: v for k, v in self._step_views.items() if not k[1]}
+
+    def backward(self) -> None:
+        """BPTT: stages in reverse, loops from the last step down, weight gradients after."""
+        with np.errstate(over="ignore"):
+            self._backward()
+
+    def _backward(self) -> None:
+        for stage, kernels in reversed(self.kernels):
+            if stage.kind == "batched":
+                for k in reversed(kernels):
+                    k.backward(0, self.steps)
+            else:
+                self.backend.loop([k.backward for k in reversed(kernels)], self.steps,
+                                  reverse=True)
+            for k in kernels:
+                k.param_grads()

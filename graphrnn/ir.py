@@ -1,0 +1,224 @@
+"""The IR: buffers, three primitive ops, stages and the Program, with a checker and a printer.
+
+Every buffer is a time-major array ``(pad + T, B, size)`` whose first ``pad`` rows hold the
+initial state; row ``pad + t`` holds step ``t``. An op runs over a *window* of steps
+``[lo, hi)``: a ``batched`` stage runs each op once over ``[0, T)``, a ``loop`` stage runs its
+ops in order for every ``t`` over ``[t, t + 1)``. An op reading ``src`` at ``delay`` d reads rows
+``[lo - d, hi - d)``. So the same op means the same thing in either stage, and nothing in a
+Program depends on T. Ops declare what they read and write; the checker verifies the order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A named time-major array. ``role``: input | node | net | gemm."""
+
+    name: str
+    size: int
+    pad: int = 0
+    role: str = "node"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One parameter's share of a MatMul: ``scale * (P.T if transpose else P)``, rows ``cols``."""
+
+    param: str
+    scale: float
+    transpose: bool
+    cols: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class MatMul:
+    """``out[t] = src[t - delay] @ concat(blocks).T``: one GEMM; ``out`` has all blocks' columns."""
+
+    src: str
+    delay: int
+    blocks: tuple[Block, ...]
+    out: str
+
+    @property
+    def reads(self) -> tuple[tuple[str, int], ...]:
+        return ((self.src, self.delay),)
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return (self.out,)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One in-term of a node. ``kind`` full: columns ``cols`` of a MatMul's ``src`` buffer read
+    at the same step (or, in ``NodeUpdate.own``, ``scale * P`` applied to the node itself);
+    diagonal: ``scale * P * src[t - delay]``; identity: ``scale * src[t - delay]``."""
+
+    kind: str
+    src: str
+    delay: int = 0
+    param: str | None = None
+    scale: float = 1.0
+    cols: tuple[int, int] | None = None
+    transpose: bool = False
+
+
+@dataclass(frozen=True)
+class NodeUpdate:
+    """``out[t] = leak-mix(act(combine(terms) + bias))``, keeping the pre-activation in ``net``.
+
+    ``asynchronous`` nodes also apply ``own`` (their delay-1 self-edges) one neuron at a time
+    in the run's seeded order, each neuron seeing the newest values.
+    """
+
+    node: str
+    out: str
+    net: str
+    terms: tuple[Term, ...]
+    combine: str = "sum"
+    bias: str | None = None
+    activation: str = "identity"
+    leak: float | None = None
+    temperature: float = 1.0
+    own: tuple[Term, ...] = ()
+
+    @property
+    def asynchronous(self) -> bool:
+        return bool(self.own)
+
+    @property
+    def reads(self) -> tuple[tuple[str, int], ...]:
+        past = ((self.out, 1),) if self.leak is not None or self.own else ()
+        return tuple((t.src, t.delay) for t in self.terms) + past
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return (self.out, self.net)
+
+
+@dataclass(frozen=True)
+class Fused:
+    """Element-wise NodeUpdates of one size run as one kernel (same meaning as in sequence)."""
+
+    ops: tuple[NodeUpdate, ...]
+
+    @property
+    def reads(self) -> tuple[tuple[str, int], ...]:
+        inner = {w for op in self.ops for w in op.writes}
+        return tuple(r for op in self.ops for r in op.reads if r[0] not in inner or r[1] > 0)
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return tuple(w for op in self.ops for w in op.writes)
+
+
+Op = MatMul | NodeUpdate | Fused
+
+
+@dataclass(frozen=True)
+class Stage:
+    """``batched``: each op once over all steps; ``loop``: the ops in order, step by step."""
+
+    kind: str
+    ops: tuple[Op, ...]
+
+
+@dataclass(frozen=True)
+class Program:
+    """What a backend runs: buffers, stages in order, and the names the caller sees."""
+
+    buffers: dict[str, Buffer]
+    stages: tuple[Stage, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    meta: dict = field(default_factory=dict, compare=False)
+
+    def ops(self):
+        """Every op with its stage, in execution order."""
+        return [(stage, op) for stage in self.stages for op in stage.ops]
+
+    def replace(self, **changes) -> Program:
+        """A copy with some fields replaced."""
+        fields = dict(buffers=self.buffers, stages=self.stages, inputs=self.inputs,
+                      outputs=self.outputs, meta=self.meta)
+        return Program(**{**fields, **changes})
+
+
+class IRError(AssertionError):
+    """A Program that breaks an IR invariant (a compiler bug, never a user error)."""
+
+
+def check_program(prog: Program) -> Program:
+    """Verify a Program's invariants; return it unchanged or raise :class:`IRError`.
+
+    Each buffer is written by exactly one op (inputs by none); every read names a known buffer;
+    a same-step read (delay 0) comes after the write, in the same stage or an earlier one;
+    a delayed read stays within the buffer's history (``delay <= pad``); MatMul blocks tile
+    ``out`` exactly; term columns stay in their buffer.
+    """
+    written: dict[str, int] = {name: -1 for name in prog.inputs}
+    for i, (stage, op) in enumerate(prog.ops()):
+        if stage.kind not in ("batched", "loop"):
+            raise IRError(f"unknown stage kind {stage.kind!r}")
+        for name, delay in op.reads:
+            if name not in prog.buffers:
+                raise IRError(f"{op_label(op)} reads unknown buffer {name!r}")
+            if delay > prog.buffers[name].pad:
+                raise IRError(f"{op_label(op)} reads {name}@-{delay} beyond its history")
+            if delay == 0 and name not in written:
+                raise IRError(f"{op_label(op)} reads {name} before it is written")
+            if delay > 0 and name not in written and stage.kind != "loop":
+                raise IRError(f"{op_label(op)} reads {name}@-{delay} before it is written")
+        for name in op.writes:
+            if name not in prog.buffers:
+                raise IRError(f"{op_label(op)} writes unknown buffer {name!r}")
+            if name in written:
+                raise IRError(f"buffer {name!r} is written twice")
+            written[name] = i
+        for inner in (op.ops if isinstance(op, Fused) else (op,)):
+            _check_columns(prog, inner)
+    missing = [o for o in prog.outputs if o not in written]
+    if missing:
+        raise IRError(f"outputs never written: {missing}")
+    return prog
+
+
+def _check_columns(prog: Program, op) -> None:
+    if isinstance(op, MatMul):
+        edges = [b.cols for b in op.blocks]
+        if edges[0][0] != 0 or edges[-1][1] != prog.buffers[op.out].size or any(
+                a[1] != b[0] for a, b in zip(edges, edges[1:], strict=False)):
+            raise IRError(f"{op_label(op)} blocks {edges} do not tile {op.out}")
+        return
+    for term in op.terms + op.own:
+        if term.cols and term.cols[1] > prog.buffers[term.src].size:
+            raise IRError(f"{op_label(op)} reads columns {term.cols} outside {term.src}")
+
+
+def op_label(op: Op) -> str:
+    """A one-line description of an op."""
+    if isinstance(op, MatMul):
+        params = ", ".join(b.param + (".T" if b.transpose else "") for b in op.blocks)
+        return f"{op.out} = gemm({op.src}@-{op.delay}, [{params}])"
+    if isinstance(op, Fused):
+        return "fused{" + "; ".join(op_label(o) for o in op.ops) + "}"
+    terms = " ".join(f"{t.kind}({t.src}" + (f"@-{t.delay}" if t.delay else "")
+                     + (f"[{t.cols[0]}:{t.cols[1]}]" if t.cols else "") + ")" for t in op.terms)
+    extra = "".join([f" +{op.bias}" if op.bias else "", f" leak={op.leak}" if op.leak else "",
+                     " async" if op.own else ""])
+    return f"{op.out} = {op.activation}({op.combine}: {terms}){extra}"
+
+
+def format_program(prog: Program) -> str:
+    """The Program as text: buffers, then each stage and its ops (``inspect --schedule``)."""
+    lines = ["buffers:"]
+    for b in prog.buffers.values():
+        lines.append(f"  {b.name:<16} {b.role:<6} size={b.size}" + (f" pad={b.pad}" if b.pad else ""))
+    for i, stage in enumerate(prog.stages):
+        head = "for t in 0..T-1:" if stage.kind == "loop" else "once over all T steps:"
+        lines.append(f"stage {i} {head}")
+        lines += [f"  {op_label(op)}" for op in stage.ops]
+    return "\n".join(lines)

@@ -1,0 +1,212 @@
+"""The compiled model: ``compile``, ``init_params``, ``forward`` and ``gradients`` (the API)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphrnn import checks, config
+from graphrnn.backends import get_backend
+from graphrnn.errors import DataError
+from graphrnn.executor import Run
+from graphrnn.init import init_params
+from graphrnn.ir import Program, format_program
+from graphrnn.losses import LOSSES, loss_and_grad
+from graphrnn.network import Network
+from graphrnn.noise import draw_noise
+from graphrnn.passes import schedule
+from graphrnn.reference import state_key
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+class Model:
+    """A network compiled for one backend and dtype. Create it with :func:`compile`."""
+
+    def __init__(self, net: Network, program: Program, backend, dtype):
+        self.net, self.program, self.backend, self.dtype = net, program, backend, dtype
+
+    def __repr__(self) -> str:
+        return (f"Model({self.net.name!r}, backend={self.backend.name!r}, "
+                f"dtype={np.dtype(self.dtype).name!r})")
+
+    def schedule(self) -> str:
+        """The compiled Program as text."""
+        return format_program(self.program)
+
+    def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Fresh parameters (see :func:`graphrnn.init.default_init`), as arrays of the dtype.
+
+        Parameters
+        ----------
+        seed : int
+            Seed of ``numpy.random.default_rng``; the same seed gives the same parameters.
+        """
+        return {k: v.astype(self.dtype) for k, v in init_params(self.net, seed).items()}
+
+    def forward(self, params: dict, inputs: dict, state: dict | None = None,
+                steps: int | None = None, seed: int | None = None) -> tuple[dict, dict]:
+        """Run the network over a sequence.
+
+        Parameters
+        ----------
+        params : dict
+            Name -> array, as :meth:`init_params` returns.
+        inputs : dict
+            Input name -> array ``(T, B, size)``, time-major. ``{}`` for a network without
+            inputs (then ``steps`` says how many steps to run).
+        state : dict, optional
+            Initial states by key (``NODE``, ``NODE@-k``), each ``(B, size)``; missing keys take
+            the node's initial state. Pass a previous call's final state to continue a sequence.
+        steps : int, optional
+            Number of steps for a network without inputs.
+        seed : int, optional
+            Seed of the stochastic units and asynchronous orders (``GRAPHRNN_SEED`` if None).
+
+        Returns
+        -------
+        outputs : dict
+            Output name -> ``(T, B, size)``.
+        state : dict
+            The final state, same keys as ``state`` takes.
+        """
+        run = self._run(params, inputs, state, steps, seed)
+        with config.timed(1, "forward"):
+            run.forward()
+        return self._outputs(run), self._final_state(run)
+
+    def gradients(self, params: dict, inputs: dict, targets: dict, loss: str = "mse",
+                  state: dict | None = None, mask=None, steps: int | None = None,
+                  seed: int | None = None, return_state: bool = False):
+        """Loss and its gradient by backpropagation through time.
+
+        Parameters
+        ----------
+        params, inputs, state, steps, seed
+            As for :meth:`forward`.
+        targets : dict
+            Output name -> target: ``(T, B, size)`` for ``mse``, integer labels ``(T, B)`` for
+            ``cross_entropy``. Several targets: the loss is the sum of each output's loss.
+        loss : {"mse", "cross_entropy"}
+        mask : array ``(T, B)`` or dict output -> array, optional
+            Per-step weights (e.g. 1 on the last step only); the mean runs over masked steps.
+        return_state : bool
+            Also return the final state (to carry across chunks: truncated BPTT).
+
+        Returns
+        -------
+        loss : float
+        grads : dict
+            Same keys as ``params`` (zeros for frozen ones), plus ``"state:KEY"`` for every
+            key of a passed ``state``.
+        final_state : dict
+            Only with ``return_state=True``.
+        """
+        if loss not in LOSSES:
+            raise DataError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        for name, node in self.net.nodes.items():
+            if node.update == "asynchronous":
+                raise DataError(f"node {name!r} updates asynchronously: gradients through "
+                                "asynchronous updates are not supported")
+        run = self._run(params, inputs, state, steps, seed)
+        checks.check_targets(self.net, targets, loss, run.steps, run.batch)
+        masks = mask if isinstance(mask, dict) else {name: mask for name in targets}
+        checks.check_names("mask (an output)", masks, list(targets), required=False)
+        with config.timed(1, "forward"):
+            run.forward()
+        run.zero_grads()
+        total = 0.0
+        for name, target in targets.items():
+            m = masks.get(name)
+            if m is not None:
+                m = self.backend.asarray(checks.check_mask(name, m, run.steps, run.batch),
+                                         self.dtype)
+            y = run.rows(name, 0, run.steps)
+            value, dy = loss_and_grad(loss, y, self.backend.asarray(target, self.dtype
+                                      if loss == "mse" else np.int64), m)
+            total += value
+            run.rows(name, 0, run.steps, grad=True)[...] += dy
+        if not np.isfinite(total):
+            raise DataError(f"the loss is {total}: the forward pass overflowed")
+        with config.timed(1, "backward"):
+            run.backward()
+        grads = self._param_grads(run, state or {})
+        return (total, grads, self._final_state(run)) if return_state else (total, grads)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _run(self, params, inputs, state, steps, seed) -> Run:
+        net, b = self.net, self.backend
+        checks.check_params(net, params)
+        t, batch = checks.check_inputs(net, inputs, steps)
+        batch = checks.check_state(net, state, batch)
+        noise = draw_noise(net, t, batch, config.DEFAULT_SEED if seed is None else seed)
+        device_params = {k: b.asarray(v, self.dtype) for k, v in params.items()}
+        trainable = {k for k, p in net.params.items() if p.trainable}
+        run = Run(self.program, b, device_params, t, batch, self.dtype, noise, trainable)
+        for name in net.inputs:
+            run.rows(name, 0, t)[...] = b.asarray(inputs[name], self.dtype)
+        state = state or {}
+        for name, depth in net.history.items():
+            for k in range(1, depth + 1):
+                key = state_key(name, -k)
+                row = run.rows(name, -k, -k + 1)[0]
+                if key in state:
+                    row[...] = b.asarray(state[key], self.dtype)
+                elif name in net.nodes and net.nodes[name].init_state == "learned":
+                    row[...] = device_params[f"{name}.init"]
+                else:
+                    row.fill(0)
+        return run
+
+    def _outputs(self, run: Run) -> dict:
+        return {o: self.backend.to_numpy(run.rows(o, 0, run.steps)) for o in self.net.outputs}
+
+    def _final_state(self, run: Run) -> dict:
+        t = run.steps
+        return {state_key(name, -k): self.backend.to_numpy(run.rows(name, t - k, t - k + 1)[0])
+                for name, depth in self.net.history.items() for k in range(1, depth + 1)}
+
+    def _param_grads(self, run: Run, state: dict) -> dict:
+        grads = {}
+        for name, p in self.net.params.items():
+            g = run.param_grads.get(name)
+            if p.role == "init" and p.trainable:
+                node = name[:-len(".init")]
+                for k in range(1, self.net.history[node] + 1):
+                    if state_key(node, -k) not in state:
+                        share = run.rows(node, -k, -k + 1, grad=True)[0].sum(axis=0)
+                        g = share if g is None else g + share
+            grads[name] = (np.zeros(p.shape, dtype=self.dtype) if g is None
+                           else self.backend.to_numpy(g).astype(self.dtype, copy=False))
+        for key in state:
+            name = key.split("@")[0]
+            k = 1 if key == name else int(key.split("@-")[1])
+            if name in run.grads:
+                grads[f"state:{key}"] = self.backend.to_numpy(
+                    run.rows(name, -k, -k + 1, grad=True)[0]).copy()
+        return grads
+
+
+def compile(net: Network, backend: str = "numpy", dtype: str = "float32") -> Model:  # noqa: A001
+    """Compile a network for a backend.
+
+    Parameters
+    ----------
+    net : Network
+        From :func:`graphrnn.load_spec`.
+    backend : {"numpy", "cupy", "auto"}
+        ``auto`` picks CuPy when a GPU is usable, NumPy otherwise.
+    dtype : {"float32", "float64"}
+
+    Returns
+    -------
+    Model
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose 'float32' or 'float64'")
+    if not isinstance(net, Network):
+        raise TypeError(f"compile() takes a Network (from load_spec), not {type(net).__name__}")
+    b = get_backend(backend)
+    with config.timed(1, "compile"):
+        program = schedule(net, passes=b.passes())
+    return Model(net, program, b, DTYPES[dtype])

@@ -1,0 +1,25 @@
+"""Fused: a chain of element-wise NodeUpdates; here run member by member (the NumPy twin)."""
+
+from __future__ import annotations
+
+from graphrnn.ir import Fused
+from graphrnn.ops.node_update import NodeUpdateKernel
+
+
+class FusedKernel:
+    """Runs a :class:`~graphrnn.ir.Fused` chain as its members in order (and reversed back)."""
+
+    def __init__(self, op: Fused, run):
+        self.members = [NodeUpdateKernel(o, run) for o in op.ops]
+
+    def forward(self, lo: int, hi: int) -> None:
+        for k in self.members:
+            k.forward(lo, hi)
+
+    def backward(self, lo: int, hi: int) -> None:
+        for k in reversed(self.members):
+            k.backward(lo, hi)
+
+    def param_grads(self) -> None:
+        for k in self.members:
+            k.param_grads()

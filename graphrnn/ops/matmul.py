@@ -1,0 +1,54 @@
+"""MatMul: one GEMM over a window of steps, its VJP, and its weight gradient (one GEMM)."""
+
+from __future__ import annotations
+
+from graphrnn.ir import MatMul
+
+
+class MatMulKernel:
+    """Runs one :class:`~graphrnn.ir.MatMul` on the arrays of a run (any NumPy-like ``xp``)."""
+
+    def __init__(self, op: MatMul, run):
+        self.op, self.run, xp = op, run, run.xp
+        self.at = run.fetcher(op)
+        parts = []
+        for b in op.blocks:
+            p = run.params[b.param]
+            parts.append(b.scale * (p.T if b.transpose else p))
+        #: ``(out, src)``: the concatenated weight; its transpose is what forward multiplies by.
+        self.weight = xp.ascontiguousarray(xp.concatenate(parts, axis=0))
+        self.weight_t = xp.ascontiguousarray(self.weight.T)
+        self.grad_src = op.src in run.grads_wanted
+        self._scratch = None
+
+    def forward(self, lo: int, hi: int) -> None:
+        run, op = self.run, self.op
+        src = self.at(op.src, lo, hi, op.delay)
+        out = self.at(op.out, lo, hi)
+        run.xp.matmul(src.reshape(-1, src.shape[-1]), self.weight_t,
+                      out=out.reshape(-1, out.shape[-1]))
+
+    def backward(self, lo: int, hi: int) -> None:
+        """``d src[t - delay] += d out[t] @ W``."""
+        if not self.grad_src:
+            return
+        run, op = self.run, self.op
+        dout = self.at(op.out, lo, hi, grad=True)
+        dsrc = self.at(op.src, lo, hi, op.delay, grad=True)
+        if self._scratch is None or self._scratch.shape != dsrc.shape:
+            self._scratch = run.xp.empty_like(dsrc)
+        run.xp.matmul(dout.reshape(-1, dout.shape[-1]), self.weight,
+                      out=self._scratch.reshape(-1, dsrc.shape[-1]))
+        dsrc += self._scratch
+
+    def param_grads(self) -> None:
+        """``dW = sum_t d out[t]^T src[t - delay]``: one GEMM over every step, split per block."""
+        run, op = self.run, self.op
+        if not any(b.param in run.trainable for b in op.blocks):
+            return
+        dout = run.rows(op.out, 0, run.steps, grad=True)
+        src = run.rows(op.src, 0, run.steps, op.delay)
+        dw = dout.reshape(-1, dout.shape[-1]).T @ src.reshape(-1, src.shape[-1])
+        for b in op.blocks:
+            part = b.scale * dw[b.cols[0]:b.cols[1]]
+            run.add_param_grad(b.param, part.T if b.transpose else part)
