@@ -35,7 +35,8 @@ USER_ERRORS = (SpecError, DataError, OSError, ValueError)
 _COMMANDS: dict[str, tuple[str, tuple, Callable[[argparse.Namespace], int]]] = {}
 
 #: ``"module:function"`` adders called with the subparsers (argparse style, ``handler=``).
-ADDERS: list[str] = ["graphrnn.run_cli:add_run_command"]
+ADDERS: list[str] = ["graphrnn.run_cli:add_run_command", "graphrnn.train_cli:add_train_command",
+                     "graphrnn.train_cli:add_task_command"]
 
 
 def arg(*flags: str, **kwargs) -> tuple[tuple[str, ...], dict]:
@@ -73,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
     for spec in ADDERS:
         module, _, function = spec.partition(":")
-        if importlib.util.find_spec(module) is not None:
-            getattr(importlib.import_module(module), function)(subs)
+        getattr(importlib.import_module(module), function)(subs)
     return parser
 
 
@@ -142,13 +142,23 @@ def check(args: argparse.Namespace) -> int:
             arg("--format", "-f", choices=("text", "json", "dot", "svg", "png"), default=None,
                 help="output format (default: from the -o suffix, else text); svg and png "
                      "need Graphviz's dot"),
-            arg("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)"))
+            arg("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)"),
+            arg("--schedule", action="store_true",
+                help="print the compiled Program (stages and ops) instead of the unrolled graph"))
 def inspect(args: argparse.Namespace) -> int:
-    """``graphrnn inspect SPEC --steps T --format F [-o FILE]``."""
+    """``graphrnn inspect SPEC --steps T --format F [-o FILE]`` or ``--schedule``."""
     from graphrnn import render
     from graphrnn.spec import load_spec
     from graphrnn.unroll import unroll
 
+    if args.schedule:
+        from graphrnn.model import compile as compile_net
+        text = compile_net(load_spec(Path(args.spec))).schedule() + "\n"
+        if args.output:
+            render.write_atomic(args.output, text)
+        else:
+            sys.stdout.write(text)
+        return 0
     fmt = args.format
     if fmt is None:
         suffix = Path(args.output).suffix.lstrip(".").lower() if args.output else ""
@@ -173,6 +183,37 @@ def inspect(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(data)
     return 0
+
+
+@subcommand("hopfield", "store the bundled letters in a Hopfield net, corrupt and recall them",
+            arg("--out", default="out", help="folder for hopfield_recall.png (default out)"),
+            arg("--noise", type=float, default=0.15, help="fraction of pixels flipped"),
+            arg("--rule", default="pseudo_inverse", choices=("hebbian", "storkey",
+                                                              "pseudo_inverse")),
+            arg("--seed", type=int, default=0),
+            arg("--backend", default="numpy", choices=("numpy", "cupy", "auto")))
+def hopfield(args: argparse.Namespace) -> int:
+    """``graphrnn hopfield``: the recall demo of :func:`graphrnn.hopfield.demo`."""
+    from graphrnn.hopfield import demo
+
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    print(demo(args.out, seed=args.seed, noise=args.noise, rule=args.rule,
+               backend=args.backend))
+    return 0
+
+
+@subcommand("bench", "time graphrnn against PyTorch (and JAX) on this machine",
+            arg("bench_args", nargs=argparse.REMAINDER,
+                help="arguments of benchmarks/bench.py (try: graphrnn bench --help-bench)"))
+def bench(args: argparse.Namespace) -> int:
+    """``graphrnn bench ...``: runs ``benchmarks/bench.py`` of a source checkout."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+    if not script.exists():
+        raise OSError(f"graphrnn bench needs a source checkout: {script} does not exist")
+    sys.path.insert(0, str(script.parent.parent))
+    module = importlib.import_module("benchmarks.bench")
+    rest = ["--help" if a == "--help-bench" else a for a in args.bench_args]
+    return int(module.main(rest) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -191,7 +191,8 @@ def _backward_member(e: _Emitter, op: NodeUpdate, no_grad: set[str],
             continue
         d = "dn" + "".join(f" * a{m}" for m in range(len(op.terms)) if m != i and product)
         if term.kind == "full":
-            target = f"{e.ptr('grad', term.src, True)}[{e.index(term.src, 0, f'{term.cols[0]} + j')}]"
+            col = f"{term.cols[0]} + j"
+            target = f"{e.ptr('grad', term.src, True)}[{e.index(term.src, 0, col)}]"
             lines.append(f"    {target} += {d};")
             continue
         if term.kind == "diagonal":

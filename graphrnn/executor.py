@@ -21,7 +21,7 @@ class Run:
         self.params, self.steps, self.batch, self.dtype = params, steps, batch, dtype
         self.trainable = frozenset(trainable)
         self.pads = {name: b.pad for name, b in prog.buffers.items()}
-        self.arrays = {name: self.xp.empty((b.pad + steps, batch, b.size), dtype=dtype)
+        self.arrays = {name: backend.empty(("buf", name), (b.pad + steps, batch, b.size), dtype)
                        for name, b in prog.buffers.items()}
         self.grads: dict = {}
         self.param_grads: dict = {}
@@ -86,7 +86,7 @@ class Run:
                 self.backend.loop([k.forward for k in kernels], self.steps, reverse=False)
 
     def zero_grads(self) -> None:
-        self.grads = {n: self.xp.zeros(self.arrays[n].shape, dtype=self.dtype)
+        self.grads = {n: self.backend.zeros(("grad", n), self.arrays[n].shape, self.dtype)
                       for n in self.grads_wanted}
         self._step_views = {k: v for k, v in self._step_views.items() if not k[1]}
 

@@ -25,17 +25,20 @@ class Buffer:
 
 @dataclass(frozen=True)
 class Block:
-    """One parameter's share of a MatMul: ``scale * (P.T if transpose else P)``, rows ``cols``."""
+    """One parameter's share of a MatMul: ``scale * (P.T if transpose else P)``, rows ``cols``,
+    plus the vector ``bias`` on those columns when one was folded in."""
 
     param: str
     scale: float
     transpose: bool
     cols: tuple[int, int]
+    bias: str | None = None
 
 
 @dataclass(frozen=True)
 class MatMul:
-    """``out[t] = src[t - delay] @ concat(blocks).T``: one GEMM; ``out`` has all blocks' columns."""
+    """``out[t] = src[t - delay] @ concat(blocks).T (+ biases)``: one GEMM into all blocks'
+    columns."""
 
     src: str
     delay: int
@@ -201,11 +204,13 @@ def _check_columns(prog: Program, op) -> None:
 def op_label(op: Op) -> str:
     """A one-line description of an op."""
     if isinstance(op, MatMul):
-        params = ", ".join(b.param + (".T" if b.transpose else "") for b in op.blocks)
+        params = ", ".join(b.param + (".T" if b.transpose else "")
+                           + (f" +{b.bias}" if b.bias else "") for b in op.blocks)
         return f"{op.out} = gemm({op.src}@-{op.delay}, [{params}])"
     if isinstance(op, Fused):
         return "fused{" + "; ".join(op_label(o) for o in op.ops) + "}"
-    terms = " ".join(f"{t.kind}({t.src}" + (f"@-{t.delay}" if t.delay else "")
+    terms = " ".join((f"{t.scale:g}*" if t.scale != 1 else "") + f"{t.kind}({t.src}"
+                     + (f"@-{t.delay}" if t.delay else "")
                      + (f"[{t.cols[0]}:{t.cols[1]}]" if t.cols else "") + ")" for t in op.terms)
     extra = "".join([f" +{op.bias}" if op.bias else "", f" leak={op.leak}" if op.leak else "",
                      " async" if op.own else ""])
@@ -216,9 +221,15 @@ def format_program(prog: Program) -> str:
     """The Program as text: buffers, then each stage and its ops (``inspect --schedule``)."""
     lines = ["buffers:"]
     for b in prog.buffers.values():
-        lines.append(f"  {b.name:<16} {b.role:<6} size={b.size}" + (f" pad={b.pad}" if b.pad else ""))
+        pad = f" pad={b.pad}" if b.pad else ""
+        lines.append(f"  {b.name:<16} {b.role:<6} size={b.size}{pad}")
     for i, stage in enumerate(prog.stages):
         head = "for t in 0..T-1:" if stage.kind == "loop" else "once over all T steps:"
         lines.append(f"stage {i} {head}")
-        lines += [f"  {op_label(op)}" for op in stage.ops]
+        for op in stage.ops:
+            if isinstance(op, Fused):
+                lines.append("  fused kernel:")
+                lines += [f"    {op_label(o)}" for o in op.ops]
+            else:
+                lines.append(f"  {op_label(op)}")
     return "\n".join(lines)

@@ -5,9 +5,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 from graphrnn import config
-from graphrnn.ir import Block, Buffer, Fused, MatMul, NodeUpdate, Program, Stage, Term, check_program
-from graphrnn.ir import format_program
 from graphrnn.fusion import fuse_elementwise
+from graphrnn.ir import (
+    Buffer,
+    Fused,
+    MatMul,
+    NodeUpdate,
+    Program,
+    Stage,
+    Term,
+    check_program,
+    format_program,
+)
 from graphrnn.lower import lower
 from graphrnn.network import Network
 
@@ -89,6 +98,44 @@ def _rename_terms(op, renamed: dict):
     return replace(op, terms=tuple(terms))
 
 
+def fold_biases_into_projections(prog: Program) -> Program:
+    """Add a summing node's bias in a MatMul of a batched stage that feeds it, not per step.
+
+    The hoisted input projection of a loop node then carries the bias (``U·x + b``, as a
+    ``Linear`` layer does), saving one pass over the node's values at every step.
+    """
+    batched = {op.out: op for s in prog.stages if s.kind == "batched" for op in s.ops
+               if isinstance(op, MatMul)}
+    folded: dict[str, dict[tuple[int, int], str]] = {}
+
+    def fold(op: NodeUpdate) -> NodeUpdate:
+        if op.bias is None or op.combine != "sum":
+            return op
+        for t in op.terms:
+            if t.kind == "full" and t.src in batched:
+                folded.setdefault(t.src, {})[t.cols] = op.bias
+                return replace(op, bias=None)
+        return op
+
+    stages = [Stage(s.kind, tuple(_map_updates(op, fold) for op in s.ops)) for s in prog.stages]
+
+    def with_bias(op):
+        if not isinstance(op, MatMul) or op.out not in folded:
+            return op
+        return replace(op, blocks=tuple(replace(b, bias=folded[op.out].get(b.cols))
+                                        for b in op.blocks))
+
+    return prog.replace(stages=tuple(Stage(s.kind, tuple(with_bias(op) for op in s.ops))
+                                     for s in stages))
+
+
+def _map_updates(op, fn):
+    """Apply ``fn`` to a NodeUpdate, or to each member of a Fused op."""
+    if isinstance(op, Fused):
+        return Fused(tuple(fn(o) for o in op.ops))
+    return fn(op) if isinstance(op, NodeUpdate) else op
+
+
 def merge_batched_stages(prog: Program) -> Program:
     """Join neighbouring batched stages: they run back to back anyway."""
     stages: list[Stage] = []
@@ -101,7 +148,7 @@ def merge_batched_stages(prog: Program) -> Program:
 
 
 PASSES = [hoist_input_projections, merge_batched_stages, merge_shared_input_gemms,
-          fuse_elementwise]
+          fold_biases_into_projections, fuse_elementwise]
 
 
 def schedule(net: Network, passes=None) -> Program:

@@ -56,7 +56,7 @@ def reference_forward(net: Network, params: dict, inputs: dict, state: dict | No
         elif attrs["op"] == "init":
             values[vertex] = _initial(net, p, state, name, t, batch)
         else:
-            values[vertex] = _node_value(net, dag, p, values, noise, vertex, name, t)
+            values[vertex] = _node_value(net, dag, p, values, noise, vertex, batch)
     outputs = {o: np.stack([values[f"{o}@{t}"] for t in range(steps)]) for o in net.outputs}
     final = {state_key(name, -k): values[f"{name}@{steps - k}"]
              for name, depth in net.history.items() for k in range(1, depth + 1)}
@@ -81,7 +81,8 @@ def _term(params, edge, x):
     return edge["scale"] * x
 
 
-def _node_value(net, dag, params, values, noise, vertex, name, t):
+def _node_value(net, dag, params, values, noise, vertex, batch):
+    name, t = dag.nodes[vertex]["node"], dag.nodes[vertex]["t"]
     node = net.nodes[name]
     act = ACTIVATIONS[node.activation]
     bias = params[f"{name}.bias"] if net.has_bias(name) else 0.0
@@ -95,7 +96,6 @@ def _node_value(net, dag, params, values, noise, vertex, name, t):
             own.append(edge)
         else:
             terms.append(_term(params, edge, values[src]))
-    batch = prev.shape[0] if prev is not None else values[next(iter(dag.predecessors(vertex)))].shape[0]
     combine = np.prod if node.combine == "product" else np.sum
     other = combine(terms, axis=0) if terms else np.zeros((batch, node.size))
     u = noise.uniforms[name][t] if name in noise.uniforms else None

@@ -258,9 +258,9 @@ class Progress:
             self.bar.close()
             self.bar = None
         elif self.enabled:
-            self._line(f"epoch {h['epoch']}/{self.epochs}  {text}", force=True)
+            self._line(f"epoch {h['epoch']}/{self.epochs}  {text}")
 
-    def _line(self, text: str, force: bool = False) -> None:
+    def _line(self, text: str) -> None:
         self.stream.write("\r" + text.ljust(self.width))
         self.stream.flush()
         self.width, self.last = len(text), time.monotonic()

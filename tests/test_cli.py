@@ -159,3 +159,13 @@ def test_python_dash_m(tmp_path):
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "algebraic loop p -> q -> p" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_warnings_are_one_line_and_exit_0(tmp_path, capsys):
+    spec = tmp_path / "dead.yaml"
+    spec.write_text("inputs: {x: 2}\nnodes: {h: 2, dead: 2}\nedges: [x -> h, h -> dead]\n"
+                    "outputs: [h]\n")
+    code, out, err = run(capsys, "check", str(spec))
+    assert code == 0 and "network dead" in out
+    assert err == f"graphrnn: warning: {spec}:2: node(s) dead reach no output; they are " \
+                  "computed but never used (add them to outputs or remove them)\n"

@@ -23,7 +23,8 @@ def elman():
 @pytest.mark.parametrize("change, message", [
     (lambda p, x: (p, {"z": x}), "unknown input 'z'"),
     (lambda p, x: (p, {}), "missing input 'x'"),
-    (lambda p, x: (p, {"x": x[..., :3]}), r"input 'x' has shape \(5, 2, 3\), expected \(\?, \?, 8\)"),
+    (lambda p, x: (p, {"x": x[..., :3]}),
+     r"input 'x' has shape \(5, 2, 3\), expected \(\?, \?, 8\)"),
     (lambda p, x: (p, {"x": x[0]}), "input 'x' has shape"),
     (lambda p, x: (p, {"x": x[:0]}), "at least one step"),
     (lambda p, x: (p, {"x": np.where(x == 0, np.nan, x)}), "input 'x' contains NaN"),

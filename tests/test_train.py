@@ -115,19 +115,14 @@ def test_params_passed_in_are_not_modified_and_frozen_params_stay():
     assert not np.array_equal(result.params["y.bias"], before["y.bias"])
 
 
-def test_early_stopping_triggers():
+def test_early_stopping_triggers_and_the_best_epoch_has_the_lowest_val_loss():
     data, _ = linear_data(batch=20)
     result = train(StubModel(), StubModel().init_params(), data, lr=0.0, epochs=50, patience=2,
                    **quiet())
     assert result.stopped_reason == "early_stopping"
     assert len(result.history) == 3 and result.best_epoch == 1
-
-
-def test_restore_best_returns_the_best_epoch():
-    data, _ = linear_data(batch=20)
     best = train(StubModel(), StubModel().init_params(), data, lr=0.05, epochs=6, **quiet())
-    losses = [h["val_loss"] for h in best.history]
-    assert best.best_epoch == int(np.argmin(losses)) + 1
+    assert best.best_epoch == int(np.argmin([h["val_loss"] for h in best.history])) + 1
 
 
 def run_to_end(model, data, tmp_path, **kw):

@@ -26,6 +26,16 @@ class Backend:
     def to_numpy(self, array) -> np.ndarray:
         return np.asarray(array)
 
+    def empty(self, key: tuple, shape: tuple, dtype):
+        """An array for a run's buffer ``key`` (``("buf", name)``, ``("grad", name)``). A backend
+        may hand out the same memory to the next run of the same shape (CUDA graphs need stable
+        addresses); the default is fresh memory."""
+        return self.xp.empty(shape, dtype=dtype)
+
+    def zeros(self, key: tuple, shape: tuple, dtype):
+        """As :meth:`empty`, filled with zeros."""
+        return self.xp.zeros(shape, dtype=dtype)
+
     def kernel(self, op, run):
         if isinstance(op, MatMul):
             return MatMulKernel(op, run)

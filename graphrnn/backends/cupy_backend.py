@@ -1,16 +1,241 @@
-"""The CuPy backend (placeholder by the lead: helper-4 replaces this file)."""
+"""The CuPy backend: fused CUDA kernels, cuBLAS GEMMs on raw rows, time loops as CUDA graphs.
+
+Importing this module never imports CuPy; :func:`available` and :class:`CupyBackend` do.
+Buffers, gradients and the parameter copies the kernels read come from a pool kept per backend
+(per compiled model), so a run of the same shape reuses the same device addresses: a loop is
+run step by step the first time it is seen, captured as a CUDA graph (``Stream.begin_capture``)
+the second time and replayed from then on. The graph's key includes every address it touches,
+so a replay never writes memory the current run does not own. ``GRAPHRNN_CUDA_GRAPHS=0`` turns
+graphs off; ``GRAPHRNN_POOL_MB`` bounds the pool (default 8192).
+"""
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 
-def why_not() -> str:
-    try:
-        import cupy
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # noqa: BLE001
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return ""
+import numpy as np
+
+from graphrnn import config
+from graphrnn.backends.base import Backend
+from graphrnn.backends.cuda_ops import device_kernel
+from graphrnn.codegen_cuda import expand_includes
+
+_STATUS: list = []
+_OPS = {"N": 0, "T": 1}  # cublasOperation_t
+_MAX_GRAPHS = 32
+
+
+def why_not() -> str | None:
+    """Why the CuPy backend cannot run here (``None`` when it can). Probed once."""
+    if not _STATUS:
+        _STATUS.append(_probe())
+    return _STATUS[0]
 
 
 def available() -> bool:
-    return why_not() == ""
+    """Whether CuPy is installed and a CUDA device answers."""
+    return why_not() is None
+
+
+def _probe() -> str | None:
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a CuPy built for another CUDA
+        return f"CuPy is not importable ({type(exc).__name__}: {exc}); pip install graphrnn[cuda]"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "CuPy found no CUDA device"
+        cupy.asnumpy(cupy.zeros(1) + 1)
+    except Exception as exc:
+        return f"no usable CUDA device ({type(exc).__name__}: {exc})"
+    return None
+
+
+class _Module:
+    """A CUDA source compiled by CuPy (NVRTC, cached on disk by CuPy); functions by name."""
+
+    def __init__(self, cupy, source: str):
+        self.raw = cupy.RawModule(code=expand_includes(source))
+        self.functions: dict = {}
+
+    def launch(self, name: str, grid: tuple, block: tuple, args: tuple) -> None:
+        fn = self.functions.get(name)
+        if fn is None:
+            fn = self.functions[name] = self.raw.get_function(name)
+        fn(grid, block, args)
+
+
+class CupyBackend(Backend):
+    """Runs Programs on an NVIDIA GPU with CuPy.
+
+    MatMuls are cuBLAS calls on rows of the time-major buffers (no copies); Fused ops and
+    element-wise NodeUpdates are generated kernels (:mod:`graphrnn.codegen_cuda`); softmax and
+    asynchronous nodes use ``kernels/softmax.cu`` and ``kernels/hopfield_async.cu``. Loop
+    stages are replayed as CUDA graphs; nothing in a step synchronises with the host.
+    """
+
+    name = "cupy"
+
+    def __init__(self):
+        import cupy
+        from cupy_backends.cuda.libs import cublas
+
+        self.xp = cupy
+        self._cublas = cublas
+        self._handle = cupy.cuda.device.get_cublas_handle()
+        self._stream = None
+        self._setup()
+
+    def _setup(self) -> None:
+        self._pool: OrderedDict = OrderedDict()
+        self._pool_bytes = 0
+        self.pool_limit = int(float(os.environ.get("GRAPHRNN_POOL_MB", "8192")) * 2**20)
+        self._modules: dict[str, object] = {}
+        self._graphs: OrderedDict = OrderedDict()
+        self._seen: OrderedDict = OrderedDict()
+        self._scalars: dict = {}
+        self.graphs = os.environ.get("GRAPHRNN_CUDA_GRAPHS", "1") not in ("", "0")
+        self._said: set[str] = set()
+
+    # -- arrays ------------------------------------------------------------------------------
+
+    def asarray(self, array, dtype):
+        return self.xp.asarray(array, dtype=dtype)
+
+    def to_numpy(self, array) -> np.ndarray:
+        return self.xp.asnumpy(array)
+
+    def ptr(self, array) -> int:
+        return array.data.ptr
+
+    def synchronize(self) -> None:
+        self.xp.cuda.get_current_stream().synchronize()
+
+    def empty(self, key, shape, dtype):
+        """The pool's array for ``key`` and this shape: the same memory as the last run's."""
+        k = (key, tuple(shape), np.dtype(dtype).str)
+        array = self._pool.get(k)
+        if array is not None:
+            self._pool.move_to_end(k)
+            return array
+        array = self.xp.empty(shape, dtype=dtype)
+        self._pool[k] = array
+        self._pool_bytes += array.nbytes
+        while self._pool_bytes > self.pool_limit and len(self._pool) > 1:
+            _, old = self._pool.popitem(last=False)  # a live run keeps its own reference
+            self._pool_bytes -= old.nbytes
+        return array
+
+    def zeros(self, key, shape, dtype):
+        array = self.empty(key, shape, dtype)
+        array.fill(0)
+        return array
+
+    def ones(self, n: int, dtype):
+        """A pool vector of ``n`` ones (for bias GEMMs)."""
+        fresh = (("ones", n), (n,), np.dtype(dtype).str) not in self._pool
+        array = self.empty(("ones", n), (n,), dtype)
+        if fresh:
+            array.fill(1)
+        return array
+
+    def stable(self, key, array):
+        """A pool copy of ``array`` (parameters, noise): same address in every run of a shape."""
+        out = self.empty(key, array.shape, array.dtype)
+        out[...] = array
+        return out
+
+    # -- kernels -----------------------------------------------------------------------------
+
+    def module(self, source: str):
+        """``source`` compiled (once per backend; CuPy also caches the binary on disk)."""
+        mod = self._modules.get(source)
+        if mod is None:
+            mod = self._modules[source] = _Module(self.xp, source)
+        return mod
+
+    def gemm(self, transa: str, transb: str, m: int, n: int, k: int, a, lda: int, b, ldb: int,
+             beta: float, c, ldc: int) -> None:
+        """Column-major ``C = op(A) op(B) + beta C`` (cuBLAS); ``a``, ``b``, ``c`` are
+        ``(array, element offset)`` pairs, so rows of a buffer need no view or copy."""
+        (av, ao), (bv, bo), (cv, co) = a, b, c
+        item = cv.itemsize
+        fn = self._cublas.sgemm if cv.dtype == np.float32 else self._cublas.dgemm
+        fn(self._handle, _OPS[transa], _OPS[transb], m, n, k,
+           self._scalar(cv.dtype, 1.0).ctypes.data, av.data.ptr + int(ao) * item, lda,
+           bv.data.ptr + int(bo) * item, ldb, self._scalar(cv.dtype, beta).ctypes.data,
+           cv.data.ptr + int(co) * item, ldc)
+
+    def _scalar(self, dtype, value: float) -> np.ndarray:
+        key = (np.dtype(dtype).str, value)
+        s = self._scalars.get(key)
+        if s is None:
+            s = self._scalars[key] = np.array(value, dtype=dtype)
+        return s
+
+    def kernel(self, op, run):
+        k = device_kernel(op, run, self)
+        return k if k is not None else super().kernel(op, run)
+
+    # -- the time loop -----------------------------------------------------------------------
+
+    def loop(self, steps_fns, steps: int, reverse: bool) -> None:
+        """Run the steps; replay a CUDA graph of them when this loop was seen before."""
+        kernels = [getattr(fn, "__self__", None) for fn in steps_fns]
+        if not (self.graphs and steps > 1
+                and all(getattr(k, "capturable", False) for k in kernels)):
+            if self.graphs and steps > 1:
+                self._say("[graphrnn] cuda graph: a loop op has no capturable kernel; "
+                          "launching step by step")
+            return super().loop(steps_fns, steps, reverse)
+        key = (steps, reverse, kernels[0].batch,
+               tuple((id(k.op), fn.__name__) for k, fn in zip(kernels, steps_fns, strict=True)),
+               tuple(k.pointers(fn.__name__ == "backward")
+                     for k, fn in zip(kernels, steps_fns, strict=True)))
+        graph = self._graphs.get(key)
+        if graph is None:
+            if key not in self._seen:  # first sight: run plainly (compiles, loads modules)
+                self._remember(self._seen, key, True)
+                return super().loop(steps_fns, steps, reverse)
+            graph = self._capture(steps_fns, steps, reverse)
+            if graph is None:
+                return super().loop(steps_fns, steps, reverse)
+            self._remember(self._graphs, key, graph)
+        else:
+            self._graphs.move_to_end(key)
+        self._replay(graph)
+
+    def _replay(self, graph) -> None:
+        graph.launch(stream=self.xp.cuda.get_current_stream())
+
+    def _capture(self, steps_fns, steps: int, reverse: bool):
+        cupy = self.xp
+        if self._stream is None:
+            self._stream = cupy.cuda.Stream(non_blocking=True)
+        stream = self._stream
+        try:
+            with stream:
+                stream.begin_capture()
+                try:
+                    Backend.loop(self, steps_fns, steps, reverse)
+                finally:
+                    graph = stream.end_capture()
+        except Exception as exc:  # an op that cannot be captured: plain launches instead
+            self.graphs = False
+            config.debug(1, f"[graphrnn] cuda graph capture failed ({type(exc).__name__}: "
+                            f"{exc}); launching step by step from now on")
+            return None
+        config.debug(1, f"[graphrnn] cuda graph: captured a loop of {steps} steps "
+                        f"({len(steps_fns)} ops a step)")
+        return graph
+
+    def _remember(self, table: OrderedDict, key, value) -> None:
+        table[key] = value
+        while len(table) > _MAX_GRAPHS:
+            table.popitem(last=False)
+
+    def _say(self, message: str) -> None:
+        if message not in self._said:
+            self._said.add(message)
+            config.debug(1, message)

@@ -18,6 +18,11 @@ class MatMulKernel:
         #: ``(out, src)``: the concatenated weight; its transpose is what forward multiplies by.
         self.weight = xp.ascontiguousarray(xp.concatenate(parts, axis=0))
         self.weight_t = xp.ascontiguousarray(self.weight.T)
+        self.bias = None
+        if any(b.bias for b in op.blocks):
+            self.bias = xp.concatenate([
+                run.params[b.bias] if b.bias else xp.zeros(b.cols[1] - b.cols[0], run.dtype)
+                for b in op.blocks])
         self.grad_src = op.src in run.grads_wanted
         self._scratch = None
 
@@ -27,6 +32,8 @@ class MatMulKernel:
         out = self.at(op.out, lo, hi)
         run.xp.matmul(src.reshape(-1, src.shape[-1]), self.weight_t,
                       out=out.reshape(-1, out.shape[-1]))
+        if self.bias is not None:
+            out += self.bias
 
     def backward(self, lo: int, hi: int) -> None:
         """``d src[t - delay] += d out[t] @ W``."""
@@ -44,9 +51,12 @@ class MatMulKernel:
     def param_grads(self) -> None:
         """``dW = sum_t d out[t]^T src[t - delay]``: one GEMM over every step, split per block."""
         run, op = self.run, self.op
+        dout = run.rows(op.out, 0, run.steps, grad=True)
+        for b in op.blocks:
+            if b.bias in run.trainable:
+                run.add_param_grad(b.bias, dout[..., b.cols[0]:b.cols[1]].sum(axis=(0, 1)))
         if not any(b.param in run.trainable for b in op.blocks):
             return
-        dout = run.rows(op.out, 0, run.steps, grad=True)
         src = run.rows(op.src, 0, run.steps, op.delay)
         dw = dout.reshape(-1, dout.shape[-1]).T @ src.reshape(-1, src.shape[-1])
         for b in op.blocks:
