@@ -14,6 +14,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -40,42 +41,66 @@ def optional(name: str):
         return None
 
 
+#: Seconds to pause when switching libraries: idle OpenBLAS workers spin for about 2**28
+#: cycles (~0.13 s here) and torch's OpenMP workers for a while too; on 2 cores a spinning
+#: pool of one library slows the next call of the other by up to 5x.
+COOLDOWN = 0.2
+
+
+class Timer:
+    """Times calls, pausing first whenever the library differs from the last call's."""
+
+    def __init__(self, cooldown: float = COOLDOWN):
+        self.cooldown, self.last = cooldown, None
+
+    def __call__(self, fn: Callable[[], object], lib: str) -> float:
+        if self.last is not None and lib != self.last:
+            time.sleep(self.cooldown)
+        self.last = lib
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+
 def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
-def measure(ours: Callable, others: dict[str, Callable], budget: float, reps: tuple[int, int]
+def measure(ours: Callable, others: dict[str, tuple[Callable, str]], budget: float,
+            reps: tuple[int, int], cooldown: float = COOLDOWN
             ) -> tuple[float, dict[str, tuple[float, float]]]:
-    """Time ``ours`` against each of ``others`` side by side.
+    """Time ``ours`` (a NumPy caller) against each of ``others`` (name -> (fn, library)).
 
     Each round times ours and each other back to back (the order alternating between
-    rounds). Returns ours' median time and, per other, ``(median time, median ratio)`` where
-    a ratio is ours over theirs within one pair. The number of rounds fits ``budget``
-    seconds, within ``reps = (least, most)``.
+    rounds), pausing ``cooldown`` s between calls of different libraries. Returns ours'
+    median time and, per other, ``(median time, median ratio)`` where a ratio is ours over
+    theirs within one pair. Rounds run until ``budget`` seconds have passed, at least
+    ``reps[0]`` and at most ``reps[1]`` of them.
     """
-    for _ in range(2):  # warm-up: caches, JIT compilation, allocator pools
-        ours()
-        for fn in others.values():
-            fn()
-    round_s = sum(timed(ours) + timed(fn) for fn in others.values()) or timed(ours)
-    rounds = int(min(max(budget / max(round_s, 1e-9), reps[0]), reps[1]))
+    timer = Timer(cooldown)
+    timer(ours, "numpy")  # warm-up: caches, JIT compilation, allocator pools
+    for fn, lib in others.values():
+        timer(fn, lib)
+        timer(fn, lib)
     mine: list[float] = []
     times: dict[str, list[float]] = {k: [] for k in others}
     ratios: dict[str, list[float]] = {k: [] for k in others}
     gc.collect()
-    for r in range(rounds):
-        for name, fn in others.items():
+    start, r = time.perf_counter(), 0
+    while r < reps[0] or (r < reps[1] and time.perf_counter() - start < budget):
+        for name, (fn, lib) in others.items():
             if r % 2:
-                b, a = timed(fn), timed(ours)
+                b, a = timer(fn, lib), timer(ours, "numpy")
             else:
-                a, b = timed(ours), timed(fn)
+                a, b = timer(ours, "numpy"), timer(fn, lib)
             mine.append(a)
             times[name].append(b)
             ratios[name].append(a / b)
         if not others:
-            mine.append(timed(ours))
+            mine.append(timer(ours, "numpy"))
+        r += 1
     med = statistics.median
     return med(mine), {k: (med(times[k]), med(ratios[k])) for k in others}
 
@@ -85,7 +110,8 @@ def rel_err(a, b) -> float:
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
 
-def run_case(cell: str, size: tuple, modes, libs: dict, budget: float, reps) -> list[dict]:
+def run_case(cell: str, size: tuple, modes, libs: dict, budget: float, reps,
+             cooldown: float = COOLDOWN) -> list[dict]:
     """Benchmark one cell at one size in each mode; returns one record per mode."""
     steps, batch, hidden, width = size
     model = common.build(cell, hidden, width)
@@ -107,18 +133,18 @@ def run_case(cell: str, size: tuple, modes, libs: dict, budget: float, reps) -> 
     for mode in modes:
         train = mode == "train"
         shapes = common.gemm_shapes(model.program, steps, batch, backward=train)
-        others = {"GEMM floor": common.gemm_floor(shapes)}
-        if libs.get("torch") is not None:
-            others["torch GEMM floor"] = common.gemm_floor(shapes, torch=libs["torch"])
+        others = {"GEMM floor": (common.gemm_floor(shapes), "numpy")}
+        if libs.get("torch") is not None and not train:
+            others["torch GEMM floor"] = (common.gemm_floor(shapes, torch=libs["torch"]), "torch")
         for impl in impls:
-            others[impl.name] = impl.train_step if train else impl.forward
+            others[impl.name] = (impl.train_step if train else impl.forward, impl.lib)
         if train:
             def ours():
                 return model.gradients(params, {"x": x}, {"y": y}, loss="mse")
         else:
             def ours():
                 return model.forward(params, {"x": x})
-        mine, theirs = measure(ours, others, budget, reps)
+        mine, theirs = measure(ours, others, budget, reps, cooldown)
         flops = sum(2 * c * m * k * n for c, m, k, n in shapes)
         records.append({"cell": cell, "size": size, "out": out_size, "mode": mode,
                         "graphrnn": mine, "others": theirs, "check": check, "gflop": flops / 1e9})
@@ -126,7 +152,7 @@ def run_case(cell: str, size: tuple, modes, libs: dict, budget: float, reps) -> 
     return records
 
 
-def per_call_overhead(libs: dict, quick: bool) -> list[dict]:
+def per_call_overhead(libs: dict, quick: bool, cooldown: float = COOLDOWN) -> list[dict]:
     """graphrnn's fixed costs at tiny sizes (H = I = O = B = 1): a call of one step, the cost
     of each further step (from T = 1 and T = 101), forward and forward+backward; torch's
     for comparison."""
@@ -135,20 +161,21 @@ def per_call_overhead(libs: dict, quick: bool) -> list[dict]:
     for cell in ("elman", "lstm", "gru"):
         model = common.build(cell, 1, 1, 1)
         params = model.init_params(seed=0)
-        row = {"cell": cell}
+        row: dict = {"cell": cell}
         for steps in (1, 101):
             x = np.zeros((steps, 1, 1), np.float32)
-            y = np.zeros((steps, 1, 1), np.float32)
-            fwd = _best_of(lambda x=x: model.forward(params, {"x": x}), n)
-            trn = _best_of(lambda x=x, y=y: model.gradients(params, {"x": x}, {"y": y}), n)
-            row[f"forward T={steps}"], row[f"train T={steps}"] = fwd, trn
-            if libs.get("torch") is not None and steps == 1:
-                impl = refs.torch_nn(libs["torch"], cell, params, x, y)
-                row["torch.nn forward T=1"] = _best_of(impl.forward, n)
-                impl = refs.torch_loop(libs["torch"], cell, params, x, y)
-                row["torch loop forward T=1"] = _best_of(impl.forward, n)
+            data = ({"x": x}, {"y": x})
+            row[f"forward T={steps}"] = _best_of(partial(model.forward, params, data[0]), n)
+            row[f"train T={steps}"] = _best_of(partial(model.gradients, params, *data), n)
         row["forward per step"] = (row["forward T=101"] - row["forward T=1"]) / 100
         row["train per step"] = (row["train T=101"] - row["train T=1"]) / 100
+        if libs.get("torch") is not None:
+            time.sleep(cooldown)
+            x = np.zeros((1, 1, 1), np.float32)
+            for impl in (refs.torch_nn(libs["torch"], cell, params, x, x),
+                         refs.torch_loop(libs["torch"], cell, params, x, x)):
+                row[f"{impl.name} forward T=1"] = _best_of(impl.forward, n)
+            time.sleep(cooldown)
         rows.append(row)
     return rows
 
@@ -181,6 +208,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=parse_sizes,
                    help="T,B,H,I;... replacing the grid (and the Jordan grid)")
     p.add_argument("--budget", type=float, help="seconds of timing per case")
+    p.add_argument("--cooldown", type=float, default=COOLDOWN,
+                   help="seconds to pause when switching libraries (idle BLAS threads spin)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--no-jax", action="store_true", help="leave JAX out")
     p.add_argument("--no-overhead", action="store_true", help="skip the per-call table")
@@ -215,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     for cell in cells:
         grid = args.sizes or (JORDAN_GRID if cell == "jordan" else GRID)
         for size in grid:
-            records += run_case(cell, size, modes, libs, budget, reps)
-    overhead = [] if args.no_overhead else per_call_overhead(libs, args.quick)
+            records += run_case(cell, size, modes, libs, budget, reps, args.cooldown)
+    overhead = [] if args.no_overhead else per_call_overhead(libs, args.quick, args.cooldown)
     if overhead:
         print(report.overhead_table(overhead))
     profile = None

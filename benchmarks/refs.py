@@ -23,6 +23,7 @@ class Impl:
     """One implementation of a benchmark case, ready to time."""
 
     name: str
+    lib: str
     forward: Callable[[], object]
     train_step: Callable[[], object]
     output: Callable[[], np.ndarray]
@@ -72,7 +73,7 @@ def _torch_impl(torch, name, model_fn, modules, x, y) -> Impl:
         loss.backward()
         return loss
 
-    return Impl(name, forward, train_step, lambda: forward().numpy())
+    return Impl(name, "torch", forward, train_step, lambda: forward().numpy())
 
 
 def torch_nn(torch, kind: str, params: dict, x: np.ndarray, y: np.ndarray) -> Impl:
@@ -177,6 +178,6 @@ def jax_scan(jax, kind: str, params: dict, x: np.ndarray, y: np.ndarray) -> Impl
 
     fwd = jax.jit(forward)
     grad = jax.jit(jax.value_and_grad(loss))
-    return Impl("jax", lambda: fwd(p, xj).block_until_ready(),
+    return Impl("jax", "jax", lambda: fwd(p, xj).block_until_ready(),
                 lambda: jax.block_until_ready(grad(p, xj, yj)),
                 lambda: np.asarray(fwd(p, xj)))

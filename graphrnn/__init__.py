@@ -5,7 +5,7 @@ from graphrnn.errors import DataError, SpecError
 from graphrnn.model import Model, compile  # noqa: A004
 from graphrnn.network import Edge, Network, Node, Param
 from graphrnn.spec import load_spec
-from graphrnn.train import TrainResult, train
+from graphrnn.training import TrainResult, train
 from graphrnn.unroll import unroll
 
 __all__ = ["DataError", "Edge", "Model", "Network", "Node", "Param", "SpecError", "TrainResult",

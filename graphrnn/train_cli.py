@@ -93,7 +93,7 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
 def run_train(args: argparse.Namespace) -> int:
     """Handle ``graphrnn train``; returns the exit code (2: bad input, one line on stderr)."""
     import graphrnn as gr
-    from graphrnn.train import load_data, plot_history, train
+    from graphrnn.training import load_data, plot_history, train
 
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         return _fail("train", "--plot needs matplotlib: pip install 'graphrnn[plot]'")

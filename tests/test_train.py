@@ -10,7 +10,7 @@ import pytest
 from graphrnn.errors import DataError
 from graphrnn.losses import loss_and_grad
 from graphrnn.network import Edge, Network, Node
-from graphrnn.train import (
+from graphrnn.training import (
     CheckpointError,
     NonFiniteLossError,
     check_data,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
-from graphrnn import train as train_module
+from graphrnn import training as train_module
 from graphrnn.network import Edge, Network, Node
 from graphrnn.tasks import temporal_xor
-from graphrnn.train import TrainResult, train
+from graphrnn.training import TrainResult, train
 from graphrnn.train_cli import add_task_command, add_train_command
 
 ELMAN = """\
