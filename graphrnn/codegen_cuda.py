@@ -164,6 +164,9 @@ def _backward_member(e: _Emitter, op: NodeUpdate, no_grad: set[str],
                      net_only: bool) -> list[str]:
     lines = [f"  {{  // d {op_label(op)}"]
     ct = e.ctype
+    sends = [t for t in op.terms if t.kind == "full" or t.src not in no_grad]
+    if net_only and not sends:
+        return []
     gnet = f"{e.ptr('grad', op.net, True)}[{e.index(op.net, 0)}]"
     if net_only:
         lines.append(f"    const {ct} dn = {gnet};")
@@ -250,12 +253,12 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
         not any(m.leak is not None for m in members)
     label = "; ".join(m.node for m in members)
     digest = hashlib.sha1("\n".join([ctype, *fwd_body, *bwd_body]).encode()).hexdigest()[:12]
-    fname, bname = f"gr_fused_{digest}_fwd", f"gr_fused_{digest}_bwd"
+    fname, bname = f"gr_fused_{digest}_fwd", f"gr_fused_{digest}_bwd" if bwd_body else None
+    backward = ["", bwd.signature(bname), *bwd_body, "}"] if bwd_body else []
     source = "\n".join([
         f"// graphrnn generated kernels for fused{{{label}}} ({dtype}, {size} wide)",
         '#include "activations.cuh"',
-        "", fwd.signature(fname), *fwd_body, "}",
-        "", bwd.signature(bname), *bwd_body, "}", ""])
+        "", fwd.signature(fname), *fwd_body, "}", *backward, ""])
     config.debug(4, f"[graphrnn] generated CUDA source:\n{source}")
     return FusedSource(source, fname, bname, tuple(fwd.args), tuple(bwd.args), window_safe,
                        size)

@@ -71,7 +71,8 @@ class Term:
 
 @dataclass(frozen=True)
 class NodeUpdate:
-    """``out[t] = leak-mix(act(combine(terms) + bias))``, keeping the pre-activation in ``net``.
+    """``out[t] = leak-mix(act(combine(terms) + bias))``; ``net`` holds the pre-activation
+    where BPTT needs it (leaky, bernoulli and asynchronous nodes) and its gradient always.
 
     ``asynchronous`` nodes also apply ``own`` (their delay-1 self-edges) one neuron at a time
     in the run's seeded order, each neuron seeing the newest values.

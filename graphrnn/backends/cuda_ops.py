@@ -109,7 +109,8 @@ class FusedCudaKernel(_Kernel):
         self._launch(self.src.forward, self.fwd_args, lo, hi, reverse=False)
 
     def backward(self, lo: int, hi: int) -> None:
-        self._launch(self.src.backward, self._backward_args(), lo, hi, reverse=True)
+        if self.src.backward is not None:  # None: nothing to send (net-only, input terms)
+            self._launch(self.src.backward, self._backward_args(), lo, hi, reverse=True)
 
     def param_grads(self) -> None:
         """Bias and diagonal-weight gradients: the generic reductions over all steps."""

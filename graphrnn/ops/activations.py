@@ -40,7 +40,8 @@ def _sigmoid(xp, x, out) -> None:
 
 
 def local_grad(xp, name: str, g, value, net, dnet, temperature: float = 1.0) -> None:
-    """``dnet[...] = g * act'(net)``, given ``value = act(net)``.
+    """``dnet[...] = g * act'(net)``, given ``value = act(net)``; only ``bernoulli`` reads
+    ``net`` (the others need just ``value``).
 
     ``sign``, ``step`` and ``bernoulli`` have no useful derivative: they use the
     straight-through estimator, passing ``g`` through as if the unit were the identity
@@ -57,7 +58,7 @@ def local_grad(xp, name: str, g, value, net, dnet, temperature: float = 1.0) -> 
         dnet *= value
         dnet *= g
     elif name == "relu":
-        xp.multiply(g, net > 0, out=dnet)
+        xp.multiply(g, value > 0, out=dnet)
     elif name == "softmax":
         xp.multiply(g, value, out=dnet)
         dnet -= value * dnet.sum(axis=-1, keepdims=True)

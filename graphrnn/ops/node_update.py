@@ -18,6 +18,9 @@ class NodeUpdateKernel:
         self.factors = [xp.asarray(t.scale * run.params[t.param]) if t.kind == "diagonal"
                         else t.scale for t in op.terms]
         self.bias = run.params[op.bias] if op.bias else None
+        #: BPTT reads the pre-activation only to recompute a leaky node's activation or a
+        #: bernoulli unit's probability; other nodes work in ``out`` and skip the net buffer.
+        self.keeps_net = op.leak is not None or op.activation == "bernoulli" or bool(op.own)
         self._scratch: dict = {}
         if op.own:
             self.own = sum(_own_matrix(xp, run.params, t, run.size(op.node)) for t in op.own)
@@ -46,48 +49,60 @@ class NodeUpdateKernel:
 
     def forward(self, lo: int, hi: int) -> None:
         op, xp, at = self.op, self.run.xp, self.at
-        net = at(op.net, lo, hi)
-        self._combine(net, lo, hi)
-        if self.bias is not None:
-            net += self.bias
         out = at(op.out, lo, hi)
+        net = self._combine(at(op.net, lo, hi) if self.keeps_net else out, lo, hi)
         if op.own:
             return self._asynchronous(net, out, lo)
-        activate(xp, op.activation, net, out, op.temperature, self.uniforms(lo, hi))
+        if net is not out or op.activation != "identity":
+            activate(xp, op.activation, net, out, op.temperature, self.uniforms(lo, hi))
         if op.leak is not None:
             prev = at(op.out, lo, hi, 1)
             out *= op.leak
             out += xp.multiply(prev, 1 - op.leak, out=self.scratch("leak", prev))
 
-    def _combine(self, net, lo, hi) -> None:
+    def _combine(self, target, lo, hi):
+        """The combined terms plus bias: in ``target``, or the lone term's own view."""
         terms, xp = self.op.terms, self.run.xp
         if not terms:
-            net.fill(0)
-            return
-        combine = xp.multiply if self.op.combine == "product" else xp.add
-        first = self.value(0, terms[0], lo, hi)
-        if len(terms) == 1:
-            xp.copyto(net, first)
-            return
-        combine(first, self.value(1, terms[1], lo, hi), out=net)
-        for k in range(2, len(terms)):
-            combine(net, self.value(k, terms[k], lo, hi), out=net)
+            target.fill(0)
+        elif len(terms) == 1:
+            first = self.value(0, terms[0], lo, hi)
+            if self.bias is None and not self.keeps_net:
+                return first
+            xp.copyto(target, first)
+        else:
+            combine = xp.multiply if self.op.combine == "product" else xp.add
+            combine(self.value(0, terms[0], lo, hi), self.value(1, terms[1], lo, hi), out=target)
+            for k in range(2, len(terms)):
+                combine(target, self.value(k, terms[k], lo, hi), out=target)
+        if self.bias is not None:
+            target += self.bias
+        return target
 
     def _asynchronous(self, net, s, t: int) -> None:
-        """Neurons one at a time in the run's order, each seeing the newest values."""
+        """Neurons one at a time in the run's order, each seeing the newest values.
+
+        Every neuron's input starts from the step's first state (one GEMM) and is kept
+        current: when neuron i changes by d in some rows, the inputs of those rows move by
+        ``d * own[:, i]``, so a sweep in which few neurons flip costs little.
+        """
         op, xp = self.op, self.run.xp
-        prev = self.at(op.out, t, t + 1, 1)
-        xp.copyto(s, prev)
+        xp.copyto(s, self.at(op.out, t, t + 1, 1))
+        net += s @ self.own.T
         uniforms = self.uniforms(t, t + 1)
+        old = self.scratch("old", s[:, :1])
         for i in self.run.order_at(op.node, t):
-            net_i = net[:, i:i + 1]
-            net_i += s @ self.own[i][:, None]
-            u = None if uniforms is None else uniforms[:, i:i + 1]
             s_i = s[:, i:i + 1]
-            activate(xp, op.activation, net_i, s_i, op.temperature, u)
+            xp.copyto(old, s_i)
+            u = None if uniforms is None else uniforms[:, i:i + 1]
+            activate(xp, op.activation, net[:, i:i + 1], s_i, op.temperature, u)
             if op.leak is not None:
                 s_i *= op.leak
-                s_i += (1 - op.leak) * prev[:, i:i + 1]
+                s_i += (1 - op.leak) * old
+            change = s_i - old
+            rows = xp.flatnonzero(change)
+            if rows.size:
+                net[rows] += change[rows] * self.own[:, i]
 
     # -- backward -------------------------------------------------------------------------
 

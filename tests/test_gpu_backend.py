@@ -1,0 +1,135 @@
+"""The CuPy backend's logic without a GPU: its kernels (the same CUDA sources, compiled for the
+host), GEMM calls, buffer pool and CUDA-graph replay, against the NumPy backend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphrnn as gr
+from graphrnn import config
+from graphrnn.backends import cupy_backend, get_backend
+from graphrnn.codegen_cuda import expand_includes, generate
+from graphrnn.ir import Fused
+from tests.cuda_host import CXX, HostBackend
+from tests.test_conformance import random_case
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+pytestmark = pytest.mark.skipif(CXX is None, reason="no host C++ compiler")
+
+
+def host_model(net, dtype, graphs=True):
+    model = gr.compile(net, backend="numpy", dtype=dtype)
+    model.backend = HostBackend(graphs=graphs)
+    return model
+
+
+def compare(net, dtype, calls=3, seed=0):
+    """Forward and gradients on the host-run GPU backend against NumPy, ``calls`` times."""
+    numpy_model, gpu = gr.compile(net, dtype=dtype), host_model(net, dtype)
+    rtol = 1e-12 if dtype == "float64" else 2e-5
+    differentiable = not any(n.update == "asynchronous" for n in net.nodes.values())
+    for call in range(calls):
+        params = numpy_model.init_params(seed + call % 2)  # new parameters: a replay must see them
+        inputs, state = random_case(net, steps=4, batch=2, seed=call)
+        steps = None if net.inputs else 4
+        want, want_state = numpy_model.forward(params, inputs, state, steps=steps, seed=call)
+        got, got_state = gpu.forward(params, inputs, state, steps=steps, seed=call)
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=rtol, atol=rtol)
+        for k in want_state:
+            np.testing.assert_allclose(got_state[k], want_state[k], rtol=rtol, atol=rtol)
+        if differentiable:
+            targets = {o: np.random.default_rng(call).normal(size=(4, 2, net.size(o)))
+                       for o in net.outputs}
+            lw, gw = numpy_model.gradients(params, inputs, targets, state=state, steps=steps,
+                                           seed=call)
+            lg, gg = gpu.gradients(params, inputs, targets, state=state, steps=steps, seed=call)
+            assert lg == pytest.approx(lw, rel=rtol)
+            for k in gw:
+                np.testing.assert_allclose(gg[k], gw[k], rtol=rtol, atol=rtol * 10, err_msg=k)
+    return gpu.backend
+
+
+@pytest.mark.parametrize("spec", sorted(p.stem for p in SPECS.glob("*.yaml")))
+def test_every_spec_on_the_host_run_gpu_backend_matches_numpy(spec):
+    backend = compare(gr.load_spec(SPECS / f"{spec}.yaml"), "float64")
+    assert backend.captures >= 1 and backend.replays > backend.captures
+
+
+@pytest.mark.parametrize("spec", ["lstm", "gru", "modern_hopfield", "boltzmann"])
+def test_float32_on_the_host_run_gpu_backend_matches_numpy(spec):
+    compare(gr.load_spec(SPECS / f"{spec}.yaml"), "float32", calls=2)
+
+
+def test_a_loop_is_launched_then_captured_then_replayed():
+    net = gr.load_spec(SPECS / "elman.yaml")
+    model = host_model(net, "float32")
+    params = model.init_params(0)
+    x = {"x": np.ones((6, 3, 8))}
+    counts = []
+    for _ in range(3):
+        model.forward(params, x)
+        counts.append((model.backend.captures, model.backend.replays))
+    assert counts == [(0, 0), (1, 1), (1, 2)]
+    model.forward(params, {"x": np.ones((6, 5, 8))})  # another batch: new buffers, no replay
+    assert (model.backend.captures, model.backend.replays) == (1, 2)
+
+
+def test_without_graphs_results_are_the_same():
+    net = gr.load_spec(SPECS / "lstm.yaml")
+    params = gr.compile(net).init_params(0)
+    x = {"x": np.random.default_rng(0).normal(size=(5, 2, 8))}
+    a = [host_model(net, "float64", graphs=g) for g in (True, False)]
+    for _ in range(3):
+        outs = [m.forward(params, x)[0]["y"] for m in a]
+        np.testing.assert_array_equal(outs[0], outs[1])
+    assert a[1].backend.captures == 0
+
+
+def test_run_buffers_keep_their_addresses_across_runs():
+    net = gr.load_spec(SPECS / "gru.yaml")
+    model = host_model(net, "float32")
+    params = model.init_params(0)
+    runs = [model._run(params, {"x": np.zeros((4, 2, 8))}, None, None, 0) for _ in range(2)]
+    for name in runs[0].arrays:
+        assert runs[0].arrays[name] is runs[1].arrays[name]
+
+
+def test_lstm_cell_is_one_generated_kernel_each_way(capsys, monkeypatch):
+    net = gr.load_spec(SPECS / "lstm.yaml")
+    prog = gr.compile(net).program
+    (fused,) = [op for _, op in prog.ops() if isinstance(op, Fused)]
+    monkeypatch.setattr(config, "DEBUG", 4)
+    src = generate(fused, prog.buffers, "float32", frozenset({"x"}))
+    printed = capsys.readouterr().err
+    assert "generated CUDA source" in printed and src.forward in printed
+    assert src.source.count("__global__") == 2 and src.backward in src.source
+    assert "const int t0" in src.source and "float*" in src.source
+    for node in ("i", "f", "g", "o", "fc", "ig", "c", "tc", "h"):
+        assert f"// {node} = " in src.source and f"// d {node} = " in src.source
+    full = expand_includes(src.source)
+    assert '#include "' not in full and full.count("#define GRAPHRNN_ACTIVATIONS_CUH") == 1
+
+
+def test_importing_graphrnn_never_imports_cupy():
+    code = ("import sys, graphrnn as gr; "
+            "m = gr.compile(gr.load_spec(sys.argv[1]), backend='numpy'); "
+            "assert 'cupy' not in sys.modules, 'cupy was imported'")
+    done = subprocess.run([sys.executable, "-c", code, str(SPECS / "elman.yaml")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(cupy_backend.available(), reason="CuPy and a GPU are available here")
+def test_without_a_gpu_auto_falls_back_and_cupy_says_why(capsys, monkeypatch):
+    monkeypatch.setattr(config, "DEBUG", 1)
+    assert get_backend("auto").name == "numpy"
+    assert "backend: numpy (" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="backend 'cupy' is not usable here: .*"):
+        gr.compile(gr.load_spec(SPECS / "elman.yaml"), backend="cupy")
+    assert cupy_backend.why_not()
