@@ -73,33 +73,33 @@ def measure(ours: Callable, others: dict[str, tuple[Callable, str]], budget: flo
             ) -> tuple[float, dict[str, tuple[float, float]]]:
     """Time ``ours`` (a NumPy caller) against each of ``others`` (name -> (fn, library)).
 
-    Each round times ours and each other back to back (the order alternating between
-    rounds), pausing ``cooldown`` s between calls of different libraries. Returns ours'
-    median time and, per other, ``(median time, median ratio)`` where a ratio is ours over
-    theirs within one pair. Rounds run until ``budget`` seconds have passed, at least
-    ``reps[0]`` and at most ``reps[1]`` of them.
+    A round runs ``a, ours, b`` for each two others ``a, b`` (the whole sequence reversed
+    every other round), so each of ours' calls is timed right next to both neighbours, with a
+    ``cooldown`` pause between calls of different libraries. Returns ours' median time and,
+    per other, ``(median time, median ratio)``, a ratio being ours' time over theirs in one
+    adjacent pair. Rounds run until ``budget`` seconds have passed: at least ``reps[0]``, at
+    most ``reps[1]``. One warm-up call of each comes first (caches, JIT compilation).
     """
     timer = Timer(cooldown)
-    timer(ours, "numpy")  # warm-up: caches, JIT compilation, allocator pools
-    for fn, lib in others.values():
+    names = list(others)
+    for fn, lib in [(ours, "numpy"), *others.values()]:
         timer(fn, lib)
-        timer(fn, lib)
+    chunks = [names[i:i + 2] for i in range(0, len(names), 2)] or [[]]
     mine: list[float] = []
     times: dict[str, list[float]] = {k: [] for k in others}
     ratios: dict[str, list[float]] = {k: [] for k in others}
     gc.collect()
     start, r = time.perf_counter(), 0
     while r < reps[0] or (r < reps[1] and time.perf_counter() - start < budget):
-        for name, (fn, lib) in others.items():
-            if r % 2:
-                b, a = timer(fn, lib), timer(ours, "numpy")
-            else:
-                a, b = timer(ours, "numpy"), timer(fn, lib)
-            mine.append(a)
-            times[name].append(b)
-            ratios[name].append(a / b)
-        if not others:
-            mine.append(timer(ours, "numpy"))
+        for chunk in (chunks if r % 2 == 0 else [c[::-1] for c in chunks[::-1]]):
+            took = {chunk[0]: timer(*others[chunk[0]])} if chunk else {}
+            own = timer(ours, "numpy")
+            if len(chunk) > 1:
+                took[chunk[1]] = timer(*others[chunk[1]])
+            mine.append(own)
+            for name, t in took.items():
+                times[name].append(t)
+                ratios[name].append(own / t)
         r += 1
     med = statistics.median
     return med(mine), {k: (med(times[k]), med(ratios[k])) for k in others}
@@ -198,8 +198,16 @@ def parse_sizes(text: str) -> list[tuple[int, int, int, int]]:
     return sizes
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr and exit status 2 (house rule)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="graphrnn bench", description=__doc__.split("\n\n")[0])
+    """The command line of ``graphrnn bench``."""
+    p = _Parser(prog="graphrnn bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats (about a minute)")
     p.add_argument("--out", metavar="MD", help="write the markdown report here (atomically)")
     p.add_argument("--cells", default=",".join(CELLS),
@@ -236,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     env = common.environment(libs["torch"], libs["jax"])
     for key, value in env.items():
         print(f"{key:>16}: {value}")
-    budget = args.budget or (1.5 if args.quick else 6.0)
-    reps = (3, 9) if args.quick else (5, 25)
+    budget = args.budget or (0.5 if args.quick else 4.0)
+    reps = (1, 3) if args.quick else (3, 25)
     records = []
     started = time.perf_counter()
     print(report.header(), flush=True)

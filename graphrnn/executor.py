@@ -40,20 +40,26 @@ class Run:
         p = self.pads[name] - delay
         return (self.grads if grad else self.arrays)[name][p + lo:p + hi]
 
-    def step_rows(self, name: str, lo: int, hi: int = 0, delay: int = 0, grad: bool = False):
-        """Step ``lo - delay`` of a buffer as a 2-D ``(B, size)`` view, for ops in a loop.
+    def looped(self, op) -> bool:
+        """Whether ``op`` (or the Fused op holding it) runs inside a time loop."""
+        return id(op) in self._looped
 
-        The views of every step are made once per run, so a loop step only indexes a list.
+    def window(self, name: str, delay: int = 0, grad: bool = False, looped: bool = False):
+        """A getter ``get(lo, hi)`` of steps ``[lo - delay, hi - delay)`` of a buffer.
+
+        In a loop (``looped``) it returns the 2-D ``(B, size)`` view of step ``lo - delay``
+        from a list of views made once per run, so a step costs a list index; elsewhere the
+        3-D slab of rows. Gradient getters need :meth:`zero_grads` first.
         """
+        offset = self.pads[name] - delay
+        if not looped:
+            array = (self.grads if grad else self.arrays)[name]
+            return lambda lo, hi: array[offset + lo:offset + hi]
         views = self._step_views.get((name, grad))
         if views is None:
-            array = (self.grads if grad else self.arrays)[name]
-            views = self._step_views[(name, grad)] = list(array)
-        return views[self.pads[name] + lo - delay]
-
-    def fetcher(self, op):
-        """How a kernel of ``op`` should read windows: :meth:`step_rows` in loops, else rows."""
-        return self.step_rows if id(op) in self._looped else self.rows
+            views = self._step_views[(name, grad)] = list((self.grads if grad
+                                                           else self.arrays)[name])
+        return lambda lo, hi: views[offset + lo]
 
     def size(self, name: str) -> int:
         return self.prog.buffers[name].size

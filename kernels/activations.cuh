@@ -6,7 +6,7 @@
 #ifndef GRAPHRNN_ACTIVATIONS_CUH
 #define GRAPHRNN_ACTIVATIONS_CUH
 
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define GR_DEVICE __device__ __forceinline__
 #else
 #include <math.h>

@@ -3,12 +3,14 @@ host), GEMM calls, buffer pool and CUDA-graph replay, against the NumPy backend.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 import graphrnn as gr
 from graphrnn import config
@@ -16,6 +18,7 @@ from graphrnn.backends import cupy_backend, get_backend
 from graphrnn.codegen_cuda import expand_includes, generate
 from graphrnn.ir import Fused
 from tests.cuda_host import CXX, HostBackend
+from tests.strategies import valid_networks
 from tests.test_conformance import random_case
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -64,6 +67,13 @@ def test_every_spec_on_the_host_run_gpu_backend_matches_numpy(spec):
 @pytest.mark.parametrize("spec", ["lstm", "gru", "modern_hopfield", "boltzmann"])
 def test_float32_on_the_host_run_gpu_backend_matches_numpy(spec):
     compare(gr.load_spec(SPECS / f"{spec}.yaml"), "float32", calls=2)
+
+
+@settings(max_examples=int(os.environ.get("GRAPHRNN_HOST_EXAMPLES", "6")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(valid_networks())
+def test_random_networks_on_the_host_run_gpu_backend_match_numpy(text):
+    compare(gr.load_spec(text), "float64", calls=2)
 
 
 def test_a_loop_is_launched_then_captured_then_replayed():

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from graphrnn.codegen_cuda import KERNEL_DIR, Arg, generate
+from graphrnn.codegen_cuda import KERNEL_DIR, Arg
 from graphrnn.fusion import elementwise
 from graphrnn.ir import Fused, MatMul, NodeUpdate
 from graphrnn.ops.fused import FusedKernel
@@ -50,7 +50,7 @@ class _Kernel:
         self.real = np.dtype(run.dtype).type
         self.batch = run.batch
 
-    def offset(self, name: str, t: int, delay: int = 0, grad: bool = False) -> np.int64:
+    def offset(self, name: str, t: int, delay: int = 0) -> np.int64:
         """Element offset of row ``t - delay`` of a buffer (``(pad + T, B, size)`` layout)."""
         buf = self.run.prog.buffers[name]
         return np.int64((buf.pad + t - delay) * self.batch * buf.size)
@@ -68,7 +68,7 @@ class FusedCudaKernel(_Kernel):
         prog = run.prog
         members = op.ops if isinstance(op, Fused) else (op,)
         no_grad = frozenset(n for n in prog.buffers if n not in run.grads_wanted)
-        self.src = generate(op, prog.buffers, self.dtype, no_grad, net_only)
+        self.src = backend.generated(op, prog.buffers, self.dtype, no_grad, net_only)
         self.module = backend.module(self.src.source)
         self.store: dict[Arg, object] = {}
         for arg in self.src.forward_args + self.src.backward_args:

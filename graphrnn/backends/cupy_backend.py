@@ -19,7 +19,7 @@ import numpy as np
 from graphrnn import config
 from graphrnn.backends.base import Backend
 from graphrnn.backends.cuda_ops import device_kernel
-from graphrnn.codegen_cuda import expand_includes
+from graphrnn.codegen_cuda import expand_includes, generate
 
 _STATUS: list = []
 _OPS = {"N": 0, "T": 1}  # cublasOperation_t
@@ -79,7 +79,11 @@ class CupyBackend(Backend):
 
     def __init__(self):
         import cupy
-        from cupy_backends.cuda.libs import cublas
+
+        try:
+            from cupy_backends.cuda.libs import cublas
+        except ImportError:  # older layouts
+            from cupy.cuda import cublas
 
         self.xp = cupy
         self._cublas = cublas
@@ -92,6 +96,7 @@ class CupyBackend(Backend):
         self._pool_bytes = 0
         self.pool_limit = int(float(os.environ.get("GRAPHRNN_POOL_MB", "8192")) * 2**20)
         self._modules: dict[str, object] = {}
+        self._sources: dict = {}
         self._graphs: OrderedDict = OrderedDict()
         self._seen: OrderedDict = OrderedDict()
         self._scalars: dict = {}
@@ -148,6 +153,14 @@ class CupyBackend(Backend):
 
     # -- kernels -----------------------------------------------------------------------------
 
+    def generated(self, op, buffers, dtype: str, no_grad: frozenset, net_only: bool):
+        """:func:`~graphrnn.codegen_cuda.generate` once per op (the Program outlives runs)."""
+        key = (id(op), dtype, no_grad, net_only)
+        hit = self._sources.get(key)
+        if hit is None or hit[0] is not op:
+            hit = self._sources[key] = (op, generate(op, buffers, dtype, no_grad, net_only))
+        return hit[1]
+
     def module(self, source: str):
         """``source`` compiled (once per backend; CuPy also caches the binary on disk)."""
         mod = self._modules.get(source)
@@ -162,6 +175,9 @@ class CupyBackend(Backend):
         (av, ao), (bv, bo), (cv, co) = a, b, c
         item = cv.itemsize
         fn = self._cublas.sgemm if cv.dtype == np.float32 else self._cublas.dgemm
+        # some CuPy versions' bindings leave the handle's stream alone: set it, so a capture
+        # records the call
+        self._cublas.setStream(self._handle, self.xp.cuda.get_current_stream().ptr)
         fn(self._handle, _OPS[transa], _OPS[transb], m, n, k,
            self._scalar(cv.dtype, 1.0).ctypes.data, av.data.ptr + int(ao) * item, lda,
            bv.data.ptr + int(bo) * item, ldb, self._scalar(cv.dtype, beta).ctypes.data,
@@ -213,7 +229,7 @@ class CupyBackend(Backend):
         cupy = self.xp
         if self._stream is None:
             self._stream = cupy.cuda.Stream(non_blocking=True)
-        stream = self._stream
+        stream, outer = self._stream, cupy.cuda.get_current_stream()
         try:
             with stream:
                 stream.begin_capture()
@@ -226,6 +242,8 @@ class CupyBackend(Backend):
             config.debug(1, f"[graphrnn] cuda graph capture failed ({type(exc).__name__}: "
                             f"{exc}); launching step by step from now on")
             return None
+        finally:  # later cuBLAS calls (CuPy's too) go to the caller's stream again
+            self._cublas.setStream(self._handle, outer.ptr)
         config.debug(1, f"[graphrnn] cuda graph: captured a loop of {steps} steps "
                         f"({len(steps_fns)} ops a step)")
         return graph

@@ -10,7 +10,10 @@ class MatMulKernel:
 
     def __init__(self, op: MatMul, run):
         self.op, self.run, xp = op, run, run.xp
-        self.at = run.fetcher(op)
+        self.looped = run.looped(op)
+        self.src = run.window(op.src, op.delay, looped=self.looped)
+        self.out = run.window(op.out, looped=self.looped)
+        self._grad_windows = None
         parts = []
         for b in op.blocks:
             p = run.params[b.param]
@@ -27,10 +30,8 @@ class MatMulKernel:
         self._scratch = None
 
     def forward(self, lo: int, hi: int) -> None:
-        run, op = self.run, self.op
-        src = self.at(op.src, lo, hi, op.delay)
-        out = self.at(op.out, lo, hi)
-        run.xp.matmul(src.reshape(-1, src.shape[-1]), self.weight_t,
+        src, out = self.src(lo, hi), self.out(lo, hi)
+        self.run.xp.matmul(src.reshape(-1, src.shape[-1]), self.weight_t,
                       out=out.reshape(-1, out.shape[-1]))
         if self.bias is not None:
             out += self.bias
@@ -40,8 +41,10 @@ class MatMulKernel:
         if not self.grad_src:
             return
         run, op = self.run, self.op
-        dout = self.at(op.out, lo, hi, grad=True)
-        dsrc = self.at(op.src, lo, hi, op.delay, grad=True)
+        if self._grad_windows is None:
+            self._grad_windows = (run.window(op.out, grad=True, looped=self.looped),
+                                  run.window(op.src, op.delay, grad=True, looped=self.looped))
+        dout, dsrc = (w(lo, hi) for w in self._grad_windows)
         if self._scratch is None or self._scratch.shape != dsrc.shape:
             self._scratch = run.xp.empty_like(dsrc)
         run.xp.matmul(dout.reshape(-1, dout.shape[-1]), self.weight,

@@ -11,9 +11,13 @@ class NodeUpdateKernel:
 
     def __init__(self, op: NodeUpdate, run):
         self.op, self.run, xp = op, run, run.xp
-        #: windows as 2-D step views inside a loop, 3-D ``(n, B, size)`` slabs elsewhere
-        self.at = run.fetcher(op)
-        self.looped = self.at == run.step_rows
+        #: in a loop, windows are 2-D step views; elsewhere 3-D ``(n, B, size)`` slabs
+        self.looped = run.looped(op)
+        self.out, self.net = self.window(op.out), self.window(op.net)
+        reads_past = op.leak is not None or bool(op.own)
+        self.prev = self.window(op.out, 1) if reads_past else None
+        self.sources = [self.window(t.src, t.delay) for t in op.terms]
+        self._grad_windows = None
         #: per-term weight vector (diagonal) or scalar (identity); full terms read a GEMM buffer
         self.factors = [xp.asarray(t.scale * run.params[t.param]) if t.kind == "diagonal"
                         else t.scale for t in op.terms]
@@ -25,6 +29,9 @@ class NodeUpdateKernel:
         if op.own:
             self.own = sum(_own_matrix(xp, run.params, t, run.size(op.node)) for t in op.own)
 
+    def window(self, name: str, delay: int = 0, grad: bool = False):
+        return self.run.window(name, delay, grad, self.looped)
+
     def scratch(self, key, like):
         """A reusable temporary shaped like ``like`` (allocated once per window size)."""
         buf = self._scratch.get((key, like.shape))
@@ -32,12 +39,11 @@ class NodeUpdateKernel:
             buf = self._scratch[(key, like.shape)] = self.run.xp.empty_like(like)
         return buf
 
-    def value(self, k: int, term: Term, lo: int, hi: int, at=None):
+    def value(self, k: int, term: Term, lo: int, hi: int, sources=None):
         """The k-th term's value over the window (a view where possible)."""
-        at = at or self.at
+        src = (sources or self.sources)[k](lo, hi)
         if term.kind == "full":
-            return at(term.src, lo, hi)[..., term.cols[0]:term.cols[1]]
-        src = at(term.src, lo, hi, term.delay)
+            return src[..., term.cols[0]:term.cols[1]]
         if term.kind == "identity" and term.scale == 1:
             return src
         return self.run.xp.multiply(src, self.factors[k], out=self.scratch(("term", k), src))
@@ -48,15 +54,15 @@ class NodeUpdateKernel:
         return None if u is None else (u[lo] if self.looped else u[lo:hi])
 
     def forward(self, lo: int, hi: int) -> None:
-        op, xp, at = self.op, self.run.xp, self.at
-        out = at(op.out, lo, hi)
-        net = self._combine(at(op.net, lo, hi) if self.keeps_net else out, lo, hi)
+        op, xp = self.op, self.run.xp
+        out = self.out(lo, hi)
+        net = self._combine(self.net(lo, hi) if self.keeps_net else out, lo, hi)
         if op.own:
             return self._asynchronous(net, out, lo)
         if net is not out or op.activation != "identity":
             activate(xp, op.activation, net, out, op.temperature, self.uniforms(lo, hi))
         if op.leak is not None:
-            prev = at(op.out, lo, hi, 1)
+            prev = self.prev(lo, hi)
             out *= op.leak
             out += xp.multiply(prev, 1 - op.leak, out=self.scratch("leak", prev))
 
@@ -87,7 +93,7 @@ class NodeUpdateKernel:
         ``d * own[:, i]``, so a sweep in which few neurons flip costs little.
         """
         op, xp = self.op, self.run.xp
-        xp.copyto(s, self.at(op.out, t, t + 1, 1))
+        xp.copyto(s, self.prev(t, t + 1))
         net += s @ self.own.T
         uniforms = self.uniforms(t, t + 1)
         old = self.scratch("old", s[:, :1])
@@ -108,42 +114,43 @@ class NodeUpdateKernel:
 
     def backward(self, lo: int, hi: int) -> None:
         """Turn ``d out`` into ``d net`` and add each term's share to its source's gradient."""
-        op, run, xp, at = self.op, self.run, self.run.xp, self.at
-        g = at(op.out, lo, hi, grad=True)
-        net, dnet = at(op.net, lo, hi), at(op.net, lo, hi, grad=True)
-        value = at(op.out, lo, hi)
+        op, xp = self.op, self.run.xp
+        if self._grad_windows is None:
+            self._grad_windows = (self.window(op.out, grad=True), self.window(op.net, grad=True),
+                                  self.window(op.out, 1, grad=True) if self.prev else None,
+                                  [self.window(t.src, t.delay, grad=True)
+                                   if t.kind == "full" or t.src in self.run.grads_wanted
+                                   else None for t in op.terms])
+        dout, dnet_w, dprev, dsources = self._grad_windows
+        g, net, dnet, value = dout(lo, hi), self.net(lo, hi), dnet_w(lo, hi), self.out(lo, hi)
         if op.leak is not None:
-            gprev = at(op.out, lo, hi, 1, grad=True)
+            gprev = dprev(lo, hi)
             gprev += xp.multiply(g, 1 - op.leak, out=self.scratch("gprev", g))
             g = xp.multiply(g, op.leak, out=self.scratch("gleak", g))
             value = self.scratch("act", net)
             activate(xp, op.activation, net, value, op.temperature, self.uniforms(lo, hi))
         local_grad(xp, op.activation, g, value, net, dnet, op.temperature)
         for k, term in enumerate(op.terms):
-            if term.kind == "full" or term.src in run.grads_wanted:
-                self._send(k, term, self.term_grad(k, lo, hi), lo, hi)
+            if dsources[k] is not None:
+                self._send(k, term, dsources[k](lo, hi), self.term_grad(k, dnet, lo, hi))
 
-    def term_grad(self, k: int, lo: int, hi: int, at=None):
+    def term_grad(self, k: int, dnet, lo: int, hi: int, sources=None):
         """``d term_k``: ``d net`` for a sum, ``d net`` times the other factors for a product."""
-        at = at or self.at
-        dnet = at(self.op.net, lo, hi, grad=True)
         if self.op.combine == "sum" or len(self.op.terms) == 1:
             return dnet
         d = self.scratch(("dterm", k), dnet)
         self.run.xp.copyto(d, dnet)
         for j, term in enumerate(self.op.terms):
             if j != k:
-                d *= self.value(j, term, lo, hi, at)
+                d *= self.value(j, term, lo, hi, sources)
         return d
 
-    def _send(self, k: int, term: Term, d, lo: int, hi: int) -> None:
-        at = self.at
+    def _send(self, k: int, term: Term, dsrc, d) -> None:
+        """Add the k-th term's share ``d`` to its source's gradient window ``dsrc``."""
         if term.kind == "full":
-            dgemm = at(term.src, lo, hi, grad=True)[..., term.cols[0]:term.cols[1]]
-            dgemm += d
-            return
-        dsrc = at(term.src, lo, hi, term.delay, grad=True)
-        if term.kind == "identity" and term.scale == 1:
+            dsrc = dsrc[..., term.cols[0]:term.cols[1]]
+            dsrc += d
+        elif term.kind == "identity" and term.scale == 1:
             dsrc += d
         else:
             dsrc += self.run.xp.multiply(d, self.factors[k], out=self.scratch(("send", k), d))
@@ -152,12 +159,14 @@ class NodeUpdateKernel:
         """Bias and diagonal-weight gradients: one reduction over every step at once."""
         op, run = self.op, self.run
         steps = run.steps
+        dnet = run.rows(op.net, 0, steps, grad=True)
         if op.bias in run.trainable:
-            run.add_param_grad(op.bias, run.rows(op.net, 0, steps, grad=True).sum(axis=(0, 1)))
+            run.add_param_grad(op.bias, dnet.sum(axis=(0, 1)))
+        slabs = [run.window(t.src, t.delay) for t in op.terms]
         for k, term in enumerate(op.terms):
             if term.kind == "diagonal" and term.param in run.trainable:
-                src = run.rows(term.src, 0, steps, term.delay)
-                d = self.term_grad(k, 0, steps, run.rows)
+                d = self.term_grad(k, dnet, 0, steps, slabs)
+                src = slabs[k](0, steps)
                 run.add_param_grad(term.param, term.scale * (d * src).sum(axis=(0, 1)))
 
 

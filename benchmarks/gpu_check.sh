@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The GPU check of issue 6, for a machine with an NVIDIA GPU, CuPy and PyTorch preinstalled and
+# no network (it installs nothing from outside): 1) the conformance suite on the CuPy backend,
+# 2) forward and forward+backward timings against cuDNN and PyTorch eager loops
+# (benchmarks/gpu_bench.py). Under 5 minutes on an H100. A short table is printed last; the full
+# results go to benchmarks/gpu_results.json. Usage: bash benchmarks/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONDONTWRITEBYTECODE=1
+status=0
+
+# graphrnn itself, without dependencies or network; PYTHONPATH covers a failed install
+"$PY" -m pip install -e . --no-deps --no-build-isolation -q >/dev/null 2>&1 \
+  || echo "[gpu_check] pip install -e . failed: using the checkout through PYTHONPATH"
+
+echo "== environment"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null \
+  || echo "nvidia-smi: not available"
+"$PY" - <<'PYEOF' || status=1
+import importlib.util, sys
+need = ["numpy", "networkx", "yaml", "cupy"]
+missing = [m for m in need if importlib.util.find_spec(m) is None]
+if missing:
+    print(f"[gpu_check] missing modules: {', '.join(missing)} (install them; no network here)")
+    sys.exit(1)
+from graphrnn.backends import cupy_backend
+print("python", sys.version.split()[0])
+for name in ("numpy", "cupy", "torch", "pytest", "hypothesis"):
+    spec = importlib.util.find_spec(name)
+    print(f"{name:<11}", getattr(importlib.import_module(name), "__version__", "?") if spec
+          else "not installed")
+if not cupy_backend.available():
+    print("[gpu_check] the CuPy backend is not usable:", cupy_backend.why_not())
+    sys.exit(1)
+import cupy
+props = cupy.cuda.runtime.getDeviceProperties(0)
+print("gpu        ", props["name"].decode(), f"(sm_{props['major']}{props['minor']})",
+      "CUDA runtime", cupy.cuda.runtime.runtimeGetVersion(),
+      "driver", cupy.cuda.runtime.driverGetVersion())
+PYEOF
+if [ "$status" -ne 0 ]; then
+  echo "[gpu_check] cannot run on this machine"
+  exit 1
+fi
+
+echo "== conformance on the CuPy backend"
+if "$PY" -c "import pytest, hypothesis" 2>/dev/null; then
+  # every results test takes a `backend` fixture; -k cupy selects its CuPy instances
+  timeout 200 "$PY" -m pytest -q -p no:cacheprovider -k cupy tests/ 2>&1 | tail -25
+  conformance=${PIPESTATUS[0]}
+else
+  echo "(pytest or hypothesis missing: the built-in check instead)"
+  timeout 200 "$PY" -m benchmarks.gpu_bench --conformance --backend cupy 2>&1 | tail -25
+  conformance=${PIPESTATUS[0]}
+fi
+[ "$conformance" -eq 0 ] || status=1
+
+echo "== timings (T=100, B=64, H=512, I=512, float32)"
+verdict="conformance on CuPy: $([ "$conformance" -eq 0 ] && echo passed || echo "FAILED")"
+timeout 150 "$PY" -m benchmarks.gpu_bench --out benchmarks/gpu_results.json --note "$verdict" \
+  || status=1
+exit $status
