@@ -17,6 +17,13 @@ DEFAULT_SEED = int(os.environ.get("GRAPHRNN_SEED", "0") or 0)
 #: Run the IR checker after every compiler pass (the tests switch it on).
 CHECK_IR = os.environ.get("GRAPHRNN_CHECK_IR", "0") not in ("", "0")
 
+#: CuPy backend: capture each time loop as a CUDA graph and replay it (``GRAPHRNN_CUDA_GRAPHS=0``
+#: launches kernels step by step instead).
+CUDA_GRAPHS = os.environ.get("GRAPHRNN_CUDA_GRAPHS", "1") not in ("", "0")
+
+#: CuPy backend: megabytes of device buffers kept for reuse across calls of the same shape.
+POOL_MB = float(os.environ.get("GRAPHRNN_POOL_MB", "8192") or 8192)
+
 
 def debug(level: int, message: str) -> None:
     """Print ``message`` to stderr when ``GRAPHRNN_DEBUG >= level``."""

@@ -11,8 +11,8 @@ import graphrnn as gr
 from graphrnn import training as train_module
 from graphrnn.network import Edge, Network, Node
 from graphrnn.tasks import temporal_xor
-from graphrnn.training import TrainResult, train
 from graphrnn.train_cli import add_task_command, add_train_command
+from graphrnn.training import TrainResult, train
 
 ELMAN = """\
 name: elman

@@ -11,7 +11,6 @@ graphs off; ``GRAPHRNN_POOL_MB`` bounds the pool (default 8192).
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 
 import numpy as np
@@ -94,13 +93,13 @@ class CupyBackend(Backend):
     def _setup(self) -> None:
         self._pool: OrderedDict = OrderedDict()
         self._pool_bytes = 0
-        self.pool_limit = int(float(os.environ.get("GRAPHRNN_POOL_MB", "8192")) * 2**20)
+        self.pool_limit = int(config.POOL_MB * 2**20)
         self._modules: dict[str, object] = {}
         self._sources: dict = {}
         self._graphs: OrderedDict = OrderedDict()
         self._seen: OrderedDict = OrderedDict()
         self._scalars: dict = {}
-        self.graphs = os.environ.get("GRAPHRNN_CUDA_GRAPHS", "1") not in ("", "0")
+        self.graphs = config.CUDA_GRAPHS
         self._said: set[str] = set()
 
     # -- arrays ------------------------------------------------------------------------------
