@@ -218,6 +218,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, help="seconds of timing per case")
     p.add_argument("--cooldown", type=float, default=COOLDOWN,
                    help="seconds to pause when switching libraries (idle BLAS threads spin)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="threads for every library (default: numpy's BLAS threads)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--no-jax", action="store_true", help="leave JAX out")
     p.add_argument("--no-overhead", action="store_true", help="skip the per-call table")
@@ -237,10 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"graphrnn bench: error: unknown cell or mode {bad}; cells: {', '.join(CELLS)}; "
               f"modes: {', '.join(MODES)}", file=sys.stderr)
         return 2
+    threads = args.threads or common.blas_threads()
+    if args.threads:
+        common.limit_threads(threads)
     libs = {"torch": None if args.no_torch else optional("torch"),
             "jax": None if args.no_jax else optional("jax")}
     if libs["torch"] is not None:
-        libs["torch"].set_num_threads(common.blas_threads())
+        libs["torch"].set_num_threads(threads)
     env = common.environment(libs["torch"], libs["jax"])
     for key, value in env.items():
         print(f"{key:>16}: {value}")

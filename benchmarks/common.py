@@ -148,6 +148,19 @@ def blas_threads(default: int = 1) -> int:
     return os.cpu_count() or default
 
 
+def limit_threads(n: int) -> None:
+    """Use ``n`` threads in numpy's BLAS now, and in XLA (JAX) when it is imported later."""
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=n, user_api="blas")
+    except ImportError:
+        os.environ["OPENBLAS_NUM_THREADS"] = str(n)  # takes effect only before numpy loads
+    flags = os.environ.get("XLA_FLAGS", "")
+    if n == 1 and "multi_thread_eigen" not in flags:
+        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1").strip()
+
+
 def environment(torch=None, jax=None) -> dict[str, str]:
     """The facts a result needs: machine, versions, BLAS kernel, BLAS environment, date."""
     info = {
@@ -163,5 +176,7 @@ def environment(torch=None, jax=None) -> dict[str, str]:
         info["torch threads"] = str(torch.get_num_threads())
         info["torch oneDNN"] = str(torch.backends.mkldnn.is_available())
     info["BLAS"] = "; ".join(blas_info())
+    if os.environ.get("XLA_FLAGS"):
+        info["XLA_FLAGS"] = os.environ["XLA_FLAGS"]
     info["BLAS environment"] = ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in BLAS_ENV)
     return info

@@ -17,9 +17,7 @@ Sompolinsky 1985). ``--relax-bench`` also times relaxing 1,000 probes on N = 1,0
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, any cwd
 import graphrnn as gr  # noqa: E402
 from graphrnn import hopfield, png  # noqa: E402
+from graphrnn.files import atomic_file  # noqa: E402
 
 ALPHA_C = 0.138
 
@@ -81,16 +80,11 @@ def plot(rows: list[dict], path: Path, n: int, noise: float) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp)
-        os.chmod(tmp, 0o666 & ~png.current_umask())
-        os.replace(tmp, path)
+        with atomic_file(path) as handle:
+            fig.savefig(handle, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return f"wrote {path}"
 
 

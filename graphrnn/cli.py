@@ -28,6 +28,7 @@ from pathlib import Path
 
 from graphrnn import config
 from graphrnn.errors import DataError, SpecError
+from graphrnn.files import write_atomic
 
 #: Errors caused by what the user gave us (exit 2, one line, no traceback).
 USER_ERRORS = (SpecError, DataError, OSError, ValueError)
@@ -155,7 +156,7 @@ def inspect(args: argparse.Namespace) -> int:
         from graphrnn.model import compile as compile_net
         text = compile_net(load_spec(Path(args.spec))).schedule() + "\n"
         if args.output:
-            render.write_atomic(args.output, text)
+            write_atomic(args.output, text)
         else:
             sys.stdout.write(text)
         return 0
@@ -176,7 +177,7 @@ def inspect(args: argparse.Namespace) -> int:
         if fmt in ("svg", "png"):
             data = render.render_image(data, fmt)
     if args.output:
-        render.write_atomic(args.output, data)
+        write_atomic(args.output, data)
     elif isinstance(data, bytes):
         sys.stdout.flush()
         sys.stdout.buffer.write(data)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from graphrnn.files import write_atomic
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -55,17 +56,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     path = Path(path)
     payload = encode_png(image)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(path, payload)
 
 
 def image_grid(rows: Sequence[Sequence[np.ndarray]], scale: int = 8, pad: int = 1,
@@ -167,13 +158,6 @@ def line_plot(xs: np.ndarray, series: Sequence[np.ndarray], *, vlines: Sequence[
         for cx, cy in zip(np.round(px).astype(int), np.round(py).astype(int), strict=True):
             img[max(cy - 2, 0):cy + 3, max(cx - 2, 0):cx + 3] = color
     return img
-
-
-def current_umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:

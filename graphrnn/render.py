@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 import networkx as nx
 
@@ -284,24 +281,3 @@ def render_image(dot_text: str, fmt: str) -> bytes:
         why = done.stderr.decode(errors="replace").strip().splitlines()
         raise GraphvizError(f"Graphviz 'dot' failed: {why[0] if why else done.returncode}")
     return done.stdout
-
-
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``.
-
-    A reader never sees a half-written file, and a failed write leaves the old file intact.
-    """
-    path = Path(path)
-    blob = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

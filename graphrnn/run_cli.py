@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from graphrnn.files import save_npz
 from graphrnn.model import compile
 from graphrnn.spec import load_spec
-from graphrnn.tasks import save_npz
 from graphrnn.train_io import load_data
 
 

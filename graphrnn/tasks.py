@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from graphrnn.files import save_npz
+
 __all__ = ["LETTERS", "LETTER_FEATURES", "REBER_SYMBOLS", "TASKS", "adding",
-           "embedded_reber", "letter_sequence", "reber_accuracy", "reber_strings", "save_npz",
+           "embedded_reber", "letter_sequence", "reber_accuracy", "reber_strings",
            "save_task", "temporal_xor"]
 
 Arrays = dict[str, np.ndarray]
@@ -251,34 +252,6 @@ def adding(batch: int = 256, steps: int = 100, seed: int = 0, dtype: str = "floa
 #: Task name -> generator (the ``graphrnn task NAME`` command).
 TASKS: dict[str, Callable[..., Arrays]] = {
     "xor": temporal_xor, "letters": letter_sequence, "reber": embedded_reber, "adding": adding}
-
-
-def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write ``arrays`` to an ``.npz`` file atomically (temp file in the same folder, rename).
-
-    Parameters
-    ----------
-    path : str or path
-        Written exactly as given (no ``.npz`` appended).
-    arrays : dict of str to array
-
-    Returns
-    -------
-    Path
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def save_task(name: str, path: str | os.PathLike, *, input_name: str = "x",

@@ -9,7 +9,8 @@ import sys
 
 import numpy as np
 
-from graphrnn.tasks import TASKS, save_npz, save_task
+from graphrnn.files import save_npz
+from graphrnn.tasks import TASKS, save_task
 
 __all__ = ["add_task_command", "add_train_command", "run_task", "run_train"]
 

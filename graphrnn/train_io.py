@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from graphrnn.errors import DataError
-from graphrnn.tasks import save_npz
+from graphrnn.files import atomic_file, save_npz
 
 __all__ = ["CheckpointError", "Progress", "check_data", "load_checkpoint", "load_data",
            "model_io", "plot_history", "save_checkpoint"]
@@ -322,14 +321,6 @@ def plot_history(history: list[Mapping[str, Any]], path: str | os.PathLike,
     ax.set_title(title or "loss per epoch")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png")
+    return Path(path)

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 
 import graphrnn as gr
 from graphrnn import render
+from graphrnn.files import write_atomic
 from graphrnn.unroll import expected_counts
 from tests.strategies import valid_networks
 
@@ -195,12 +196,12 @@ def test_missing_dot_is_clear(monkeypatch):
 
 def test_write_atomic(tmp_path):
     target = tmp_path / "out.txt"
-    render.write_atomic(target, "one")
-    render.write_atomic(target, b"two")
+    write_atomic(target, "one")
+    write_atomic(target, b"two")
     assert target.read_text() == "two"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
     with pytest.raises(OSError):
-        render.write_atomic(tmp_path / "missing_dir" / "x.txt", "z")
+        write_atomic(tmp_path / "missing_dir" / "x.txt", "z")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
