@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import sys
 import time
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from functools import partial
 
 import numpy as np
+
+from graphrnn.files import write_atomic
 
 try:
     from benchmarks import common, refs, report
@@ -29,8 +32,8 @@ GRID = [(100, 32, 128, 64), (100, 32, 512, 256), (500, 16, 64, 32), (50, 1, 256,
 JORDAN_GRID = [(500, 16, 64, 32), (100, 32, 512, 256)]
 CELLS = ("elman", "lstm", "gru", "jordan")
 MODES = ("forward", "train")
-#: The LSTM case whose forward pass is profiled in the report.
-PROFILED = ("lstm", (100, 32, 512, 256))
+#: The cases whose forward pass is profiled in the report: GEMM-bound and dispatch-bound.
+PROFILED = [("lstm", (100, 32, 512, 256)), ("lstm", (500, 16, 64, 32))]
 
 
 def optional(name: str):
@@ -70,7 +73,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 def measure(ours: Callable, others: dict[str, tuple[Callable, str]], budget: float,
             reps: tuple[int, int], cooldown: float = COOLDOWN
-            ) -> tuple[float, dict[str, tuple[float, float]]]:
+            ) -> tuple[float, dict[str, tuple[float, float, float]]]:
     """Time ``ours`` (a NumPy caller) against each of ``others`` (name -> (fn, library)).
 
     A round runs ``a, ours, b`` for each two others ``a, b`` (the whole sequence reversed
@@ -102,7 +105,8 @@ def measure(ours: Callable, others: dict[str, tuple[Callable, str]], budget: flo
                 ratios[name].append(own / t)
         r += 1
     med = statistics.median
-    return med(mine), {k: (med(times[k]), med(ratios[k])) for k in others}
+    return med(mine), {k: (med(times[k]), med(ratios[k]), min(mine) / min(times[k]))
+                       for k in others}
 
 
 def rel_err(a, b) -> float:
@@ -157,7 +161,7 @@ def per_call_overhead(libs: dict, quick: bool, cooldown: float = COOLDOWN) -> li
     of each further step (from T = 1 and T = 101), forward and forward+backward; torch's
     for comparison."""
     rows = []
-    n = 50 if quick else 300
+    n = 30 if quick else 100
     for cell in ("elman", "lstm", "gru"):
         model = common.build(cell, 1, 1, 1)
         params = model.init_params(seed=0)
@@ -165,8 +169,8 @@ def per_call_overhead(libs: dict, quick: bool, cooldown: float = COOLDOWN) -> li
         for steps in (1, 101):
             x = np.zeros((steps, 1, 1), np.float32)
             data = ({"x": x}, {"y": x})
-            row[f"forward T={steps}"] = _best_of(partial(model.forward, params, data[0]), n)
-            row[f"train T={steps}"] = _best_of(partial(model.gradients, params, *data), n)
+            row[f"forward T={steps}"] = _median_time(partial(model.forward, params, data[0]), n)
+            row[f"train T={steps}"] = _median_time(partial(model.gradients, params, *data), n)
         row["forward per step"] = (row["forward T=101"] - row["forward T=1"]) / 100
         row["train per step"] = (row["train T=101"] - row["train T=1"]) / 100
         if libs.get("torch") is not None:
@@ -174,13 +178,13 @@ def per_call_overhead(libs: dict, quick: bool, cooldown: float = COOLDOWN) -> li
             x = np.zeros((1, 1, 1), np.float32)
             for impl in (refs.torch_nn(libs["torch"], cell, params, x, x),
                          refs.torch_loop(libs["torch"], cell, params, x, x)):
-                row[f"{impl.name} forward T=1"] = _best_of(impl.forward, n)
+                row[f"{impl.name} forward T=1"] = _median_time(impl.forward, n)
             time.sleep(cooldown)
         rows.append(row)
     return rows
 
 
-def _best_of(fn: Callable, n: int) -> float:
+def _median_time(fn: Callable, n: int) -> float:
     """The median of ``n`` timed calls after a warm-up (seconds per call)."""
     for _ in range(3):
         fn()
@@ -249,10 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     env = common.environment(libs["torch"], libs["jax"])
     for key, value in env.items():
         print(f"{key:>16}: {value}")
-    budget = args.budget or (0.5 if args.quick else 4.0)
+    budget = args.budget or (0.5 if args.quick else 2.5)
     reps = (1, 3) if args.quick else (3, 25)
     records = []
-    started = time.perf_counter()
+    started, load_start = time.perf_counter(), os.getloadavg()[0]
     print(report.header(), flush=True)
     for cell in cells:
         grid = args.sizes or (JORDAN_GRID if cell == "jordan" else GRID)
@@ -263,15 +267,18 @@ def main(argv: list[str] | None = None) -> int:
         print(report.overhead_table(overhead))
     profile = None
     if args.profile or args.out:
-        cell, size = PROFILED if args.sizes is None else (cells[0], args.sizes[0])
-        if cell in cells or args.profile:
-            profile = report.profile_forward(cell, size, top=15 if args.profile else 0)
+        cases = PROFILED if args.sizes is None else [(cells[0], args.sizes[0])]
+        cases = [(c, s) for c, s in cases if c in cells or args.profile]
+        profile = "\n\n".join(report.profile_forward(c, s, top=15 if args.profile else 0)
+                                for c, s in cases) or None
+        if profile:
             print(profile)
     elapsed = time.perf_counter() - started
     print(f"(benchmark took {elapsed:.0f} s)")
     if args.out:
+        env["load average (1 min) at start / end"] = f"{load_start:.2f} / {os.getloadavg()[0]:.2f}"
         text = report.markdown(env, records, overhead, profile, argv_text(argv), elapsed)
-        report.write_atomic(args.out, text)
+        write_atomic(args.out, text)
         print(f"wrote {args.out}")
     return 0
 

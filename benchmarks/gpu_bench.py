@@ -17,13 +17,13 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 import graphrnn as gr
+from graphrnn.files import write_atomic
 
 try:
     from benchmarks.common import resized_spec
@@ -289,10 +289,7 @@ def table(cases: list[dict]) -> str:
 def write_json(path: Path, data: dict) -> None:
     """Write atomically: a temporary file beside ``path``, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
