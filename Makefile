@@ -22,9 +22,12 @@ demo: $(VENV)/.installed
 	$(GR) check specs/lstm.yaml
 	$(GR) inspect specs/elman.yaml --steps 3 --format text
 	$(GR) task reber --batch 2048 --seed 0 -o $(OUT)/reber.npz
-	$(GR) train specs/reber_lstm.yaml --data $(OUT)/reber.npz --loss reber --epochs 30 \
-		--batch-size 32 --lr 0.01 --checkpoint $(OUT)/reber.ckpt.npz --plot $(OUT)/reber_loss.png
+	$(GR) train specs/reber_lstm.yaml --data $(OUT)/reber.npz --loss mse --epochs 15 \
+		--batch-size 32 --lr 0.02 --checkpoint $(OUT)/reber.ckpt.npz \
+		-o $(OUT)/reber_params.npz --plot $(OUT)/reber_loss.png
 	$(GR) hopfield --out $(OUT)
+	$(PY) -m benchmarks.reber_accuracy specs/reber_lstm.yaml $(OUT)/reber_params.npz \
+		--train $(OUT)/reber.npz
 
 test: $(VENV)/.installed $(VENV)/.torch
 	$(VENV)/bin/ruff check graphrnn tests benchmarks

@@ -62,13 +62,11 @@ class Run:
         return lambda lo, hi: views[offset + lo]
 
     def size(self, name: str) -> int:
+        """A buffer's width (features)."""
         return self.prog.buffers[name].size
 
-    def uniforms_at(self, node: str, lo: int, hi: int):
-        u = self.uniforms.get(node)
-        return None if u is None else u[lo:hi]
-
     def order_at(self, node: str, t: int):
+        """The order in which an asynchronous node updates its neurons at step ``t``."""
         return self.orders[node][t]
 
     def add_param_grad(self, name: str, g) -> None:
@@ -92,6 +90,7 @@ class Run:
                 self.backend.loop([k.forward for k in kernels], self.steps, reverse=False)
 
     def zero_grads(self) -> None:
+        """Fresh zero gradients for every buffer BPTT needs (the loss then seeds the outputs)."""
         self.grads = {n: self.backend.zeros(("grad", n), self.arrays[n].shape, self.dtype)
                       for n in self.grads_wanted}
         self._step_views = {k: v for k, v in self._step_views.items() if not k[1]}
