@@ -278,9 +278,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         env["load average (1 min) at start / end"] = f"{load_start:.2f} / {os.getloadavg()[0]:.2f}"
         text = report.markdown(env, records, overhead, profile, argv_text(argv), elapsed)
-        write_atomic(args.out, text)
+        write_atomic(args.out, text + kept_sections(args.out))
         print(f"wrote {args.out}")
     return 0
+
+
+#: In RESULTS.md, what follows this line is written by hand (GPU, Hopfield) and kept on a re-run.
+KEEP_MARKER = "<!-- sections below are kept when the benchmark rewrites this file -->"
+
+
+def kept_sections(path: str) -> str:
+    """The hand-written tail of an existing results file (from :data:`KEEP_MARKER` on)."""
+    try:
+        text = open(path, encoding="utf-8").read()
+    except OSError:
+        return ""
+    at = text.find(KEEP_MARKER)
+    return "" if at < 0 else "\n" + text[at:]
 
 
 def argv_text(argv: list[str] | None) -> str:
