@@ -7,35 +7,10 @@ from pathlib import Path
 import numpy as np
 
 import graphrnn as gr
-from graphrnn.optim import Adam
+from benchmarks.tasks import train_bucketed
 from graphrnn.tasks import REBER_SYMBOLS, embedded_reber, reber_accuracy, temporal_xor
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
-
-
-def _train_bucketed(model, params, data, *, epochs, batch_size, lr, final_lr, seed):
-    """Adam on mini-batches of strings of similar length, each cut to its longest string.
-
-    Strings are sorted by length (ties broken at random each epoch) and cut into mini-batches
-    whose order is shuffled, so a batch runs for its own longest string rather than the padded
-    length of the whole set: the same gradients as padded batches (padding is masked out),
-    about 2.5 times fewer steps. The last third of the epochs use ``final_lr``.
-    """
-    rng = np.random.default_rng(seed)
-    lengths = data["lengths"]
-    opt = Adam(lr)
-    for epoch in range(epochs):
-        opt.lr = lr if epoch < 2 * epochs // 3 else final_lr
-        order = np.argsort(lengths + rng.random(len(lengths)))
-        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-        for j in rng.permutation(len(batches)):
-            idx = batches[j]
-            t = int(lengths[idx].max())
-            _, grads = model.gradients(params, {"x": data["x"][:t, idx]},
-                                       {"y": data["y"][:t, idx]}, loss="mse",
-                                       mask=data["mask"][:t, idx])
-            opt.step(params, grads)
-    return params
 
 
 def test_embedded_reber_is_learned_by_the_lstm_spec():
@@ -48,7 +23,7 @@ def test_embedded_reber_is_learned_by_the_lstm_spec():
     model = gr.compile(gr.load_spec(SPECS / "reber_lstm.yaml"), dtype="float32")
     train = embedded_reber(batch=1000, seed=0)
     test = embedded_reber(batch=4000, seed=1)  # ~85% repeat training strings: see below
-    params = _train_bucketed(model, model.init_params(seed=0), train, epochs=30,
+    params = train_bucketed(model, model.init_params(seed=0), train, epochs=30,
                              batch_size=16, lr=0.02, final_lr=0.004, seed=0)
     y = model.forward(params, {"x": test["x"]})[0]["y"]
 
