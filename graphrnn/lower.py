@@ -58,12 +58,6 @@ def _is_own(net: Network, edge: Edge) -> bool:
             and net.nodes[edge.dst].update == "asynchronous")
 
 
-def _term(edge: Edge, gemm: str | None = None, size: int = 0) -> Term:
-    if gemm is not None:
-        return Term("full", gemm, 0, cols=(0, size))
-    return Term(edge.weight, edge.src, edge.delay, edge.param, edge.scale)
-
-
 def _lower_node(net: Network, name: str) -> tuple[list, dict[str, Buffer]]:
     node = net.nodes[name]
     ops, buffers, terms, own = [], {}, [], []
@@ -76,9 +70,9 @@ def _lower_node(net: Network, name: str) -> tuple[list, dict[str, Buffer]]:
             buffers[gemm] = Buffer(gemm, node.size, 0, "gemm")
             block = Block(edge.param, edge.scale, edge.transpose, (0, node.size))
             ops.append(MatMul(edge.src, edge.delay, (block,), gemm))
-            terms.append(_term(edge, gemm, node.size))
+            terms.append(Term("full", gemm, 0, cols=(0, node.size)))
         else:
-            terms.append(_term(edge))
+            terms.append(Term(edge.weight, edge.src, edge.delay, edge.param, edge.scale))
     bias = f"{name}.bias" if net.has_bias(name) else None
     ops.append(NodeUpdate(name, name, f"{name}:net", tuple(terms), node.combine, bias,
                           node.activation, node.leak, node.temperature, tuple(own)))
