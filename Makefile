@@ -33,7 +33,9 @@ test: $(VENV)/.installed $(VENV)/.torch
 	$(VENV)/bin/ruff check graphrnn tests benchmarks
 	$(PY) -m pytest
 
-bench: $(VENV)/.installed $(VENV)/.torch
+# torch, JAX and threadpoolctl (BLAS facts) for the comparison: the `bench` extra.
+bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[bench]'
 	$(GR) bench --out benchmarks/RESULTS.md
 
 clean:
