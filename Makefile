@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 GR := $(VENV)/bin/graphrnn
 OUT := out
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
