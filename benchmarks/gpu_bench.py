@@ -245,7 +245,8 @@ def environment(torch, backend: str) -> dict:
         import cupy
 
         props = cupy.cuda.runtime.getDeviceProperties(0)
-        info.update(gpu=props["name"].decode(), cupy=cupy.__version__,
+        name = props["name"]
+        info.update(gpu=name.decode() if isinstance(name, bytes) else name, cupy=cupy.__version__,
                     cuda_runtime=cupy.cuda.runtime.runtimeGetVersion(),
                     cuda_driver=cupy.cuda.runtime.driverGetVersion())
     except Exception as exc:  # noqa: BLE001 - report, do not fail
@@ -320,12 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         torch = None
         print("torch is not importable: timing graphrnn alone", file=sys.stderr)
-    cases = []
+    cases, env = [], environment(torch, args.backend)
     for kind in args.kinds.split(","):
         print(f"[gpu_bench] {kind} ...", file=sys.stderr, flush=True)
         cases.append(bench_case(kind, args, torch))
-    write_json(Path(args.out), {"environment": environment(torch, args.backend),
-                                "settings": vars(args), "cases": cases})
+        # after every case: a run cut short by a timeout keeps what it measured
+        write_json(Path(args.out), {"environment": env, "settings": vars(args), "cases": cases})
     print("\n".join(([args.note] if args.note else []) + [table(cases)]))
     print(f"full results: {args.out}")
     return 0

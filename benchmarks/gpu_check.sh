@@ -3,16 +3,23 @@
 # no network (it installs nothing from outside): 1) the conformance suite on the CuPy backend,
 # 2) forward and forward+backward timings against cuDNN and PyTorch eager loops
 # (benchmarks/gpu_bench.py). Under 5 minutes on an H100. A short table is printed last; the full
-# results go to benchmarks/gpu_results.json. Usage: bash benchmarks/gpu_check.sh
+# results go to benchmarks/gpu_results.json (rewritten after each case, so a timeout keeps the
+# finished ones), the conformance log to benchmarks/gpu_conformance.txt.
+# Usage: bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
 status=0
+# on the device machine only what is under $OUT comes back: copy the results there at exit
+trap '[ -n "${OUT:-}" ] && cp -f benchmarks/gpu_results.json benchmarks/gpu_conformance.txt \
+  "$OUT"/ 2>/dev/null; true' EXIT
 
-# graphrnn itself, without dependencies or network; PYTHONPATH covers a failed install
-"$PY" -m pip install -e . --no-deps --no-build-isolation -q >/dev/null 2>&1 \
+# graphrnn itself, without dependencies or network (no index, no pip self-check); PYTHONPATH
+# covers a failed install
+timeout 60 "$PY" -m pip install -e . --no-deps --no-build-isolation --no-index \
+  --disable-pip-version-check -q >/dev/null 2>&1 \
   || echo "[gpu_check] pip install -e . failed: using the checkout through PYTHONPATH"
 
 echo "== environment"
@@ -36,7 +43,8 @@ if not cupy_backend.available():
     sys.exit(1)
 import cupy
 props = cupy.cuda.runtime.getDeviceProperties(0)
-print("gpu        ", props["name"].decode(), f"(sm_{props['major']}{props['minor']})",
+name = props["name"]
+print("gpu        ", name.decode() if isinstance(name, bytes) else name, f"(sm_{props['major']}{props['minor']})",
       "CUDA runtime", cupy.cuda.runtime.runtimeGetVersion(),
       "driver", cupy.cuda.runtime.driverGetVersion())
 PYEOF
@@ -48,17 +56,19 @@ fi
 echo "== conformance on the CuPy backend"
 if "$PY" -c "import pytest, hypothesis" 2>/dev/null; then
   # every results test takes a `backend` fixture; -k cupy selects its CuPy instances
-  timeout 200 "$PY" -m pytest -q -p no:cacheprovider -k cupy tests/ 2>&1 | tail -25
+  timeout 160 "$PY" -m pytest -q -p no:cacheprovider -k cupy tests/ 2>&1 \
+    | tee benchmarks/gpu_conformance.txt | tail -25
   conformance=${PIPESTATUS[0]}
 else
   echo "(pytest or hypothesis missing: the built-in check instead)"
-  timeout 200 "$PY" -m benchmarks.gpu_bench --conformance --backend cupy 2>&1 | tail -25
+  timeout 160 "$PY" -m benchmarks.gpu_bench --conformance --backend cupy 2>&1 \
+    | tee benchmarks/gpu_conformance.txt | tail -25
   conformance=${PIPESTATUS[0]}
 fi
 [ "$conformance" -eq 0 ] || status=1
 
 echo "== timings (T=100, B=64, H=512, I=512, float32)"
 verdict="conformance on CuPy: $([ "$conformance" -eq 0 ] && echo passed || echo "FAILED")"
-timeout 150 "$PY" -m benchmarks.gpu_bench --out benchmarks/gpu_results.json --note "$verdict" \
+timeout 110 "$PY" -m benchmarks.gpu_bench --out benchmarks/gpu_results.json --note "$verdict" \
   || status=1
 exit $status

@@ -143,3 +143,59 @@ def test_without_a_gpu_auto_falls_back_and_cupy_says_why(capsys, monkeypatch):
     with pytest.raises(ValueError, match="backend 'cupy' is not usable here: .*"):
         gr.compile(gr.load_spec(SPECS / "elman.yaml"), backend="cupy")
     assert cupy_backend.why_not()
+
+
+_FAKE_CUBLAS = r"""
+void* gr_stream; void* gr_handle;
+int cublasSetStream_v2(void* h, void* s) { gr_handle = h; gr_stream = s; return 0; }
+#define GEMM(NAME, T) \
+int NAME(void* h, int ta, int tb, int m, int n, int k, const T* alpha, const T* A, int lda, \
+         const T* B, int ldb, const T* beta, T* C, int ldc) { \
+  for (int i = 0; i < m; ++i) for (int j = 0; j < n; ++j) { T s = 0; \
+    for (int p = 0; p < k; ++p) \
+      s += (ta ? A[p + i * lda] : A[i + p * lda]) * (tb ? B[j + p * ldb] : B[p + j * ldb]); \
+    C[i + j * ldc] = *alpha * s + (*beta == 0 ? 0 : *beta * C[i + j * ldc]); } \
+  return 0; }
+GEMM(cublasSgemm_v2, float)
+GEMM(cublasDgemm_v2, double)
+"""
+
+_DIRECT_GEMM_CHECK = """
+import ctypes, sys, types
+import numpy as np
+lib = ctypes.CDLL(sys.argv[1])
+from graphrnn.backends import cupy_backend as cb
+class Dev:
+    def __init__(self, a):
+        self.a, self.data = a, types.SimpleNamespace(ptr=a.ctypes.data)
+        self.itemsize, self.dtype = a.itemsize, a.dtype
+stream = types.SimpleNamespace(ptr=77)
+be = cb.CupyBackend.__new__(cb.CupyBackend)
+be._setup()
+be._direct, be._handle = cb._direct_cublas(), 1234
+be.xp = types.SimpleNamespace(cuda=types.SimpleNamespace(get_current_stream=lambda: stream))
+assert be._direct is not None
+for dt in (np.float32, np.float64):
+    rng = np.random.default_rng(0)
+    w, x, y = rng.normal(size=(5, 3)).astype(dt), rng.normal(size=(4, 2, 3)).astype(dt), \\
+        np.zeros((4, 2, 5), dt)
+    be.gemm("T", "N", 5, 4, 3, (Dev(w), 0), 3, (Dev(x), np.int64(6)), 3, 0.0,
+            (Dev(y), np.int64(10)), 5)
+    np.testing.assert_allclose(y[1:3], x[1:3] @ w.T, rtol=1e-5)
+    assert not y[0].any() and not y[3].any()
+assert ctypes.c_void_p.in_dll(lib, "gr_stream").value == 77
+assert ctypes.c_void_p.in_dll(lib, "gr_handle").value == 1234
+"""
+
+
+def test_gemm_calls_the_loaded_cublas_directly(tmp_path):
+    """The GEMM path that a stream capture can record: cuBLAS through ctypes (a stand-in
+    libcublas here, in a subprocess so no other test sees it), rows addressed by offsets."""
+    lib = tmp_path / "libcublas.so.99"
+    (tmp_path / "fake.c").write_text(_FAKE_CUBLAS)
+    done = subprocess.run([CXX, "-x", "c", "-shared", "-fPIC", "-O1", "-o", str(lib),
+                           str(tmp_path / "fake.c")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, "-c", _DIRECT_GEMM_CHECK, str(lib)],
+                          capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr

@@ -11,6 +11,7 @@ graphs off; ``GRAPHRNN_POOL_MB`` bounds the pool (default 8192).
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 
 import numpy as np
@@ -51,6 +52,49 @@ def _probe() -> str | None:
     return None
 
 
+def _direct_cublas():
+    """``(cublasSetStream_v2, cublasSgemm_v2, cublasDgemm_v2)`` of the libcublas this process has
+    loaded (CuPy's), through ctypes; None where it cannot be found.
+
+    CuPy's own bindings cannot be captured: since CuPy 10 ``cupy_backends.cuda.libs.cublas
+    .setStream`` (which every GEMM wrapper calls) raises ``NotImplementedError("calling cuBLAS
+    API during stream capture is currently unsupported")`` while the stream captures, although
+    cuBLAS itself records GEMMs in a graph (host-pointer alpha/beta are captured by value).
+    """
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:  # the very library (and handle type) CuPy uses
+            paths = sorted({line.split()[-1] for line in maps if "/libcublas.so" in line})
+    except OSError:
+        return None
+    files = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        files.setdefault((st.st_dev, st.st_ino), path)
+    if len(files) != 1:  # none, or two copies (CuPy's and another's): which owns the handle?
+        config.debug(1, f"[graphrnn] cuBLAS through CuPy's bindings (libcublas loaded: "
+                        f"{sorted(files.values()) or 'none found'}); loops with GEMMs are "
+                        "not captured as CUDA graphs")
+        return None
+    (path,) = files.values()
+    ptr, i32 = ctypes.c_void_p, ctypes.c_int
+    try:
+        lib = ctypes.CDLL(path)
+        fns = (lib.cublasSetStream_v2, lib.cublasSgemm_v2, lib.cublasDgemm_v2)
+    except (OSError, AttributeError):
+        return None
+    fns[0].argtypes = [ptr, ptr]
+    for fn in fns[1:]:
+        fn.argtypes = [ptr, i32, i32, i32, i32, i32, ptr, ptr, i32, ptr, i32, ptr, ptr, i32]
+    for fn in fns:
+        fn.restype = i32
+    return fns
+
+
 class _Module:
     """A CUDA source compiled by CuPy (NVRTC, cached on disk by CuPy); functions by name."""
 
@@ -87,6 +131,7 @@ class CupyBackend(Backend):
         self.xp = cupy
         self._cublas = cublas
         self._handle = cupy.cuda.device.get_cublas_handle()
+        self._direct = _direct_cublas()
         self._stream = None
         self._setup()
 
@@ -173,14 +218,21 @@ class CupyBackend(Backend):
         ``(array, element offset)`` pairs, so rows of a buffer need no view or copy."""
         (av, ao), (bv, bo), (cv, co) = a, b, c
         item = cv.itemsize
-        fn = self._cublas.sgemm if cv.dtype == np.float32 else self._cublas.dgemm
-        # some CuPy versions' bindings leave the handle's stream alone: set it, so a capture
-        # records the call
-        self._cublas.setStream(self._handle, self.xp.cuda.get_current_stream().ptr)
-        fn(self._handle, _OPS[transa], _OPS[transb], m, n, k,
-           self._scalar(cv.dtype, 1.0).ctypes.data, av.data.ptr + int(ao) * item, lda,
-           bv.data.ptr + int(bo) * item, ldb, self._scalar(cv.dtype, beta).ctypes.data,
-           cv.data.ptr + int(co) * item, ldc)
+        args = (self._handle, _OPS[transa], _OPS[transb], m, n, k,
+                self._scalar(cv.dtype, 1.0).ctypes.data, av.data.ptr + int(ao) * item, lda,
+                bv.data.ptr + int(bo) * item, ldb, self._scalar(cv.dtype, beta).ctypes.data,
+                cv.data.ptr + int(co) * item, ldc)
+        stream = self.xp.cuda.get_current_stream().ptr
+        if self._direct is not None:  # cuBLAS itself, so a stream capture records the GEMM
+            set_stream, sgemm, dgemm = self._direct
+            status = set_stream(self._handle, stream) or \
+                (sgemm if cv.dtype == np.float32 else dgemm)(*args)
+            if status:
+                raise RuntimeError(f"cuBLAS GEMM failed (cublasStatus_t {status})")
+            return
+        # CuPy's bindings (which raise NotImplementedError while the stream captures)
+        self._cublas.setStream(self._handle, stream)
+        (self._cublas.sgemm if cv.dtype == np.float32 else self._cublas.dgemm)(*args)
 
     def _scalar(self, dtype, value: float) -> np.ndarray:
         key = (np.dtype(dtype).str, value)
