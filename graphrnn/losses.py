@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphrnn.backends import array_module
+
 LOSSES = ("mse", "cross_entropy")
 
 
@@ -15,7 +17,7 @@ def loss_and_grad(kind: str, y: np.ndarray, target: np.ndarray, mask=None):
     ``(T, B, C)``, ``target`` integer labels ``(T, B)``; the mean of ``-log softmax`` over the
     (masked) steps, as ``torch.nn.functional.cross_entropy``.
     """
-    xp = _array_module(y)
+    xp = array_module(y)
     m = xp.ones(y.shape[:2], dtype=y.dtype) if mask is None else xp.asarray(mask, dtype=y.dtype)
     count = m.sum()
     if count == 0:
@@ -36,7 +38,3 @@ def loss_and_grad(kind: str, y: np.ndarray, target: np.ndarray, mask=None):
         return float(-(m * picked).sum() / count), grad * (m / count)[..., None]
     raise ValueError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
 
-
-def _array_module(array):
-    """NumPy, or CuPy for a CuPy array (without importing CuPy otherwise)."""
-    return np if isinstance(array, np.ndarray) else __import__(type(array).__module__.split(".")[0])

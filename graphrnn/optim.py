@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from graphrnn.backends import array_module, to_numpy
+
 __all__ = ["SGD", "Adam", "Optimizer", "clip_global_norm", "global_norm", "make_optimizer"]
 
 
@@ -78,9 +80,9 @@ class Optimizer:
     def _buf(self, slot: str, name: str, like: np.ndarray) -> np.ndarray:
         buf = self.buffers[slot].get(name)
         if buf is None or buf.shape != like.shape:
-            buf = self.buffers[slot][name] = _array_module(like).zeros_like(like)
+            buf = self.buffers[slot][name] = array_module(like).zeros_like(like)
         elif type(buf) is not type(like) or buf.dtype != like.dtype:  # restored from a file
-            buf = self.buffers[slot][name] = _array_module(like).asarray(buf, dtype=like.dtype)
+            buf = self.buffers[slot][name] = array_module(like).asarray(buf, dtype=like.dtype)
         return buf
 
     def step(self, params: MutableMapping[str, Any], grads: Mapping[str, Any]) -> None:
@@ -111,7 +113,7 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """``{"name", "t", "hyper", "buffers": {slot: {param: array}}}`` (copies)."""
         return {"name": self.name, "t": self.t, "hyper": self.hyper(),
-                "buffers": {s: {k: np.array(_to_numpy(v), copy=True) for k, v in b.items()}
+                "buffers": {s: {k: np.array(to_numpy(v), copy=True) for k, v in b.items()}
                             for s, b in self.buffers.items() if s != "tmp"}}
 
     def load_state_dict(self, state: Mapping[str, Any], restore_hyper: bool = False) -> None:
@@ -281,15 +283,3 @@ def make_optimizer(name: str, lr: float, **kw: Any) -> Optimizer:
         return cls(lr=lr, **kw)
     except TypeError as exc:
         raise ValueError(f"optimizer {name!r}: {exc}") from None
-
-
-def _array_module(a: Any):
-    mod = type(a).__module__.split(".")[0]
-    if mod == "cupy":  # pragma: no cover - needs a GPU
-        import cupy
-        return cupy
-    return np
-
-
-def _to_numpy(a: Any) -> np.ndarray:
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)

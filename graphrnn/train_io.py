@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from graphrnn.backends import to_numpy
 from graphrnn.errors import DataError
 from graphrnn.files import atomic_file, save_npz
 
@@ -149,8 +150,8 @@ def save_checkpoint(path: Path, params: Mapping[str, Any], opt, run: Mapping[str
     {"name", "t", "hyper"}, "config": {...}}``.
     """
     state = opt.state_dict()
-    arrays = {f"param:{k}": _to_numpy(v) for k, v in params.items()}
-    arrays.update({f"best:{k}": _to_numpy(v) for k, v in (best or {}).items()})
+    arrays = {f"param:{k}": to_numpy(v) for k, v in params.items()}
+    arrays.update({f"best:{k}": to_numpy(v) for k, v in (best or {}).items()})
     for slot, bufs in state["buffers"].items():
         arrays.update({f"opt:{slot}:{k}": v for k, v in bufs.items()})
     meta = {"format": CHECKPOINT_FORMAT, "version": 1, "run": dict(run),
@@ -208,10 +209,6 @@ def _assign(dst, src: np.ndarray) -> None:
         dst[...] = src
     else:  # pragma: no cover - CuPy
         dst.set(np.ascontiguousarray(src, dtype=dst.dtype))
-
-
-def _to_numpy(a) -> np.ndarray:
-    return a if isinstance(a, np.ndarray) else np.asarray(a.get() if hasattr(a, "get") else a)
 
 
 class Progress:

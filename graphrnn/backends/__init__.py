@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from graphrnn import config
+
+
+def array_module(array):
+    """NumPy, or CuPy for a CuPy array (without importing CuPy otherwise)."""
+    if isinstance(array, np.ndarray) or type(array).__module__.split(".")[0] != "cupy":
+        return np
+    import cupy
+    return cupy
+
+
+def to_numpy(array) -> np.ndarray:
+    """A host (NumPy) copy of a CuPy array; NumPy arrays and array-likes as NumPy arrays."""
+    return np.asarray(array.get() if array_module(array) is not np else array)
 
 
 def get_backend(name: str = "numpy"):
