@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import difflib
-
 import numpy as np
 
 from graphrnn.errors import DataError
 from graphrnn.network import Network
-
-
-def _closest(name: str, known) -> str:
-    match = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+from graphrnn.validate import did_you_mean
 
 
 def check_names(kind: str, given, expected, required: bool = True) -> None:
     """Unknown names always fail; missing ones fail when ``required``."""
     for name in given:
         if name not in expected:
-            raise DataError(f"unknown {kind} {name!r}{_closest(name, expected)}; "
-                            f"expected {', '.join(expected) or 'none'}")
+            raise DataError(f"unknown {kind} {name!r}; "
+                            f"{did_you_mean(name, expected) or 'expected none'}")
     missing = [n for n in expected if n not in given]
     if required and missing:
         raise DataError(f"missing {kind} {', '.join(map(repr, missing))}")
