@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from graphrnn import config
+from graphrnn.backends import BACKENDS
 from graphrnn.errors import DataError, SpecError
 from graphrnn.files import write_atomic
 
@@ -196,7 +197,7 @@ def inspect(args: argparse.Namespace) -> int:
             arg("--rule", default="pseudo_inverse", choices=("hebbian", "storkey",
                                                               "pseudo_inverse")),
             arg("--seed", type=int, default=0),
-            arg("--backend", default="numpy", choices=("numpy", "cupy", "auto")))
+            arg("--backend", default="numpy", choices=BACKENDS))
 def hopfield(args: argparse.Namespace) -> int:
     """``graphrnn hopfield``: the recall demo of :func:`graphrnn.hopfield.demo`."""
     from graphrnn.hopfield import demo

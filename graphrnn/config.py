@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 
 #: 0 silent; 1 passes and timings, backend choice; 2 + the schedule; 3 + the IR after each
-#: pass; 4 + generated CUDA source.
+#: pass; 4 + generated kernel source (CUDA, or C for the CPU) and compiler commands.
 DEBUG = int(os.environ.get("GRAPHRNN_DEBUG", "0") or 0)
 
 #: The seed used when a caller gives none (stochastic units, asynchronous orders).
@@ -21,8 +21,21 @@ CHECK_IR = os.environ.get("GRAPHRNN_CHECK_IR", "0") not in ("", "0")
 #: launches kernels step by step instead).
 CUDA_GRAPHS = os.environ.get("GRAPHRNN_CUDA_GRAPHS", "1") not in ("", "0")
 
-#: CuPy backend: megabytes of device buffers kept for reuse across calls of the same shape.
+#: Megabytes of run buffers a compiled model keeps for reuse by calls of the same shape (device
+#: memory on CuPy, host memory on NumPy).
 POOL_MB = float(os.environ.get("GRAPHRNN_POOL_MB", "8192") or 8192)
+
+#: NumPy backend: run fused element-wise chains as C compiled on first use (vectorised loops,
+#: one call a step) when a C compiler works; ``GRAPHRNN_NATIVE=0`` keeps them in NumPy ufuncs.
+NATIVE = os.environ.get("GRAPHRNN_NATIVE", "1") not in ("", "0")
+
+#: The C compiler for those kernels (default: the first of cc, gcc, clang on the PATH).
+CC = os.environ.get("GRAPHRNN_CC", "")
+
+#: Where compiled kernels are kept between processes (default: ~/.cache/graphrnn).
+CACHE_DIR = os.environ.get("GRAPHRNN_CACHE", "") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME", "") or os.path.join(os.path.expanduser("~"), ".cache"),
+    "graphrnn")
 
 
 def debug(level: int, message: str) -> None:

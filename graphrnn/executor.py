@@ -27,6 +27,8 @@ class Run:
         self.param_grads: dict = {}
         #: buffers whose gradient BPTT needs (never the inputs)
         self.grads_wanted = frozenset(n for n, b in prog.buffers.items() if b.role != "input")
+        #: gradients a kernel assigns whole in BPTT before anything reads them: not zeroed
+        self.grads_assigned: set[str] = set()
         self.uniforms = {k: backend.asarray(v, dtype) for k, v in noise.uniforms.items()}
         self.orders = noise.orders
         self._looped = {id(o) for s in prog.stages if s.kind == "loop" for op in s.ops
@@ -90,9 +92,9 @@ class Run:
                 self.backend.loop([k.forward for k in kernels], self.steps, reverse=False)
 
     def zero_grads(self) -> None:
-        """Fresh zero gradients for every buffer BPTT needs (the loss then seeds the outputs)."""
-        self.grads = {n: self.backend.zeros(("grad", n), self.arrays[n].shape, self.dtype)
-                      for n in self.grads_wanted}
+        """Fresh zero gradients for the buffers BPTT needs (the loss then seeds the outputs),
+        each made on first use: a compiled kernel keeps some gradients in registers only."""
+        self.grads = _ZeroGrads(self)
         self._step_views = {k: v for k, v in self._step_views.items() if not k[1]}
 
     def backward(self) -> None:
@@ -110,3 +112,19 @@ class Run:
                                   reverse=True)
             for k in kernels:
                 k.param_grads()
+
+
+class _ZeroGrads(dict):
+    """A run's gradient arrays by buffer name, zeros made when first asked for."""
+
+    def __init__(self, run: Run):
+        super().__init__()
+        self.run = run
+
+    def __missing__(self, name: str):
+        run = self.run
+        if name not in run.grads_wanted:
+            raise KeyError(name)
+        make = run.backend.empty if name in run.grads_assigned else run.backend.zeros
+        array = self[name] = make(("grad", name), run.arrays[name].shape, run.dtype)
+        return array

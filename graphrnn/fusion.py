@@ -50,7 +50,7 @@ def fuse_elementwise(prog: Program) -> Program:
 
     The members keep their order, so the Fused op means exactly what the run meant (the NumPy
     backend runs them in turn). On the GPU the run is one generated kernel per step forward and
-    one backward (:mod:`graphrnn.codegen_cuda`): the LSTM's nine pointwise nodes after its
+    one backward (:mod:`graphrnn.codegen`): the LSTM's nine pointwise nodes after its
     merged gate GEMM become one kernel.
     """
     stages = []

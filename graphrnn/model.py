@@ -159,11 +159,11 @@ class Model:
         return run
 
     def _outputs(self, run: Run) -> dict:
-        return {o: self.backend.to_numpy(run.rows(o, 0, run.steps)) for o in self.net.outputs}
+        return {o: self.backend.export(run.rows(o, 0, run.steps)) for o in self.net.outputs}
 
     def _final_state(self, run: Run) -> dict:
         t = run.steps
-        return {state_key(name, -k): self.backend.to_numpy(run.rows(name, t - k, t - k + 1)[0])
+        return {state_key(name, -k): self.backend.export(run.rows(name, t - k, t - k + 1)[0])
                 for name, depth in self.net.history.items() for k in range(1, depth + 1)}
 
     def _param_grads(self, run: Run, state: dict) -> dict:
@@ -181,9 +181,9 @@ class Model:
         for key in state:
             name = key.split("@")[0]
             k = 1 if key == name else int(key.split("@-")[1])
-            if name in run.grads:
-                grads[f"state:{key}"] = self.backend.to_numpy(
-                    run.rows(name, -k, -k + 1, grad=True)[0]).copy()
+            if name in run.grads_wanted:
+                grads[f"state:{key}"] = self.backend.export(
+                    run.rows(name, -k, -k + 1, grad=True)[0])
         return grads
 
 
@@ -194,8 +194,9 @@ def compile(net: Network, backend: str = "numpy", dtype: str = "float32") -> Mod
     ----------
     net : Network
         From :func:`graphrnn.load_spec`.
-    backend : {"numpy", "cupy", "auto"}
-        ``auto`` picks CuPy when a GPU is usable, NumPy otherwise.
+    backend : {"numpy", "numpy-ufuncs", "cupy", "auto"}
+        ``auto`` picks CuPy when a GPU is usable, NumPy otherwise. ``numpy`` runs element-wise
+        chains as C compiled on first use where a C compiler works; ``numpy-ufuncs`` never does.
     dtype : {"float32", "float64"}
 
     Returns

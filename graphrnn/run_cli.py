@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from graphrnn.backends import BACKENDS
 from graphrnn.files import save_npz
 from graphrnn.model import compile
 from graphrnn.spec import load_spec
@@ -25,7 +26,7 @@ def add_run_command(subparsers) -> None:
                                    "'state:KEY' arrays, or plain KEY)")
     p.add_argument("--steps", type=int, help="steps to run (networks without inputs)")
     p.add_argument("--seed", type=int, default=0, help="seed for init and stochastic units")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "auto"])
+    p.add_argument("--backend", default="numpy", choices=BACKENDS)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("-o", "--output", required=True, help="where to write the results (.npz)")
     p.set_defaults(handler=run_command)

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 
+from graphrnn.backends import BACKENDS
 from graphrnn.files import save_npz
 from graphrnn.tasks import TASKS, save_task
 
@@ -53,7 +54,7 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
                     "optional mask).")
     p.add_argument("spec", metavar="SPEC", help="the network's spec file (YAML)")
     p.add_argument("--data", required=True, metavar="D.npz", help="training data file")
-    p.add_argument("--backend", default="numpy", choices=("numpy", "cupy", "auto"))
+    p.add_argument("--backend", default="numpy", choices=BACKENDS)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--loss", default="mse", choices=("mse", "cross_entropy"))
     p.add_argument("--target", action="append", metavar="OUTPUT",

@@ -9,10 +9,11 @@ from graphrnn.backends import cupy_backend
 
 config.CHECK_IR = True
 
-BACKENDS = ["numpy"] + (["cupy"] if cupy_backend.available() else [])
+BACKENDS = ["numpy", "numpy-ufuncs"] + (["cupy"] if cupy_backend.available() else [])
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request) -> str:
-    """Each available backend in turn (NumPy always; CuPy where a GPU is usable)."""
+    """Each available backend in turn: NumPy with compiled element-wise kernels (where a C
+    compiler works), NumPy alone, and CuPy where a GPU is usable."""
     return request.param

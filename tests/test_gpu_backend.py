@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 import graphrnn as gr
 from graphrnn import config
 from graphrnn.backends import cupy_backend, get_backend
-from graphrnn.codegen_cuda import expand_includes, generate
+from graphrnn.codegen import expand_includes, generate
 from graphrnn.ir import Fused
 from tests.cuda_host import CXX, HostBackend
 from tests.strategies import valid_networks

@@ -15,7 +15,7 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import kernels_numpy as twins
-from graphrnn.codegen_cuda import KERNEL_DIR, generate
+from graphrnn.codegen import KERNEL_DIR, generate
 from graphrnn.fusion import elementwise
 from graphrnn.ir import Fused, NodeUpdate
 from graphrnn.noise import draw_noise

@@ -20,11 +20,17 @@ def to_numpy(array) -> np.ndarray:
     return np.asarray(array.get() if array_module(array) is not np else array)
 
 
+#: the names :func:`get_backend` (and ``gr.compile``, ``--backend``) take
+BACKENDS = ("numpy", "numpy-ufuncs", "cupy", "auto")
+
+
 def get_backend(name: str = "numpy"):
-    """The backend called ``name`` ("numpy", "cupy" or "auto": CuPy when a GPU is usable)."""
-    if name == "numpy":
+    """The backend called ``name``: "numpy" (element-wise chains compiled to C where a C
+    compiler works), "numpy-ufuncs" (NumPy alone), "cupy", or "auto" (CuPy when a GPU is
+    usable, else "numpy")."""
+    if name in ("numpy", "numpy-ufuncs"):
         from graphrnn.backends.numpy_backend import NumpyBackend
-        return NumpyBackend()
+        return NumpyBackend(compiled=False if name == "numpy-ufuncs" else None)
     if name in ("cupy", "auto"):
         from graphrnn.backends import cupy_backend
         if cupy_backend.available():
@@ -35,4 +41,5 @@ def get_backend(name: str = "numpy"):
         from graphrnn.backends.numpy_backend import NumpyBackend
         config.debug(1, f"[graphrnn] backend: numpy ({cupy_backend.why_not()})")
         return NumpyBackend()
-    raise ValueError(f"unknown backend {name!r}; choose one of 'numpy', 'cupy', 'auto'")
+    raise ValueError(f"unknown backend {name!r}; choose one of "
+                     f"{', '.join(repr(b) for b in BACKENDS)}")

@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from graphrnn.ir import Fused, MatMul, NodeUpdate
 from graphrnn.ops.fused import FusedKernel
 from graphrnn.ops.matmul import MatMulKernel
 from graphrnn.ops.node_update import NodeUpdateKernel
+
+
+class BufferPool:
+    """Arrays kept for the next run of the same shape, least recently used dropped first past
+    ``limit`` bytes: the CPU then touches warm memory instead of faulting in fresh pages, the
+    GPU keeps the device addresses a captured CUDA graph was recorded with."""
+
+    def __init__(self, xp, limit: int):
+        self.xp, self.limit, self.bytes = xp, limit, 0
+        self.arrays: OrderedDict = OrderedDict()
+
+    def get(self, key: tuple, shape: tuple, dtype):
+        """The pool's array for ``key``, this shape and dtype: the same memory as last time."""
+        k = (key, tuple(shape), np.dtype(dtype).str)
+        array = self.arrays.get(k)
+        if array is not None:
+            self.arrays.move_to_end(k)
+            return array
+        array = self.arrays[k] = self.xp.empty(shape, dtype=dtype)
+        self.bytes += array.nbytes
+        while self.bytes > self.limit and len(self.arrays) > 1:
+            _, old = self.arrays.popitem(last=False)  # a live run keeps its own reference
+            self.bytes -= old.nbytes
+        return array
+
+    def has(self, key: tuple, shape: tuple, dtype) -> bool:
+        return (key, tuple(shape), np.dtype(dtype).str) in self.arrays
 
 
 class Backend:
@@ -19,6 +48,8 @@ class Backend:
 
     name = "base"
     xp = np
+    #: run buffers kept for the next run of the same shape (None: fresh memory every run)
+    pool: BufferPool | None = None
 
     def asarray(self, array, dtype):
         return self.xp.asarray(array, dtype=dtype)
@@ -26,15 +57,25 @@ class Backend:
     def to_numpy(self, array) -> np.ndarray:
         return np.asarray(array)
 
+    def export(self, array) -> np.ndarray:
+        """A NumPy array the caller owns: a copy where ``array`` is pool memory that the next
+        run of the model will overwrite."""
+        return np.array(self.to_numpy(array), copy=self.pool is not None)
+
     def empty(self, key: tuple, shape: tuple, dtype):
-        """An array for a run's buffer ``key`` (``("buf", name)``, ``("grad", name)``). A backend
-        may hand out the same memory to the next run of the same shape (CUDA graphs need stable
-        addresses); the default is fresh memory."""
-        return self.xp.empty(shape, dtype=dtype)
+        """An array for a run's buffer ``key`` (``("buf", name)``, ``("grad", name)``): from the
+        pool (the same memory as the last run of this shape) where the backend keeps one."""
+        if self.pool is None:
+            return self.xp.empty(shape, dtype=dtype)
+        return self.pool.get(key, shape, dtype)
 
     def zeros(self, key: tuple, shape: tuple, dtype):
         """As :meth:`empty`, filled with zeros."""
-        return self.xp.zeros(shape, dtype=dtype)
+        if self.pool is None:
+            return self.xp.zeros(shape, dtype=dtype)
+        array = self.pool.get(key, shape, dtype)
+        array.fill(0)
+        return array
 
     def kernel(self, op, run):
         if isinstance(op, MatMul):

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from graphrnn.codegen_cuda import KERNEL_DIR, Arg
+from graphrnn.codegen import KERNEL_DIR, Arg
 from graphrnn.fusion import elementwise
 from graphrnn.ir import Fused, MatMul, NodeUpdate
 from graphrnn.ops.fused import FusedKernel

@@ -17,9 +17,9 @@ from collections import OrderedDict
 import numpy as np
 
 from graphrnn import config
-from graphrnn.backends.base import Backend
+from graphrnn.backends.base import Backend, BufferPool
 from graphrnn.backends.cuda_ops import device_kernel
-from graphrnn.codegen_cuda import expand_includes, generate
+from graphrnn.codegen import expand_includes, generate
 
 _STATUS: list = []
 _OPS = {"N": 0, "T": 1}  # cublasOperation_t
@@ -113,7 +113,7 @@ class CupyBackend(Backend):
     """Runs Programs on an NVIDIA GPU with CuPy.
 
     MatMuls are cuBLAS calls on rows of the time-major buffers (no copies); Fused ops and
-    element-wise NodeUpdates are generated kernels (:mod:`graphrnn.codegen_cuda`); softmax and
+    element-wise NodeUpdates are generated kernels (:mod:`graphrnn.codegen`); softmax and
     asynchronous nodes use ``kernels/softmax.cu`` and ``kernels/hopfield_async.cu``. Loop
     stages are replayed as CUDA graphs; nothing in a step synchronises with the host.
     """
@@ -136,9 +136,7 @@ class CupyBackend(Backend):
         self._setup()
 
     def _setup(self) -> None:
-        self._pool: OrderedDict = OrderedDict()
-        self._pool_bytes = 0
-        self.pool_limit = int(config.POOL_MB * 2**20)
+        self.pool = BufferPool(self.xp, int(config.POOL_MB * 2**20))
         self._modules: dict[str, object] = {}
         self._sources: dict = {}
         self._graphs: OrderedDict = OrderedDict()
@@ -161,29 +159,12 @@ class CupyBackend(Backend):
     def synchronize(self) -> None:
         self.xp.cuda.get_current_stream().synchronize()
 
-    def empty(self, key, shape, dtype):
-        """The pool's array for ``key`` and this shape: the same memory as the last run's."""
-        k = (key, tuple(shape), np.dtype(dtype).str)
-        array = self._pool.get(k)
-        if array is not None:
-            self._pool.move_to_end(k)
-            return array
-        array = self.xp.empty(shape, dtype=dtype)
-        self._pool[k] = array
-        self._pool_bytes += array.nbytes
-        while self._pool_bytes > self.pool_limit and len(self._pool) > 1:
-            _, old = self._pool.popitem(last=False)  # a live run keeps its own reference
-            self._pool_bytes -= old.nbytes
-        return array
-
-    def zeros(self, key, shape, dtype):
-        array = self.empty(key, shape, dtype)
-        array.fill(0)
-        return array
+    def export(self, array) -> np.ndarray:
+        return self.to_numpy(array)  # a host copy already
 
     def ones(self, n: int, dtype):
         """A pool vector of ``n`` ones (for bias GEMMs)."""
-        fresh = (("ones", n), (n,), np.dtype(dtype).str) not in self._pool
+        fresh = not self.pool.has(("ones", n), (n,), dtype)
         array = self.empty(("ones", n), (n,), dtype)
         if fresh:
             array.fill(1)
@@ -198,7 +179,7 @@ class CupyBackend(Backend):
     # -- kernels -----------------------------------------------------------------------------
 
     def generated(self, op, buffers, dtype: str, no_grad: frozenset, net_only: bool):
-        """:func:`~graphrnn.codegen_cuda.generate` once per op (the Program outlives runs)."""
+        """:func:`~graphrnn.codegen.generate` once per op (the Program outlives runs)."""
         key = (id(op), dtype, no_grad, net_only)
         hit = self._sources.get(key)
         if hit is None or hit[0] is not op:

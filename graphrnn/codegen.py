@@ -1,14 +1,17 @@
-"""CUDA C source for a Fused op: one forward and one backward kernel, one thread per element.
+"""C source for a Fused op: one forward and one backward kernel, for the GPU or the CPU.
 
 A generated kernel covers a window of ``steps`` steps from ``t0`` (a loop launches it with
-``steps=1`` and ``t0=t``, so one compiled kernel serves every step and CUDA-graph capture). Thread
-``i`` computes element ``(t0 + i / (B·H), b, j)``: forward, every member node in order (terms,
+``steps=1`` and ``t0=t``, so one compiled kernel serves every step and CUDA-graph capture). For
+the GPU (``target="cuda"``, CUDA C for NVRTC) thread ``i`` computes element
+``(t0 + i / (B·H), b, j)``; for the CPU (``target="host"``, C for the system compiler, with
+``kernels/host.h``) one call loops over the window's ``(t, b, j)``, the ``j`` loop vectorised.
+The body is the same: forward, every member node in order (terms,
 combine, bias, activation, leak), keeping same-step member values in registers and writing each
 member's ``net`` and ``out``; backward, the members' vector-Jacobian products in reverse (the math
 of :mod:`graphrnn.ops.node_update`), adding each term's share to its source's gradient. Buffers
 are passed as base pointers of the time-major ``(pad + T, B, size)`` arrays; sizes and pads are
-compiled in. Sends to a delayed row use ``atomicAdd`` (threads of a multi-step window may share
-it). With ``GRAPHRNN_DEBUG=4`` the source is printed.
+compiled in. Sends to a delayed row use ``gr_atomic_add`` (GPU threads of a multi-step window
+may share it; on the CPU a plain ``+=``). With ``GRAPHRNN_DEBUG=4`` the source is printed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from graphrnn.ir import Buffer, Fused, NodeUpdate, Term, op_label
 #: ``kernels/`` beside the package (a source checkout or an editable install).
 KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
 CTYPES = {"float32": "float", "float64": "double"}
+#: the header each target's source includes
+TARGETS = {"cuda": "activations.cuh", "host": "host.h"}
 ACTIVATIONS = ("identity", "tanh", "sigmoid", "relu", "sign", "step", "bernoulli")
 
 
@@ -41,7 +46,9 @@ class FusedSource:
 
     Both kernels take ``(int t0, int steps, int B, <pointers>)``; ``forward_args`` and
     ``backward_args`` list the pointers. ``window_safe`` is False when a member reads another
-    member's output at a delay, so one launch must not span several steps.
+    member's output at a delay, so one launch must not span several steps. ``overwrites``: the
+    GEMM buffers whose gradient the backward kernel writes whole (``=``, not ``+=``), so they
+    need no zeroing first.
     """
 
     source: str
@@ -51,13 +58,14 @@ class FusedSource:
     backward_args: tuple[Arg, ...]
     window_safe: bool
     size: int
+    overwrites: frozenset[str] = frozenset()
 
 
 class _Emitter:
     """Pointer arguments and index expressions of one kernel."""
 
-    def __init__(self, buffers: dict[str, Buffer], ctype: str, size: int):
-        self.buffers, self.ctype, self.size = buffers, ctype, size
+    def __init__(self, buffers: dict[str, Buffer], ctype: str, size: int, target: str):
+        self.buffers, self.ctype, self.size, self.target = buffers, ctype, size, target
         self.args: list[Arg] = []
         self.written: set[Arg] = set()
 
@@ -80,12 +88,19 @@ class _Emitter:
         return s + ("f" if self.ctype == "float" else "")
 
     def signature(self, name: str) -> str:
+        """The function's head, down to where element ``(tt, b, j)``'s body starts."""
         params = ["const int t0", "const int steps", "const int B"]
         for i, arg in enumerate(self.args):
             const = "" if arg in self.written else "const "
             params.append(f"{const}{self.ctype}* __restrict__ p{i}")
-        head = f'extern "C" __global__ void {name}(\n    ' + ",\n    ".join(params) + ") {"
-        return head + f"""
+        args = "(\n    " + ",\n    ".join(params) + ") {"
+        if self.target == "host":
+            return f"""void {name}{args}
+  for (int tt = t0; tt < t0 + steps; ++tt)
+  for (int b = 0; b < B; ++b)
+  GR_VECTORIZE
+  for (int j = 0; j < {self.size}; ++j) {{"""
+        return f'extern "C" __global__ void {name}{args}' + f"""
   const gr_index n_el = (gr_index)B * {self.size};
   const gr_index i = (gr_index)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n_el * steps) return;
@@ -93,6 +108,10 @@ class _Emitter:
   const gr_index r = i % n_el;
   const int b = (int)(r / {self.size});
   const int j = (int)(r % {self.size});"""
+
+    def end(self) -> str:
+        """Closes what :meth:`signature` opened."""
+        return "  }\n}" if self.target == "host" else "}"
 
 
 def _term_value(e: _Emitter, term: Term, live: dict[str, str]) -> str:
@@ -133,8 +152,54 @@ def _local_grad(e: _Emitter, op: NodeUpdate, g: str, v: str, net: str) -> str:
             f"{e.lit(op.temperature)})")
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a kernel keeps in memory. ``stores``: the nets and outs the forward writes;
+    ``grad_in_memory``: outs whose gradient others add to in memory (backward starts from it);
+    ``dnet_stores``: nets whose gradient is written (bias and diagonal-weight gradients read
+    it); ``in_registers``: member outs whose same-step gradient shares stay in registers;
+    ``overwrites``: GEMM buffers only this kernel reads, each column by one term, whose gradient
+    it assigns rather than adds to."""
+
+    stores: frozenset[str]
+    grad_in_memory: frozenset[str]
+    dnet_stores: frozenset[str]
+    in_registers: frozenset[str]
+    overwrites: frozenset[str] = frozenset()
+
+
+def _plan(members, buffers, keep: frozenset[str] | None, net_only: bool) -> _Plan:
+    """Everything in memory (``keep`` None, the GPU kernels), or only what ``keep`` (read by
+    other ops, outputs, history) and the kernel's own backward need."""
+    outs = frozenset(m.out for m in members)
+    nets = frozenset(m.net for m in members)
+    if keep is None or net_only:
+        return _Plan(outs | nets, outs, nets, frozenset())
+    backward_reads = set()
+    for m in members:
+        if m.leak is not None or m.activation in ("relu", "bernoulli"):
+            backward_reads.add(m.net)
+        elif m.activation in ("tanh", "sigmoid"):
+            backward_reads.add(m.out)
+        if m.combine == "product" and len(m.terms) > 1:
+            backward_reads.update(t.src for t in m.terms if t.kind != "full")
+        backward_reads.update(t.src for t in m.terms if t.kind == "diagonal")  # weight grads
+    dnets = frozenset(m.net for m in members
+                      if m.bias or any(t.kind == "diagonal" for t in m.terms))
+    cols: dict[str, list] = {}
+    for m in members:
+        for t in m.terms:
+            if t.kind == "full":
+                cols.setdefault(t.src, []).append(t.cols)
+    overwrites = frozenset(g for g, spans in cols.items() if g not in keep
+                           and sum(b - a for a, b in spans) == buffers[g].size
+                           and len(set(spans)) == len(spans))
+    return _Plan(((outs | nets) & (keep | backward_reads)), outs & keep, dnets, outs,
+                 overwrites)
+
+
 def _forward_member(e: _Emitter, k: int, op: NodeUpdate, live: dict[str, str],
-                    net_only: bool) -> list[str]:
+                    net_only: bool, plan: _Plan) -> list[str]:
     lines = [f"  // {op_label(op)}"]
     n = f"n{k}"
     if not op.terms:
@@ -147,7 +212,8 @@ def _forward_member(e: _Emitter, k: int, op: NodeUpdate, live: dict[str, str],
             lines.append(f"  {n} {'*=' if op.combine == 'product' else '+='} {value};")
     if op.bias:
         lines.append(f"  {n} += {e.ptr('param', op.bias)}[j];")
-    lines.append(f"  {e.ptr('buf', op.net, True)}[{e.index(op.net, 0)}] = {n};")
+    if op.net in plan.stores:
+        lines.append(f"  {e.ptr('buf', op.net, True)}[{e.index(op.net, 0)}] = {n};")
     if net_only:
         return lines
     v = f"v{k}"
@@ -155,23 +221,31 @@ def _forward_member(e: _Emitter, k: int, op: NodeUpdate, live: dict[str, str],
     if op.leak is not None:
         prev = f"{e.ptr('buf', op.out)}[{e.index(op.out, 1)}]"
         lines.append(f"  {v} = {v} * {e.lit(op.leak)} + {prev} * {e.lit(1 - op.leak)};")
-    lines.append(f"  {e.ptr('buf', op.out, True)}[{e.index(op.out, 0)}] = {v};")
+    if op.out in plan.stores:
+        lines.append(f"  {e.ptr('buf', op.out, True)}[{e.index(op.out, 0)}] = {v};")
     live[op.out] = v
     return lines
 
 
-def _backward_member(e: _Emitter, op: NodeUpdate, no_grad: set[str],
-                     net_only: bool) -> list[str]:
+def _backward_member(e: _Emitter, k: int, op: NodeUpdate, no_grad: set[str], net_only: bool,
+                     plan: _Plan, members: dict[str, int]) -> list[str]:
+    """Member ``k``'s backward. ``g{k}`` is the register sum of the same-step shares the
+    members after it sent (declared by :func:`generate` where ``plan.in_registers``)."""
     lines = [f"  {{  // d {op_label(op)}"]
     ct = e.ctype
     sends = [t for t in op.terms if t.kind == "full" or t.src not in no_grad]
     if net_only and not sends:
         return []
-    gnet = f"{e.ptr('grad', op.net, True)}[{e.index(op.net, 0)}]"
+    def gnet() -> str:  # registers the pointer only where used (no unused parameters)
+        return f"{e.ptr('grad', op.net, True)}[{e.index(op.net, 0)}]"
+
     if net_only:
-        lines.append(f"    const {ct} dn = {gnet};")
+        lines.append(f"    const {ct} dn = {gnet()};")
     else:
-        lines.append(f"    {ct} g = {e.ptr('grad', op.out, True)}[{e.index(op.out, 0)}];")
+        parts = ([f"{e.ptr('grad', op.out, True)}[{e.index(op.out, 0)}]"]
+                 if op.out in plan.grad_in_memory else [])
+        parts += [f"g{k}"] if op.out in plan.in_registers else []
+        lines.append(f"    {ct} g = {' + '.join(parts) or '0'};")
         leak, act = op.leak is not None, op.activation
         if leak or act in ("relu", "bernoulli"):
             lines.append(f"    const {ct} net = {e.ptr('buf', op.net)}[{e.index(op.net, 0)}];")
@@ -184,7 +258,8 @@ def _backward_member(e: _Emitter, op: NodeUpdate, no_grad: set[str],
                      else f"{e.ptr('buf', op.out)}[{e.index(op.out, 0)}]")
             lines.append(f"    const {ct} v = {value};")
         lines.append(f"    const {ct} dn = {_local_grad(e, op, 'g', 'v', 'net')};")
-        lines.append(f"    {gnet} = dn;")
+        if op.net in plan.dnet_stores:
+            lines.append(f"    {gnet()} = dn;")
     product = op.combine == "product" and len(op.terms) > 1
     if product:
         for i, term in enumerate(op.terms):
@@ -196,13 +271,16 @@ def _backward_member(e: _Emitter, op: NodeUpdate, no_grad: set[str],
         if term.kind == "full":
             col = f"{term.cols[0]} + j"
             target = f"{e.ptr('grad', term.src, True)}[{e.index(term.src, 0, col)}]"
-            lines.append(f"    {target} += {d};")
+            lines.append(f"    {target} {'=' if term.src in plan.overwrites else '+='} {d};")
             continue
         if term.kind == "diagonal":
             factor = f"{e.ptr('param', term.param)}[j]"
             d = f"({d}) * " + (f"({e.lit(term.scale)} * {factor})" if term.scale != 1 else factor)
         elif term.scale != 1:
             d = f"({d}) * {e.lit(term.scale)}"
+        if term.delay == 0 and term.src in plan.in_registers:
+            lines.append(f"    g{members[term.src]} += {d};")
+            continue
         target = f"{e.ptr('grad', term.src, True)}[{e.index(term.src, term.delay)}]"
         if term.delay > 0:
             lines.append(f"    gr_atomic_add(&{target}, {d});")
@@ -213,8 +291,9 @@ def _backward_member(e: _Emitter, op: NodeUpdate, no_grad: set[str],
 
 
 def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "float32",
-             no_grad: frozenset[str] = frozenset(), net_only: bool = False) -> FusedSource:
-    """The CUDA source of ``op``'s forward and backward kernels.
+             no_grad: frozenset[str] = frozenset(), net_only: bool = False,
+             target: str = "cuda", keep: frozenset[str] | None = None) -> FusedSource:
+    """The source of ``op``'s forward and backward kernels.
 
     Parameters
     ----------
@@ -229,6 +308,14 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
     net_only : bool
         For one member whose activation runs elsewhere (softmax, asynchronous updates): forward
         writes only ``net``; backward starts from ``d net`` (already in its gradient buffer).
+    target : {"cuda", "host"}
+        CUDA C kernels (one thread per element, ``kernels/activations.cuh``) or C functions
+        looping over the window (``kernels/host.h``).
+    keep : frozenset[str], optional
+        The buffers others read (other ops, the outputs, history): then the kernel writes only
+        those and what its own backward reads, and same-step gradient shares between members
+        stay in registers. ``None`` (default): every member's net, out and their gradients go
+        through memory.
 
     Returns
     -------
@@ -242,26 +329,35 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
             raise ValueError(f"activation {m.activation!r} is not element-wise")
         if buffers[m.out].size != size:
             raise ValueError(f"fused members differ in size: {m.node} is not {size} wide")
-    fwd, bwd = _Emitter(buffers, ctype, size), _Emitter(buffers, ctype, size)
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    fwd, bwd = (_Emitter(buffers, ctype, size, target), _Emitter(buffers, ctype, size, target))
     live: dict[str, str] = {}
+    plan = _plan(members, buffers, keep, net_only)
     fwd_body = [line for k, m in enumerate(members)
-                for line in _forward_member(fwd, k, m, live, net_only)]
-    bwd_body = [line for m in reversed(members)
-                for line in _backward_member(bwd, m, set(no_grad), net_only)]
+                for line in _forward_member(fwd, k, m, live, net_only, plan)]
+    index = {m.out: k for k, m in enumerate(members)}
+    bwd_body = [line for k in range(len(members) - 1, -1, -1)
+                for line in _backward_member(bwd, k, members[k], set(no_grad), net_only, plan,
+                                             index)]
+    if bwd_body and plan.in_registers:
+        bwd_body[:0] = [f"  {ctype} g{index[o]} = 0;" for o in sorted(plan.in_registers,
+                                                                         key=index.get)]
     outs = {m.out for m in members}
     window_safe = not any(t.src in outs and t.delay > 0 for m in members for t in m.terms) and \
         not any(m.leak is not None for m in members)
     label = "; ".join(m.node for m in members)
-    digest = hashlib.sha1("\n".join([ctype, *fwd_body, *bwd_body]).encode()).hexdigest()[:12]
+    text = "\n".join([target, ctype, *fwd_body, *bwd_body])
+    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
     fname, bname = f"gr_fused_{digest}_fwd", f"gr_fused_{digest}_bwd" if bwd_body else None
-    backward = ["", bwd.signature(bname), *bwd_body, "}"] if bwd_body else []
+    backward = ["", bwd.signature(bname), *bwd_body, bwd.end()] if bwd_body else []
     source = "\n".join([
-        f"// graphrnn generated kernels for fused{{{label}}} ({dtype}, {size} wide)",
-        '#include "activations.cuh"',
-        "", fwd.signature(fname), *fwd_body, "}", *backward, ""])
-    config.debug(4, f"[graphrnn] generated CUDA source:\n{source}")
+        f"// graphrnn generated kernels for fused{{{label}}} ({dtype}, {size} wide, {target})",
+        f'#include "{TARGETS[target]}"',
+        "", fwd.signature(fname), *fwd_body, fwd.end(), *backward, ""])
+    config.debug(4, f"[graphrnn] generated {'CUDA' if target == 'cuda' else 'C'} source:\n{source}")
     return FusedSource(source, fname, bname, tuple(fwd.args), tuple(bwd.args), window_safe,
-                       size)
+                       size, plan.overwrites if bwd_body else frozenset())
 
 
 def expand_includes(source: str, kernel_dir: Path = KERNEL_DIR) -> str:

@@ -1,0 +1,107 @@
+"""The NumPy backend's compiled kernels: each fused element-wise chain as one C call a window."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from graphrnn import native
+from graphrnn.codegen import generate
+from graphrnn.fusion import elementwise
+from graphrnn.ir import Fused, NodeUpdate
+from graphrnn.ops.fused import FusedKernel
+
+
+def compiled_kernel_applies(op, buffers) -> bool:
+    """Whether ``op`` runs as a generated C kernel: a Fused chain, or one element-wise
+    NodeUpdate (not softmax, not asynchronous)."""
+    return isinstance(op, Fused) or (isinstance(op, NodeUpdate) and elementwise(op, buffers))
+
+
+def read_elsewhere(prog, op) -> frozenset[str]:
+    """The buffers that something besides ``op`` reads: other ops, the caller (outputs) and
+    the next call (history rows, the final state)."""
+    names = {name for _, other in prog.ops() if other is not op for name, _ in other.reads}
+    names.update(prog.outputs)
+    names.update(name for name, b in prog.buffers.items() if b.pad > 0)
+    return frozenset(names)
+
+
+class FusedHostKernel:
+    """A Fused op (or one element-wise NodeUpdate) as C functions over NumPy buffers.
+
+    Forward and backward are one call per window (per step in a loop): the generated loops of
+    :func:`graphrnn.codegen.generate` with ``target="host"``, compiled by :mod:`graphrnn.native`.
+    Bias and diagonal-weight gradients are the generic reductions over all steps, as on the GPU.
+    """
+
+    def __init__(self, op: Fused | NodeUpdate, run, sources: dict):
+        self.op, self.run = op, run
+        prog = run.prog
+        self.members = op.ops if isinstance(op, Fused) else (op,)
+        no_grad = frozenset(n for n in prog.buffers if n not in run.grads_wanted)
+        dtype = np.dtype(run.dtype).name
+        key = (id(op), dtype, no_grad)
+        hit = sources.get(key)
+        if hit is None or hit[0] is not op:  # the Program outlives runs: generate once
+            src = generate(op, prog.buffers, dtype, no_grad, target="host",
+                           keep=read_elsewhere(prog, op))
+            hit = sources[key] = (op, src, native.build(src.source))
+        _, self.src, lib = hit
+        run.grads_assigned.update(self.src.overwrites)
+        self.fwd = self._function(lib, self.src.forward, self.src.forward_args)
+        self.bwd = (self._function(lib, self.src.backward, self.src.backward_args)
+                    if self.src.backward else None)
+        #: parameters and noise as contiguous arrays of the run's dtype (kept alive here)
+        self.store = {(a.kind, a.name): self._contiguous(a)
+                      for a in self.src.forward_args + self.src.backward_args
+                      if a.kind in ("param", "noise")}
+        self.fwd_args = self._pointers(self.src.forward_args)
+        self.bwd_args, self._grads = None, None
+        self.generic = None
+
+    @staticmethod
+    def _function(lib, name: str, args):
+        fn = getattr(lib, name)
+        fn.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] * len(args)
+        fn.restype = None
+        return fn
+
+    def _contiguous(self, arg):
+        table = self.run.params if arg.kind == "param" else self.run.uniforms
+        return np.ascontiguousarray(table[arg.name], dtype=self.run.dtype)
+
+    def _pointers(self, args) -> tuple:
+        run = self.run
+        table = {"buf": run.arrays, "grad": run.grads}
+        arrays = [self.store[(a.kind, a.name)] if (a.kind, a.name) in self.store
+                  else table[a.kind][a.name] for a in args]
+        for a in arrays:
+            if not a.flags.c_contiguous:  # pragma: no cover - runs allocate whole arrays
+                raise ValueError("compiled kernels take whole contiguous arrays")
+        return (run.batch, *(a.ctypes.data for a in arrays))
+
+    def _call(self, fn, args: tuple, lo: int, hi: int, reverse: bool) -> None:
+        if hi - lo == 1 or self.src.window_safe:
+            fn(lo, hi - lo, *args)
+            return
+        for t in (range(hi - 1, lo - 1, -1) if reverse else range(lo, hi)):
+            fn(t, 1, *args)
+
+    def forward(self, lo: int, hi: int) -> None:
+        self._call(self.fwd, self.fwd_args, lo, hi, reverse=False)
+
+    def backward(self, lo: int, hi: int) -> None:
+        if self.bwd is None:  # nothing to send (only input terms)
+            return
+        if self._grads is not self.run.grads:  # zero_grads made fresh gradient arrays
+            self._grads = self.run.grads
+            self.bwd_args = self._pointers(self.src.backward_args)
+        self._call(self.bwd, self.bwd_args, lo, hi, reverse=True)
+
+    def param_grads(self) -> None:
+        """Bias and diagonal-weight gradients: one reduction over every step at once."""
+        if self.generic is None:
+            self.generic = FusedKernel(Fused(tuple(self.members)), self.run)
+        self.generic.param_grads()
