@@ -67,6 +67,19 @@ else
 fi
 [ "$conformance" -eq 0 ] || status=1
 
+echo "== CUDA graphs (GRAPHRNN_DEBUG=1, without torch in the process)"
+timeout 60 env GRAPHRNN_DEBUG=1 "$PY" - <<'PYEOF' 2>&1 | grep -E "cuda graph|cuBLAS|backend" | sort | uniq -c
+import numpy as np
+import graphrnn as gr
+for spec in ("lstm", "jordan"):
+    model = gr.compile(gr.load_spec(f"specs/{spec}.yaml"), backend="cupy")
+    params = model.init_params(0)
+    x = {"x": np.random.default_rng(0).normal(size=(20, 4, 8))}
+    y = {"y": np.zeros((20, 4, 4))}
+    for _ in range(3):
+        model.gradients(params, x, y)
+PYEOF
+
 echo "== timings (T=100, B=64, H=512, I=512, float32)"
 verdict="conformance on CuPy: $([ "$conformance" -eq 0 ] && echo passed || echo "FAILED")"
 timeout 110 "$PY" -m benchmarks.gpu_bench --out benchmarks/gpu_results.json --note "$verdict" \

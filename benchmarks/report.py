@@ -95,8 +95,10 @@ def _category(key) -> str:
     path = filename.replace(os.sep, "/")
     if path.endswith("ops/matmul.py"):
         return "GEMM (MatMul kernels)"
+    if path.endswith("backends/host_ops.py"):
+        return "element-wise (compiled C kernels)"
     if "/ops/" in path or path.endswith(("/fused.py", "/activations.py", "/node_update.py")):
-        return "element-wise (NodeUpdate kernels)"
+        return "element-wise (NumPy ufuncs)"
     if filename == "~":
         return "numpy calls seen by cProfile (copyto, reshape, ...)"
     return "Python: executor, checks, API"
