@@ -17,7 +17,7 @@ may share it; on the CPU a plain ``+=``). With ``GRAPHRNN_DEBUG=4`` the source i
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphrnn import config
@@ -48,7 +48,10 @@ class FusedSource:
     ``backward_args`` list the pointers. ``window_safe`` is False when a member reads another
     member's output at a delay, so one launch must not span several steps. ``overwrites``: the
     GEMM buffers whose gradient the backward kernel writes whole (``=``, not ``+=``), so they
-    need no zeroing first.
+    need no zeroing first. ``grad_aliases``: ``(B, A)`` pairs of GEMM buffers whose gradients
+    are equal (read only through sums, at the same columns): the kernel writes A's, B's is A's
+    array. ``bias_from``: ``(bias, gemm, cols)``: a bias gradient is the sum of those gradient
+    columns over all steps (the node's own ``d net`` is not stored).
     """
 
     source: str
@@ -59,6 +62,8 @@ class FusedSource:
     window_safe: bool
     size: int
     overwrites: frozenset[str] = frozenset()
+    grad_aliases: tuple[tuple[str, str], ...] = ()
+    bias_from: tuple[tuple[str, str, tuple[int, int]], ...] = ()
 
 
 class _Emitter:
@@ -166,6 +171,8 @@ class _Plan:
     dnet_stores: frozenset[str]
     in_registers: frozenset[str]
     overwrites: frozenset[str] = frozenset()
+    aliases: dict = field(default_factory=dict)
+    bias_from: dict = field(default_factory=dict)
 
 
 def _plan(members, buffers, keep: frozenset[str] | None, net_only: bool) -> _Plan:
@@ -184,8 +191,6 @@ def _plan(members, buffers, keep: frozenset[str] | None, net_only: bool) -> _Pla
         if m.combine == "product" and len(m.terms) > 1:
             backward_reads.update(t.src for t in m.terms if t.kind != "full")
         backward_reads.update(t.src for t in m.terms if t.kind == "diagonal")  # weight grads
-    dnets = frozenset(m.net for m in members
-                      if m.bias or any(t.kind == "diagonal" for t in m.terms))
     cols: dict[str, list] = {}
     for m in members:
         for t in m.terms:
@@ -194,8 +199,27 @@ def _plan(members, buffers, keep: frozenset[str] | None, net_only: bool) -> _Pla
     overwrites = frozenset(g for g, spans in cols.items() if g not in keep
                            and sum(b - a for a, b in spans) == buffers[g].size
                            and len(set(spans)) == len(spans))
-    return _Plan(((outs | nets) & (keep | backward_reads)), outs & keep, dnets, outs,
-                 overwrites)
+    sums = [m.combine == "sum" or len(m.terms) == 1 for m in members]
+
+    def readers(g):
+        return frozenset((k, t.cols) for k, m in enumerate(members) for t in m.terms
+                         if t.kind == "full" and t.src == g)
+    # every full term of a sum receives d net itself: GEMM buffers read only by sums, at the same
+    # columns of the same members, have one gradient
+    alone = sorted(g for g in overwrites if all(sums[k] for k, _ in readers(g)))
+    aliases: dict[str, str] = {}
+    for i, g in enumerate(alone):
+        aliases.update({b: g for b in alone[i + 1:] if b not in aliases and g not in aliases
+                        and readers(b) == readers(g)})
+    bias_from, dnets = {}, set()
+    for k, m in enumerate(members):
+        full = [t for t in m.terms if t.kind == "full" and t.src in overwrites]
+        if m.bias and sums[k] and full and not any(t.kind == "diagonal" for t in m.terms):
+            bias_from[m.bias] = (aliases.get(full[0].src, full[0].src), full[0].cols)
+        elif m.bias or any(t.kind == "diagonal" for t in m.terms):
+            dnets.add(m.net)
+    return _Plan(((outs | nets) & (keep | backward_reads)), outs & keep, frozenset(dnets), outs,
+                 overwrites, aliases, bias_from)
 
 
 def _forward_member(e: _Emitter, k: int, op: NodeUpdate, live: dict[str, str],
@@ -269,6 +293,8 @@ def _backward_member(e: _Emitter, k: int, op: NodeUpdate, no_grad: set[str], net
             continue
         d = "dn" + "".join(f" * a{m}" for m in range(len(op.terms)) if m != i and product)
         if term.kind == "full":
+            if term.src in plan.aliases:  # the same gradient as its twin's: one write
+                continue
             col = f"{term.cols[0]} + j"
             target = f"{e.ptr('grad', term.src, True)}[{e.index(term.src, 0, col)}]"
             lines.append(f"    {target} {'=' if term.src in plan.overwrites else '+='} {d};")
@@ -357,7 +383,9 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
         "", fwd.signature(fname), *fwd_body, fwd.end(), *backward, ""])
     config.debug(4, f"[graphrnn] generated {'CUDA' if target == 'cuda' else 'C'} source:\n{source}")
     return FusedSource(source, fname, bname, tuple(fwd.args), tuple(bwd.args), window_safe,
-                       size, plan.overwrites if bwd_body else frozenset())
+                       size, *((plan.overwrites, tuple(plan.aliases.items()),
+                                tuple((b, g, c) for b, (g, c) in plan.bias_from.items()))
+                               if bwd_body else ()))
 
 
 def expand_includes(source: str, kernel_dir: Path = KERNEL_DIR) -> str:

@@ -29,6 +29,8 @@ class Run:
         self.grads_wanted = frozenset(n for n, b in prog.buffers.items() if b.role != "input")
         #: gradients a kernel assigns whole in BPTT before anything reads them: not zeroed
         self.grads_assigned: set[str] = set()
+        #: gradients that are another buffer's (equal by construction): name -> that buffer
+        self.grad_aliases: dict[str, str] = {}
         self.uniforms = {k: backend.asarray(v, dtype) for k, v in noise.uniforms.items()}
         self.orders = noise.orders
         self._looped = {id(o) for s in prog.stages if s.kind == "loop" for op in s.ops
@@ -125,6 +127,9 @@ class _ZeroGrads(dict):
         run = self.run
         if name not in run.grads_wanted:
             raise KeyError(name)
+        if name in run.grad_aliases:
+            array = self[name] = self[run.grad_aliases[name]]
+            return array
         make = run.backend.empty if name in run.grads_assigned else run.backend.zeros
         array = self[name] = make(("grad", name), run.arrays[name].shape, run.dtype)
         return array

@@ -10,7 +10,7 @@ from graphrnn import native
 from graphrnn.codegen import generate
 from graphrnn.fusion import elementwise
 from graphrnn.ir import Fused, NodeUpdate
-from graphrnn.ops.fused import FusedKernel
+from graphrnn.ops.node_update import NodeUpdateKernel
 
 
 def compiled_kernel_applies(op, buffers) -> bool:
@@ -50,6 +50,7 @@ class FusedHostKernel:
             hit = sources[key] = (op, src, native.build(src.source))
         _, self.src, lib = hit
         run.grads_assigned.update(self.src.overwrites)
+        run.grad_aliases.update(self.src.grad_aliases)
         self.fwd = self._function(lib, self.src.forward, self.src.forward_args)
         self.bwd = (self._function(lib, self.src.backward, self.src.backward_args)
                     if self.src.backward else None)
@@ -101,7 +102,17 @@ class FusedHostKernel:
         self._call(self.bwd, self.bwd_args, lo, hi, reverse=True)
 
     def param_grads(self) -> None:
-        """Bias and diagonal-weight gradients: one reduction over every step at once."""
+        """Bias and diagonal-weight gradients: one reduction over every step at once, over a
+        GEMM buffer's gradient columns where they equal the node's ``d net``."""
+        run = self.run
+        for bias, gemm, (a, b) in self.src.bias_from:
+            if bias in run.trainable:
+                dnet = run.rows(gemm, 0, run.steps, grad=True)[..., a:b]
+                run.add_param_grad(bias, dnet.sum(axis=(0, 1)))
         if self.generic is None:
-            self.generic = FusedKernel(Fused(tuple(self.members)), self.run)
-        self.generic.param_grads()
+            done = {bias for bias, _, _ in self.src.bias_from}
+            self.generic = [NodeUpdateKernel(m, run) for m in self.members
+                            if (m.bias and m.bias not in done)
+                            or any(t.kind == "diagonal" for t in m.terms)]
+        for k in self.generic:
+            k.param_grads()
