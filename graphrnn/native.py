@@ -109,19 +109,28 @@ def build(source: str) -> ctypes.CDLL:
     lib = _LIBS.get(key)
     if lib is not None:
         return lib
-    folder = _cache_dir()
-    path = folder / f"{key}.so"
-    if not path.is_file():
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as tmp:
-            src, out = Path(tmp) / f"{key}.c", Path(tmp) / f"{key}.so"
-            src.write_text(text)
-            cmd = [_STATE["cc"], *FLAGS, "-o", str(out), str(src), "-lm"]
-            config.debug(4, f"[graphrnn] {' '.join(cmd)}")
-            with config.timed(1, f"compiled a CPU kernel ({key})"):
-                done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"{_STATE['cc']} could not compile a generated kernel:\n"
-                                   f"{done.stderr.strip()}")
-            os.replace(out, path)
+    path = _cache_dir() / f"{key}.so"
+    if path.is_file():
+        try:
+            lib = _LIBS[key] = ctypes.CDLL(str(path))
+            return lib
+        except OSError as exc:  # a damaged cache entry (a full disk, say): build it again
+            config.debug(1, f"[graphrnn] rebuilding {path.name}: {exc}")
+    _compile(text, path)
     lib = _LIBS[key] = ctypes.CDLL(str(path))
     return lib
+
+
+def _compile(text: str, path: Path) -> None:
+    """``text`` compiled to ``path``, through a temporary folder beside it (then renamed)."""
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as tmp:
+        src, out = Path(tmp) / f"{path.stem}.c", Path(tmp) / path.name
+        src.write_text(text)
+        cmd = [_STATE["cc"], *FLAGS, "-o", str(out), str(src), "-lm"]
+        config.debug(4, f"[graphrnn] {' '.join(cmd)}")
+        with config.timed(1, f"compiled a CPU kernel ({path.stem})"):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{_STATE['cc']} could not compile a generated kernel:\n"
+                               f"{done.stderr.strip()}")
+        os.replace(out, path)

@@ -186,6 +186,17 @@ def test_compiled_kernels_are_cached_across_processes(tmp_path):
     assert not [p for p in (tmp_path / "native").iterdir() if p.name.startswith(".")]
 
 
+@needs_cc
+def test_a_damaged_cache_entry_is_rebuilt(tmp_path):
+    env = {"GRAPHRNN_CACHE": str(tmp_path), "GRAPHRNN_DEBUG": "1"}
+    first = run_python(PROBE, env)
+    for lib in (tmp_path / "native").glob("*.so"):
+        lib.write_bytes(lib.read_bytes()[:100])  # truncated, as a full disk might leave it
+    again = run_python(PROBE, env)
+    assert again.returncode == 0, again.stderr
+    assert "rebuilding" in again.stderr and again.stdout == first.stdout
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numpy-ufuncs"])
 def test_results_never_alias_the_buffer_pool(backend):
     net = gr.load_spec(SPECS / "lstm.yaml")
