@@ -76,6 +76,8 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
                    help="early stopping: epochs without improvement before stopping")
     p.add_argument("--tbptt", type=_tbptt, default=None, metavar="K|K1,K2",
                    help="truncated BPTT: update every K1 steps, backpropagate K2 (K1 <= K2)")
+    p.add_argument("--bucket", action="store_true",
+                   help="mini-batches of sequences of similar length (needs a mask)")
     p.add_argument("--checkpoint", default=None, metavar="CK.npz",
                    help="checkpoint written every epoch and on Ctrl-C")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -123,7 +125,8 @@ def run_train(args: argparse.Namespace) -> int:
                        val_fraction=args.val_fraction, patience=args.patience,
                        checkpoint=args.checkpoint, resume=args.resume,
                        progress=not args.no_progress, seed=args.seed, tbptt=args.tbptt,
-                       mask_key=args.mask_key, restore_best=not args.last)
+                       mask_key=args.mask_key, restore_best=not args.last,
+                       bucket=args.bucket)
     except (ValueError, ImportError, OSError) as exc:  # SpecError, DataError, diverged...
         return _fail("train", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     try:

@@ -171,7 +171,8 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
           batch_size: int = 32, clip: float | None = None, val_fraction: float = 0.1,
           patience: int | None = None, checkpoint: str | os.PathLike | None = None,
           resume: bool = False, progress: bool = True, seed: int = 0, tbptt=None,
-          mask_key: str = "mask", restore_best: bool = True) -> TrainResult:
+          mask_key: str = "mask", restore_best: bool = True, bucket: bool = False
+          ) -> TrainResult:
     """Train ``params`` of a compiled model on time-major sequences.
 
     Parameters
@@ -219,6 +220,12 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
         Name of the optional per-step mask ``(T, B)`` in ``data``.
     restore_best : bool
         Return the best epoch's parameters rather than the last.
+    bucket : bool
+        Mini-batches of sequences of similar length (by the mask: a sequence ends at its last
+        step with a non-zero mask): sorted by length, ties broken at random each epoch, cut into
+        mini-batches that run in shuffled order. Needs a mask. Every mini-batch, bucketed or
+        not, runs only up to its longest sequence's end (exact: steps after it carry no loss),
+        so bucketing saves the padding's time.
 
     Returns
     -------
@@ -250,6 +257,10 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
         if n_val >= n_seq:
             raise DataError(f"{n_seq} sequence(s) are too few for a validation split of "
                             f"{val_fraction}; use more data or val_fraction=0")
+    ends = None if mask is None else _sequence_ends(mask)
+    if bucket and ends is None:
+        raise DataError(f"bucket=True needs a mask ({mask_key!r}) saying where each "
+                        "sequence ends")
     _, _, trainable = model_io(model)
     params = {k_: v.copy() for k_, v in params.items()}
     keys = frozenset(params) if trainable is None else trainable
@@ -260,7 +271,8 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
     stepper = _Stepper(model, loss, k, opt, clip, keys)
     scorer = _Stepper(model, loss, k, None, clip, keys)
     config = {"seed": seed, "batch_size": batch_size, "n_train": len(train_idx),
-              "n_val": n_val, "tbptt": list(k) if k else None, "loss": loss}
+              "n_val": n_val, "tbptt": list(k) if k else None, "loss": loss,
+              "bucket": bool(bucket)}
     run = {"epoch": 0, "step": 0, "sums": [0.0, 0.0, 0, 0.0], "history": [],
            "best_epoch": None, "best_loss": None, "stale": 0, "stopped_reason": None}
     best: dict | None = None
@@ -271,7 +283,12 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
     bar = Progress(progress, epochs, n_batches)
 
     def take(arrays, idx):
-        return {k_: v[:, idx] for k_, v in arrays.items()}
+        """The sequences ``idx``, up to the end of the longest (the rest carries no loss)."""
+        t = arrays_steps if ends is None else max(1, int(ends[idx].max()))
+        return {k_: v[:t, idx] for k_, v in arrays.items()}
+
+    arrays_steps = next(iter(tgts.values())).shape[0]
+    masks = {} if mask is None else {"mask": mask}
 
     def save():
         if path is not None:
@@ -280,15 +297,16 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
     try:
         while run["stopped_reason"] is None and run["epoch"] < epochs:
             epoch = run["epoch"]
-            order = train_idx[np.random.default_rng([seed, epoch]).permutation(len(train_idx))]
+            batches = _batches(train_idx, batch_size, np.random.default_rng([seed, epoch]),
+                               ends if bucket else None)
             bar.start(epoch + 1, run["step"])
             while run["step"] < n_batches:
                 s = run["step"]
-                idx = order[s * batch_size:(s + 1) * batch_size]
+                idx = batches[s]
                 t0 = time.perf_counter()
                 try:
                     total, weight = stepper.batch(params, take(inputs, idx), take(tgts, idx),
-                                                  None if mask is None else mask[:, idx])
+                                                  take(masks, idx).get("mask"))
                 except NonFiniteLossError as exc:
                     raise _diverged(exc, epoch + 1, s + 1, path) from None
                 except DataError as exc:
@@ -303,7 +321,7 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
                 run["step"] = s + 1
                 bar.update(run["step"], sums[0] / max(sums[1], 1e-300),
                            sums[2] / max(sums[3], 1e-9))
-            _end_epoch(run, scorer, params, inputs, tgts, mask, val_idx, batch_size, take,
+            _end_epoch(run, scorer, params, inputs, tgts, masks, val_idx, batch_size, take,
                        patience)
             if run["best_epoch"] == epoch + 1 and (restore_best or path is not None):
                 best = _copy_into(best, params)
@@ -320,7 +338,7 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
                        run["stopped_reason"] or "completed", path)
 
 
-def _end_epoch(run, scorer, params, inputs, tgts, mask, val_idx, batch_size, take, patience):
+def _end_epoch(run, scorer, params, inputs, tgts, masks, val_idx, batch_size, take, patience):
     sums = run["sums"]
     val = None
     if len(val_idx):
@@ -328,7 +346,7 @@ def _end_epoch(run, scorer, params, inputs, tgts, mask, val_idx, batch_size, tak
         for lo in range(0, len(val_idx), batch_size):
             idx = val_idx[lo:lo + batch_size]
             t, w = scorer.batch(params, take(inputs, idx), take(tgts, idx),
-                                None if mask is None else mask[:, idx])
+                                take(masks, idx).get("mask"))
             total, weight = total + t, weight + w
         val = total / weight if weight else None
     epoch = run["epoch"] + 1
@@ -344,6 +362,24 @@ def _end_epoch(run, scorer, params, inputs, tgts, mask, val_idx, batch_size, tak
         if patience is not None and run["stale"] >= patience:
             run["stopped_reason"] = "early_stopping"
     run["epoch"], run["step"], run["sums"] = epoch, 0, [0.0, 0.0, 0, 0.0]
+
+
+def _sequence_ends(mask: np.ndarray) -> np.ndarray:
+    """Per sequence (axis 1), one past its last step with a non-zero mask (0: none)."""
+    live = np.asarray(mask) != 0
+    last = live.shape[0] - np.argmax(live[::-1], axis=0)
+    return np.where(live.any(axis=0), last, 0)
+
+
+def _batches(train_idx, batch_size: int, rng, ends) -> list:
+    """An epoch's mini-batches: a random permutation cut in pieces, or (with ``ends``) the
+    sequences sorted by length, ties at random, cut in pieces that run in random order."""
+    if ends is None:
+        order = train_idx[rng.permutation(len(train_idx))]
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    order = train_idx[np.argsort(ends[train_idx] + rng.random(len(train_idx)), kind="stable")]
+    pieces = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [pieces[j] for j in rng.permutation(len(pieces))]
 
 
 def _copy_into(best: dict | None, params: dict) -> dict:

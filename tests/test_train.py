@@ -394,3 +394,50 @@ def test_plot_history_without_matplotlib(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
     with pytest.raises(ImportError, match=r"needs matplotlib: pip install 'graphrnn\[plot\]'"):
         plot_history([{"epoch": 1, "train_loss": 1.0}], tmp_path / "x.png")
+
+
+def padded_data(extra: int = 0, seed: int = 0):
+    """Sequences ending at steps 3..12, padded with junk past their ends (mask 0), plus
+    ``extra`` more junk steps for all."""
+    data, _ = linear_data(batch=40, steps=12 + extra, seed=seed)
+    ends = np.random.default_rng(seed).integers(3, 13, size=40)
+    data["mask"] = (np.arange(12 + extra)[:, None] < ends[None, :]).astype(float)
+    return data, ends
+
+
+def test_each_mini_batch_runs_only_to_its_longest_sequence():
+    runs = []
+    for extra in (0, 5):
+        data, ends = padded_data(extra)
+        model = StubModel()
+        res = train(model, model.init_params(), data, lr=0.05, epochs=2, batch_size=8,
+                    **quiet())
+        runs.append((res, [n for n, _ in model.calls]))
+    (short, calls), (long, calls_long) = runs
+    assert calls == calls_long and set(calls) <= set(ends.tolist()) and min(calls) < 12
+    for k in short.params:  # the junk steps changed nothing: cutting them is exact
+        np.testing.assert_array_equal(short.params[k], long.params[k])
+    assert [h["val_loss"] for h in short.history] == [h["val_loss"] for h in long.history]
+
+
+def test_bucketing_groups_similar_lengths_resumes_and_needs_a_mask(tmp_path):
+    data, _ = padded_data()
+    steps = {}
+    for bucket in (False, True):
+        model = StubModel()
+        train(model, model.init_params(), data, lr=0.05, epochs=1, batch_size=8,
+              bucket=bucket, **quiet())
+        steps[bucket] = sum(n for n, _ in model.calls)
+    assert steps[True] < steps[False]
+    ref = train(StubModel(), StubModel().init_params(), data, lr=0.05, epochs=30, batch_size=8,
+                bucket=True, **quiet())
+    assert ref.history[-1]["train_loss"] < ref.history[0]["train_loss"] / 10
+    train(StubModel(), StubModel().init_params(), data, lr=0.05, epochs=15, batch_size=8,
+          bucket=True, checkpoint=tmp_path / "ck.npz", **quiet())
+    resumed = train(StubModel(), StubModel().init_params(), data, lr=0.05, epochs=30,
+                    batch_size=8, bucket=True, checkpoint=tmp_path / "ck.npz", resume=True,
+                    **quiet())
+    for k in ref.params:
+        np.testing.assert_array_equal(resumed.params[k], ref.params[k])
+    with pytest.raises(DataError, match="bucket=True needs a mask"):
+        train(StubModel(), StubModel().init_params(), linear_data()[0], bucket=True, **quiet())

@@ -74,6 +74,19 @@ def test_train_command_end_to_end(files, capsys):
     assert "3 epoch(s)" in capsys.readouterr().out
 
 
+def test_train_command_buckets_by_length(tmp_path, capsys):
+    (tmp_path / "elman.yaml").write_text(ELMAN.replace("x: 1", "x: 2"))
+    assert cli("task", "adding", "-o", tmp_path / "a.npz", "--batch", 24, "--steps", 6) == 0
+    with np.load(tmp_path / "a.npz") as z:  # a mask on the last step only: every end is T
+        data = {k: z[k] for k in z.files}
+    data["mask"][:, ::2] = 0
+    data["mask"][2, ::2] = 1  # half the sequences end early
+    np.savez(tmp_path / "b.npz", **data)
+    assert cli("train", tmp_path / "elman.yaml", "--data", tmp_path / "b.npz", "--bucket",
+               "--epochs", 2, "--batch-size", 4, "--no-progress") == 0
+    assert "2 epoch(s), completed" in capsys.readouterr().out
+
+
 def test_train_command_plot(files):
     pytest.importorskip("matplotlib")
     assert cli("train", files / "elman.yaml", "--data", files / "xor.npz", "--epochs", 1,
@@ -88,6 +101,7 @@ def test_train_command_plot(files):
     (["--momentum", "0.9"], "--momentum/--nesterov apply to --optimizer sgd only"),
     (["--tbptt", "4,2"], "need 1 <= k1 <= k2"),
     (["--val-fraction", "0.99"], "too few for a validation split"),
+    (["--bucket"], "bucket=True needs a mask ('mask')"),
 ])
 def test_train_command_bad_input_is_one_line_and_exit_2(files, capsys, extra, message):
     code = cli("train", files / "elman.yaml", "--data", files / "xor.npz", "--no-progress",
