@@ -26,8 +26,11 @@ class Noise:
 
 def draw_noise(net: Network, steps: int, batch: int, seed: int) -> Noise:
     """Draw the random numbers of one run (see :class:`Noise`)."""
-    rng = np.random.default_rng(seed)
     uniforms, orders = {}, {}
+    if not any(n.activation == "bernoulli" or n.update == "asynchronous"
+               for n in net.nodes.values()):
+        return Noise(uniforms, orders)  # nothing to draw (making a generator costs ~30 us)
+    rng = np.random.default_rng(seed)
     for name, node in net.nodes.items():
         if node.activation == "bernoulli":
             uniforms[name] = rng.random((steps, batch, node.size))
