@@ -253,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     env = common.environment(libs["torch"], libs["jax"])
     for key, value in env.items():
         print(f"{key:>16}: {value}")
-    budget = args.budget or (0.5 if args.quick else 2.5)
-    reps = (1, 3) if args.quick else (3, 25)
+    budget = args.budget or (0.5 if args.quick else 4.0)
+    reps = (1, 3) if args.quick else (5, 25)
     records = []
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     print(report.header(), flush=True)
