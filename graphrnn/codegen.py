@@ -8,7 +8,9 @@ the GPU (``target="cuda"``, CUDA C for NVRTC) thread ``i`` computes element
 The body is the same: forward, every member node in order (terms,
 combine, bias, activation, leak), keeping same-step member values in registers and writing each
 member's ``net`` and ``out``; backward, the members' vector-Jacobian products in reverse (the math
-of :mod:`graphrnn.ops.node_update`), adding each term's share to its source's gradient. Buffers
+of :mod:`graphrnn.ops.node_update`), adding each term's share to its source's gradient. Given
+``keep`` (the CPU kernels), a kernel writes only what is read later and keeps same-step gradient
+shares in registers (:func:`_plan`). Buffers
 are passed as base pointers of the time-major ``(pad + T, B, size)`` arrays; sizes and pads are
 compiled in. Sends to a delayed row use ``gr_atomic_add`` (GPU threads of a multi-step window
 may share it; on the CPU a plain ``+=``). With ``GRAPHRNN_DEBUG=4`` the source is printed.
@@ -164,7 +166,9 @@ class _Plan:
     ``dnet_stores``: nets whose gradient is written (bias and diagonal-weight gradients read
     it); ``in_registers``: member outs whose same-step gradient shares stay in registers;
     ``overwrites``: GEMM buffers only this kernel reads, each column by one term, whose gradient
-    it assigns rather than adds to."""
+    it assigns rather than adds to; ``aliases``: overwritten buffers whose gradient equals
+    another's (only that one is written); ``bias_from``: bias -> (GEMM buffer, columns) whose
+    gradient is the node's ``d net``."""
 
     stores: frozenset[str]
     grad_in_memory: frozenset[str]
