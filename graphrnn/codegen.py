@@ -10,7 +10,7 @@ combine, bias, activation, leak), keeping same-step member values in registers a
 member's ``net`` and ``out``; backward, the members' vector-Jacobian products in reverse (the math
 of :mod:`graphrnn.ops.node_update`), adding each term's share to its source's gradient. Given
 ``keep`` (the CPU kernels), a kernel writes only what is read later and keeps same-step gradient
-shares in registers (:func:`_plan`). Buffers
+shares in registers (:mod:`graphrnn.kernel_plan`). Buffers
 are passed as base pointers of the time-major ``(pad + T, B, size)`` arrays; sizes and pads are
 compiled in. Sends to a delayed row use ``gr_atomic_add`` (GPU threads of a multi-step window
 may share it; on the CPU a plain ``+=``). With ``GRAPHRNN_DEBUG=4`` the source is printed.
@@ -19,11 +19,12 @@ may share it; on the CPU a plain ``+=``). With ``GRAPHRNN_DEBUG=4`` the source i
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from graphrnn import config
 from graphrnn.ir import Buffer, Fused, NodeUpdate, Term, op_label
+from graphrnn.kernel_plan import KernelPlan, plan_memory
 
 #: ``kernels/`` beside the package (a source checkout or an editable install).
 KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
@@ -159,75 +160,8 @@ def _local_grad(e: _Emitter, op: NodeUpdate, g: str, v: str, net: str) -> str:
             f"{e.lit(op.temperature)})")
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What a kernel keeps in memory. ``stores``: the nets and outs the forward writes;
-    ``grad_in_memory``: outs whose gradient others add to in memory (backward starts from it);
-    ``dnet_stores``: nets whose gradient is written (bias and diagonal-weight gradients read
-    it); ``in_registers``: member outs whose same-step gradient shares stay in registers;
-    ``overwrites``: GEMM buffers only this kernel reads, each column by one term, whose gradient
-    it assigns rather than adds to; ``aliases``: overwritten buffers whose gradient equals
-    another's (only that one is written); ``bias_from``: bias -> (GEMM buffer, columns) whose
-    gradient is the node's ``d net``."""
-
-    stores: frozenset[str]
-    grad_in_memory: frozenset[str]
-    dnet_stores: frozenset[str]
-    in_registers: frozenset[str]
-    overwrites: frozenset[str] = frozenset()
-    aliases: dict = field(default_factory=dict)
-    bias_from: dict = field(default_factory=dict)
-
-
-def _plan(members, buffers, keep: frozenset[str] | None, net_only: bool) -> _Plan:
-    """Everything in memory (``keep`` None, the GPU kernels), or only what ``keep`` (read by
-    other ops, outputs, history) and the kernel's own backward need."""
-    outs = frozenset(m.out for m in members)
-    nets = frozenset(m.net for m in members)
-    if keep is None or net_only:
-        return _Plan(outs | nets, outs, nets, frozenset())
-    backward_reads = set()
-    for m in members:
-        if m.leak is not None or m.activation in ("relu", "bernoulli"):
-            backward_reads.add(m.net)
-        elif m.activation in ("tanh", "sigmoid"):
-            backward_reads.add(m.out)
-        if m.combine == "product" and len(m.terms) > 1:
-            backward_reads.update(t.src for t in m.terms if t.kind != "full")
-        backward_reads.update(t.src for t in m.terms if t.kind == "diagonal")  # weight grads
-    cols: dict[str, list] = {}
-    for m in members:
-        for t in m.terms:
-            if t.kind == "full":
-                cols.setdefault(t.src, []).append(t.cols)
-    overwrites = frozenset(g for g, spans in cols.items() if g not in keep
-                           and sum(b - a for a, b in spans) == buffers[g].size
-                           and len(set(spans)) == len(spans))
-    sums = [m.combine == "sum" or len(m.terms) == 1 for m in members]
-
-    def readers(g):
-        return frozenset((k, t.cols) for k, m in enumerate(members) for t in m.terms
-                         if t.kind == "full" and t.src == g)
-    # every full term of a sum receives d net itself: GEMM buffers read only by sums, at the same
-    # columns of the same members, have one gradient
-    alone = sorted(g for g in overwrites if all(sums[k] for k, _ in readers(g)))
-    aliases: dict[str, str] = {}
-    for i, g in enumerate(alone):
-        aliases.update({b: g for b in alone[i + 1:] if b not in aliases and g not in aliases
-                        and readers(b) == readers(g)})
-    bias_from, dnets = {}, set()
-    for k, m in enumerate(members):
-        full = [t for t in m.terms if t.kind == "full" and t.src in overwrites]
-        if m.bias and sums[k] and full and not any(t.kind == "diagonal" for t in m.terms):
-            bias_from[m.bias] = (aliases.get(full[0].src, full[0].src), full[0].cols)
-        elif m.bias or any(t.kind == "diagonal" for t in m.terms):
-            dnets.add(m.net)
-    return _Plan(((outs | nets) & (keep | backward_reads)), outs & keep, frozenset(dnets), outs,
-                 overwrites, aliases, bias_from)
-
-
 def _forward_member(e: _Emitter, k: int, op: NodeUpdate, live: dict[str, str],
-                    net_only: bool, plan: _Plan) -> list[str]:
+                    net_only: bool, plan: KernelPlan) -> list[str]:
     lines = [f"  // {op_label(op)}"]
     n = f"n{k}"
     if not op.terms:
@@ -256,7 +190,7 @@ def _forward_member(e: _Emitter, k: int, op: NodeUpdate, live: dict[str, str],
 
 
 def _backward_member(e: _Emitter, k: int, op: NodeUpdate, no_grad: set[str], net_only: bool,
-                     plan: _Plan, members: dict[str, int]) -> list[str]:
+                     plan: KernelPlan, members: dict[str, int]) -> list[str]:
     """Member ``k``'s backward. ``g{k}`` is the register sum of the same-step shares the
     members after it sent (declared by :func:`generate` where ``plan.in_registers``)."""
     lines = [f"  {{  // d {op_label(op)}"]
@@ -363,7 +297,7 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     fwd, bwd = (_Emitter(buffers, ctype, size, target), _Emitter(buffers, ctype, size, target))
     live: dict[str, str] = {}
-    plan = _plan(members, buffers, keep, net_only)
+    plan = plan_memory(members, buffers, keep, net_only)
     fwd_body = [line for k, m in enumerate(members)
                 for line in _forward_member(fwd, k, m, live, net_only, plan)]
     index = {m.out: k for k, m in enumerate(members)}
