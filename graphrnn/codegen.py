@@ -47,9 +47,10 @@ class Arg:
 class FusedSource:
     """A generated kernel pair and what to pass it.
 
-    Both kernels take ``(int t0, int steps, int B, <pointers>)``; ``forward_args`` and
-    ``backward_args`` list the pointers. ``window_safe`` is False when a member reads another
-    member's output at a delay, so one launch must not span several steps. ``overwrites``: the
+    Both kernels take ``(int t0, int steps, int B, <pointers>)`` (on the CPU the pointers as
+    one array, ``void* const* P``); ``forward_args`` and ``backward_args`` list them.
+    ``window_safe`` is False when a member reads another member's output at a delay, so one
+    launch must not span several steps. ``overwrites``: the
     GEMM buffers whose gradient the backward kernel writes whole (``=``, not ``+=``), so they
     need no zeroing first. ``grad_aliases``: ``(B, A)`` pairs of GEMM buffers whose gradients
     are equal (read only through sums, at the same columns): the kernel writes A's, B's is A's
@@ -101,13 +102,15 @@ class _Emitter:
         for i, arg in enumerate(self.args):
             const = "" if arg in self.written else "const "
             params.append(f"{const}{self.ctype}* __restrict__ p{i}")
-        args = "(\n    " + ",\n    ".join(params) + ") {"
-        if self.target == "host":
-            return f"""void {name}{args}
+        if self.target == "host":  # the pointers come as one array: a cheaper call
+            unpack = "".join(f"\n  {decl} = ({decl.split(' __restrict__')[0]})P[{i}];"
+                             for i, decl in enumerate(params[3:]))
+            return f"""void {name}({", ".join(params[:3])}, void* const* P) {{{unpack}
   for (int tt = t0; tt < t0 + steps; ++tt)
   for (int b = 0; b < B; ++b)
   GR_VECTORIZE
   for (int j = 0; j < {self.size}; ++j) {{"""
+        args = "(\n    " + ",\n    ".join(params) + ") {"
         return f'extern "C" __global__ void {name}{args}' + f"""
   const gr_index n_el = (gr_index)B * {self.size};
   const gr_index i = (gr_index)blockIdx.x * blockDim.x + threadIdx.x;

@@ -58,6 +58,7 @@ class FusedHostKernel:
         self.store = {(a.kind, a.name): self._contiguous(a)
                       for a in self.src.forward_args + self.src.backward_args
                       if a.kind in ("param", "noise")}
+        self._tables: list = []
         self.fwd_args = self._pointers(self.src.forward_args)
         self.bwd_args, self._grads = None, None
         self.generic = None
@@ -65,7 +66,7 @@ class FusedHostKernel:
     @staticmethod
     def _function(lib, name: str, args):
         fn = getattr(lib, name)
-        fn.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] * len(args)
+        fn.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p]
         fn.restype = None
         return fn
 
@@ -81,7 +82,9 @@ class FusedHostKernel:
         for a in arrays:
             if not a.flags.c_contiguous:  # pragma: no cover - runs allocate whole arrays
                 raise ValueError("compiled kernels take whole contiguous arrays")
-        return (run.batch, *(a.ctypes.data for a in arrays))
+        table = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
+        self._tables.append(table)  # the kernel reads the addresses from it: keep it alive
+        return (run.batch, ctypes.addressof(table))
 
     def _call(self, fn, args: tuple, lo: int, hi: int, reverse: bool) -> None:
         if hi - lo == 1 or self.src.window_safe:
