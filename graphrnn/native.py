@@ -4,7 +4,8 @@ The NumPy backend compiles its fused element-wise chains (:mod:`graphrnn.codegen
 ``host``) with the system C compiler on first use. A library is keyed by its source (headers
 expanded), the compiler and its flags, and this CPU (the code is built with ``-march=native``),
 and kept under ``config.CACHE_DIR/native`` (written to a temp file, then renamed, so processes
-building the same kernel never see half a file). Where no compiler works, :func:`why_not` says
+building the same kernel never see half a file; the least recently used go past
+:data:`MAX_CACHED`). Where no compiler works, :func:`why_not` says
 why and the backend keeps NumPy ufuncs.
 """
 
@@ -27,6 +28,8 @@ from graphrnn.codegen import KERNEL_DIR, expand_includes
 FLAGS = ("-std=c11", "-O3", "-march=native", "-mtune=generic", "-fno-math-errno",
          "-fno-trapping-math", "-fPIC", "-shared")
 _PROBE = '#include "host.h"\nfloat gr_probe(float x) { return gr_tanh(x) + gr_sigmoid(x); }\n'
+#: how many compiled libraries the cache keeps (random graphs in the tests make new ones)
+MAX_CACHED = 2000
 _STATE: dict = {}
 _LIBS: dict[str, ctypes.CDLL] = {}
 
@@ -113,12 +116,27 @@ def build(source: str) -> ctypes.CDLL:
     if path.is_file():
         try:
             lib = _LIBS[key] = ctypes.CDLL(str(path))
+            os.utime(path)  # recently used: the last to be trimmed
             return lib
         except OSError as exc:  # a damaged cache entry (a full disk, say): build it again
             config.debug(1, f"[graphrnn] rebuilding {path.name}: {exc}")
     _compile(text, path)
+    _trim(path.parent)
     lib = _LIBS[key] = ctypes.CDLL(str(path))
     return lib
+
+
+def _trim(folder: Path, most: int = MAX_CACHED) -> None:
+    """Keep the ``most`` most recently used libraries of ``folder`` (3/4 of it once over)."""
+    libs = list(folder.glob("*.so"))
+    if len(libs) <= most:
+        return
+    by_age = sorted(libs, key=lambda f: f.stat().st_mtime if f.exists() else 0)
+    for old in by_age[:len(libs) - most * 3 // 4]:
+        try:
+            old.unlink()
+        except OSError:  # another process took it first, or may not
+            pass
 
 
 def _compile(text: str, path: Path) -> None:

@@ -197,6 +197,17 @@ def test_a_damaged_cache_entry_is_rebuilt(tmp_path):
     assert "rebuilding" in again.stderr and again.stdout == first.stdout
 
 
+def test_the_cache_drops_its_least_recently_used_libraries(tmp_path):
+    for i in range(10):
+        lib = tmp_path / f"{i}.so"
+        lib.write_bytes(b"x")
+        os.utime(lib, (i, i))
+    native._trim(tmp_path, most=8)
+    assert sorted(int(p.stem) for p in tmp_path.glob("*.so")) == [4, 5, 6, 7, 8, 9]
+    native._trim(tmp_path, most=8)
+    assert len(list(tmp_path.glob("*.so"))) == 6
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numpy-ufuncs"])
 def test_results_never_alias_the_buffer_pool(backend):
     net = gr.load_spec(SPECS / "lstm.yaml")
