@@ -33,7 +33,8 @@ class FusedHostKernel:
 
     Forward and backward are one call per window (per step in a loop): the generated loops of
     :func:`graphrnn.codegen.generate` with ``target="host"``, compiled by :mod:`graphrnn.native`.
-    Bias and diagonal-weight gradients are the generic reductions over all steps, as on the GPU.
+    Bias and diagonal-weight gradients are one reduction over all steps each (see
+    :meth:`param_grads`).
     """
 
     def __init__(self, op: Fused | NodeUpdate, run, sources: dict):
@@ -51,9 +52,8 @@ class FusedHostKernel:
         _, self.src, lib = hit
         run.grads_assigned.update(self.src.overwrites)
         run.grad_aliases.update(self.src.grad_aliases)
-        self.fwd = self._function(lib, self.src.forward, self.src.forward_args)
-        self.bwd = (self._function(lib, self.src.backward, self.src.backward_args)
-                    if self.src.backward else None)
+        self.fwd = self._function(lib, self.src.forward)
+        self.bwd = self._function(lib, self.src.backward) if self.src.backward else None
         #: parameters and noise as contiguous arrays of the run's dtype (kept alive here)
         self.store = {(a.kind, a.name): self._contiguous(a)
                       for a in self.src.forward_args + self.src.backward_args
@@ -64,7 +64,7 @@ class FusedHostKernel:
         self.generic = None
 
     @staticmethod
-    def _function(lib, name: str, args):
+    def _function(lib, name: str):
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p]
         fn.restype = None
@@ -82,9 +82,9 @@ class FusedHostKernel:
         for a in arrays:
             if not a.flags.c_contiguous:  # pragma: no cover - runs allocate whole arrays
                 raise ValueError("compiled kernels take whole contiguous arrays")
-        table = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
-        self._tables.append(table)  # the kernel reads the addresses from it: keep it alive
-        return (run.batch, ctypes.addressof(table))
+        addresses = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
+        self._tables.append(addresses)  # the kernel reads them from there: keep it alive
+        return (run.batch, ctypes.addressof(addresses))
 
     def _call(self, fn, args: tuple, lo: int, hi: int, reverse: bool) -> None:
         if hi - lo == 1 or self.src.window_safe:
