@@ -21,7 +21,9 @@ __all__ = ["CheckpointError", "Progress", "check_data", "load_checkpoint", "load
 
 CHECKPOINT_FORMAT = "graphrnn-checkpoint"
 #: Settings a resumed run must share with the run that wrote the checkpoint.
-RESUME_KEYS = ("seed", "batch_size", "n_train", "n_val", "tbptt", "loss")
+RESUME_KEYS = ("seed", "batch_size", "n_train", "n_val", "tbptt", "loss", "bucket")
+#: what a checkpoint written before a setting existed ran with
+RESUME_DEFAULTS = {"bucket": False}
 
 
 class CheckpointError(ValueError):
@@ -180,7 +182,7 @@ def load_checkpoint(path: Path, params: dict, opt, config: Mapping[str, Any]):
             raise CheckpointError(f"checkpoint {path}: parameter {k!r} has shape {v.shape}, "
                                   f"the model's has {params[k].shape}")
     for key in RESUME_KEYS:
-        old, new = meta["config"].get(key), config.get(key)
+        old, new = meta["config"].get(key, RESUME_DEFAULTS.get(key)), config.get(key)
         if old != new:
             raise CheckpointError(f"checkpoint {path} was written with {key}={old!r}, this run "
                                   f"has {key}={new!r}; resume needs the same setting "

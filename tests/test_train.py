@@ -439,5 +439,8 @@ def test_bucketing_groups_similar_lengths_resumes_and_needs_a_mask(tmp_path):
                     **quiet())
     for k in ref.params:
         np.testing.assert_array_equal(resumed.params[k], ref.params[k])
+    with pytest.raises(CheckpointError, match="bucket=True, this run has bucket=False"):
+        train(StubModel(), StubModel().init_params(), data, lr=0.05, epochs=31, batch_size=8,
+              checkpoint=tmp_path / "ck.npz", resume=True, **quiet())
     with pytest.raises(DataError, match="bucket=True needs a mask"):
         train(StubModel(), StubModel().init_params(), linear_data()[0], bucket=True, **quiet())
