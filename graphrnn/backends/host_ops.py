@@ -19,6 +19,14 @@ def compiled_kernel_applies(op, buffers) -> bool:
     return isinstance(op, Fused) or (isinstance(op, NodeUpdate) and elementwise(op, buffers))
 
 
+def _function(lib, name: str):
+    """A generated kernel of ``lib``: ``(int t0, int steps, int B, void* const* pointers)``."""
+    fn = getattr(lib, name)
+    fn.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p]
+    fn.restype = None
+    return fn
+
+
 def read_elsewhere(prog, op) -> frozenset[str]:
     """The buffers that something besides ``op`` reads: other ops, the caller (outputs) and
     the next call (history rows, the final state)."""
@@ -48,12 +56,12 @@ class FusedHostKernel:
         if hit is None or hit[0] is not op:  # the Program outlives runs: generate once
             src = generate(op, prog.buffers, dtype, no_grad, target="host",
                            keep=read_elsewhere(prog, op))
-            hit = sources[key] = (op, src, native.build(src.source))
-        _, self.src, lib = hit
+            lib = native.build(src.source)
+            hit = sources[key] = (op, src, _function(lib, src.forward),
+                                  _function(lib, src.backward) if src.backward else None)
+        _, self.src, self.fwd, self.bwd = hit
         run.grads_assigned.update(self.src.overwrites)
         run.grad_aliases.update(self.src.grad_aliases)
-        self.fwd = self._function(lib, self.src.forward)
-        self.bwd = self._function(lib, self.src.backward) if self.src.backward else None
         #: parameters and noise as contiguous arrays of the run's dtype (kept alive here)
         self.store = {(a.kind, a.name): self._contiguous(a)
                       for a in self.src.forward_args + self.src.backward_args
@@ -62,13 +70,6 @@ class FusedHostKernel:
         self.fwd_args = self._pointers(self.src.forward_args)
         self.bwd_args, self._grads = None, None
         self.generic = None
-
-    @staticmethod
-    def _function(lib, name: str):
-        fn = getattr(lib, name)
-        fn.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p]
-        fn.restype = None
-        return fn
 
     def _contiguous(self, arg):
         table = self.run.params if arg.kind == "param" else self.run.uniforms

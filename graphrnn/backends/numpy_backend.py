@@ -6,6 +6,8 @@ import numpy as np
 
 from graphrnn import config, native
 from graphrnn.backends.base import Backend, BufferPool
+from graphrnn.backends.host_ops import FusedHostKernel, compiled_kernel_applies
+from graphrnn.passes import PASSES, fold_biases_into_projections
 
 
 class NumpyBackend(Backend):
@@ -36,12 +38,9 @@ class NumpyBackend(Backend):
     def passes(self):
         """The standard pipeline; with compiled kernels biases stay in the nodes (a compiled
         chain adds them for free), not in the input projections (a pass of their own)."""
-        from graphrnn.passes import PASSES, fold_biases_into_projections
         return [p for p in PASSES if p is not fold_biases_into_projections or not self.compiled]
 
     def kernel(self, op, run):
-        if self.compiled:
-            from graphrnn.backends.host_ops import FusedHostKernel, compiled_kernel_applies
-            if compiled_kernel_applies(op, run.prog.buffers):
-                return FusedHostKernel(op, run, self._sources)
+        if self.compiled and compiled_kernel_applies(op, run.prog.buffers):
+            return FusedHostKernel(op, run, self._sources)
         return super().kernel(op, run)
