@@ -13,11 +13,13 @@ import numpy as np
 import yaml
 
 import graphrnn as gr
+from graphrnn import config
 from graphrnn.ir import MatMul
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 #: Environment variables that change which OpenBLAS kernel numpy runs (see RESULTS.md).
-BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+            "OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS")
 
 
 def resized_spec(kind: str, hidden: int, inputs: int, outputs: int | None = None) -> str:
@@ -149,7 +151,9 @@ def blas_threads(default: int = 1) -> int:
 
 
 def limit_threads(n: int) -> None:
-    """Use ``n`` threads in numpy's BLAS now, and in XLA (JAX) when it is imported later."""
+    """Use ``n`` threads in numpy's BLAS and graphrnn's compiled loops now, and in XLA (JAX)
+    when it is imported later."""
+    config.LOOP_THREADS = n
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(limits=n, user_api="blas")
@@ -176,6 +180,7 @@ def environment(torch=None, jax=None) -> dict[str, str]:
         info["torch threads"] = str(torch.get_num_threads())
         info["torch oneDNN"] = str(torch.backends.mkldnn.is_available())
     info["BLAS"] = "; ".join(blas_info())
+    info["graphrnn loop threads"] = str(config.LOOP_THREADS)
     if os.environ.get("XLA_FLAGS"):
         info["XLA_FLAGS"] = os.environ["XLA_FLAGS"]
     info["BLAS environment"] = ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in BLAS_ENV)

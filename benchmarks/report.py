@@ -100,6 +100,8 @@ def _category(key) -> str:
     path = filename.replace(os.sep, "/")
     if path.endswith("ops/matmul.py"):
         return "GEMM (MatMul kernels)"
+    if path.endswith("backends/host_loop.py") and func in ("forward", "backward"):
+        return "compiled loops (C: their GEMMs and element-wise chains)"
     if path.endswith("backends/host_ops.py"):
         return "element-wise (compiled C kernels)"
     if "/ops/" in path or path.endswith(("/fused.py", "/activations.py", "/node_update.py")):

@@ -1,6 +1,7 @@
 """graphrnn: compile recurrent networks declared as cyclic graphs with delays."""
 
-from graphrnn import hopfield
+# config first: before NumPy loads OpenBLAS, it asks for short idle spins (see config.py)
+from graphrnn import config, hopfield  # noqa: F401
 from graphrnn.errors import DataError, SpecError
 from graphrnn.model import Model, compile  # noqa: A004
 from graphrnn.network import Edge, Network, Node, Param

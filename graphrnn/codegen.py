@@ -47,8 +47,10 @@ class Arg:
 class FusedSource:
     """A generated kernel pair and what to pass it.
 
-    Both kernels take ``(int t0, int steps, int B, <pointers>)`` (on the CPU the pointers as
-    one array, ``void* const* P``); ``forward_args`` and ``backward_args`` list them.
+    Both kernels take ``(int t0, int steps, int B, <pointers>)``; on the CPU the pointers come
+    as one array, ``void* const* P``, followed by ``int j0, int j1``, the columns to compute
+    (a thread's share; ``0, size`` for all). ``forward_args`` and ``backward_args`` list the
+    pointers.
     ``window_safe`` is False when a member reads another member's output at a delay, so one
     launch must not span several steps. ``overwrites``: the
     GEMM buffers whose gradient the backward kernel writes whole (``=``, not ``+=``), so they
@@ -105,11 +107,12 @@ class _Emitter:
         if self.target == "host":  # the pointers come as one array: a cheaper call
             unpack = "".join(f"\n  {decl} = ({decl.split(' __restrict__')[0]})P[{i}];"
                              for i, decl in enumerate(params[3:]))
-            return f"""void {name}({", ".join(params[:3])}, void* const* P) {{{unpack}
+            return f"""void {name}({", ".join(params[:3])}, void* const* P,
+    const int j0, const int j1) {{{unpack}
   for (int tt = t0; tt < t0 + steps; ++tt)
   for (int b = 0; b < B; ++b)
   GR_VECTORIZE
-  for (int j = 0; j < {self.size}; ++j) {{"""
+  for (int j = j0; j < j1; ++j) {{"""
         args = "(\n    " + ",\n    ".join(params) + ") {"
         return f'extern "C" __global__ void {name}{args}' + f"""
   const gr_index n_el = (gr_index)B * {self.size};

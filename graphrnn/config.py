@@ -29,6 +29,27 @@ POOL_MB = float(os.environ.get("GRAPHRNN_POOL_MB", "8192") or 8192)
 #: one call a step) when a C compiler works; ``GRAPHRNN_NATIVE=0`` keeps them in NumPy ufuncs.
 NATIVE = os.environ.get("GRAPHRNN_NATIVE", "1") not in ("", "0")
 
+#: OpenBLAS's idle threads busy-wait 2**N CPU cycles after each call (N = 28 by default,
+#: ~0.1 s), holding a core that a compiled loop's threads need; N comes from
+#: ``OPENBLAS_THREAD_TIMEOUT`` when OpenBLAS loads. Imported before NumPy, graphrnn sets it
+#: to 20 (~0.5 ms: still spanning the gaps between a step-by-step loop's GEMMs) unless set.
+if "numpy" not in sys.modules:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+BLAS_SPIN_LOG2 = int(os.environ.get("OPENBLAS_THREAD_TIMEOUT", "28") or 28)
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
+#: Threads a compiled CPU time loop runs on (``GRAPHRNN_THREADS``). By default the CPUs this
+#: process may use, or 0 (loops run step by step on NumPy's BLAS) where OpenBLAS's idle
+#: threads spin for long (see :data:`BLAS_SPIN_LOG2`) and there is more than one CPU.
+LOOP_THREADS = int(os.environ.get("GRAPHRNN_THREADS", "") or -1)
+if LOOP_THREADS < 0:
+    LOOP_THREADS = _cpus() if BLAS_SPIN_LOG2 <= 22 or _cpus() == 1 else 0
+
 #: The C compiler for those kernels (default: the first of cc, gcc, clang on the PATH).
 CC = os.environ.get("GRAPHRNN_CC", "")
 

@@ -36,8 +36,7 @@ class Run:
         self._looped = {id(o) for s in prog.stages if s.kind == "loop" for op in s.ops
                         for o in (*getattr(op, "ops", ()), op)}
         self._step_views: dict = {}
-        self.kernels = [(stage, [backend.kernel(op, self) for op in stage.ops])
-                        for stage in prog.stages]
+        self.kernels = [(stage, backend.stage_kernels(stage, self)) for stage in prog.stages]
 
     def rows(self, name: str, lo: int, hi: int, delay: int = 0, grad: bool = False):
         """Steps ``[lo - delay, hi - delay)`` of a buffer (or of its gradient): a view."""
@@ -87,7 +86,7 @@ class Run:
 
     def _forward(self) -> None:
         for stage, kernels in self.kernels:
-            if stage.kind == "batched":
+            if _whole(stage, kernels):
                 for k in kernels:
                     k.forward(0, self.steps)
             else:
@@ -106,7 +105,7 @@ class Run:
 
     def _backward(self) -> None:
         for stage, kernels in reversed(self.kernels):
-            if stage.kind == "batched":
+            if _whole(stage, kernels):
                 for k in reversed(kernels):
                     k.backward(0, self.steps)
             else:
@@ -114,6 +113,12 @@ class Run:
                                   reverse=True)
             for k in kernels:
                 k.param_grads()
+
+
+def _whole(stage, kernels) -> bool:
+    """Whether the stage's kernels each take all steps in one call (batched, or a compiled
+    loop), rather than one step at a time."""
+    return stage.kind == "batched" or all(getattr(k, "whole_loop", False) for k in kernels)
 
 
 class _ZeroGrads(dict):

@@ -98,9 +98,9 @@ def _cache_dir() -> Path:
     return _STATE["dir"]
 
 
-def build(source: str) -> ctypes.CDLL:
-    """``source`` (C including ``kernels/`` headers) compiled and loaded; once per process,
-    and once per machine while the cache holds it.
+def build(source: str, flags: tuple[str, ...] = ()) -> ctypes.CDLL:
+    """``source`` (C including ``kernels/`` headers) compiled (with :data:`FLAGS` and
+    ``flags``) and loaded; once per process, and once per machine while the cache holds it.
 
     Raises
     ------
@@ -108,7 +108,7 @@ def build(source: str) -> ctypes.CDLL:
         The compiler rejected the source (a bug in the generated code): its message.
     """
     text = expand_includes(source)
-    key = hashlib.sha1((_STATE["identity"] + "\n" + text).encode()).hexdigest()[:20]
+    key = hashlib.sha1("\n".join([_STATE["identity"], *flags, text]).encode()).hexdigest()[:20]
     lib = _LIBS.get(key)
     if lib is not None:
         return lib
@@ -120,7 +120,7 @@ def build(source: str) -> ctypes.CDLL:
             return lib
         except OSError as exc:  # a damaged cache entry (a full disk, say): build it again
             config.debug(1, f"[graphrnn] rebuilding {path.name}: {exc}")
-    _compile(text, path)
+    _compile(text, path, flags)
     _trim(path.parent)
     lib = _LIBS[key] = ctypes.CDLL(str(path))
     return lib
@@ -139,12 +139,12 @@ def _trim(folder: Path, most: int = MAX_CACHED) -> None:
             pass
 
 
-def _compile(text: str, path: Path) -> None:
+def _compile(text: str, path: Path, flags: tuple[str, ...]) -> None:
     """``text`` compiled to ``path``, through a temporary folder beside it (then renamed)."""
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as tmp:
         src, out = Path(tmp) / f"{path.stem}.c", Path(tmp) / path.name
         src.write_text(text)
-        cmd = [_STATE["cc"], *FLAGS, "-o", str(out), str(src), "-lm"]
+        cmd = [_STATE["cc"], *FLAGS, *flags, "-o", str(out), str(src), "-lm"]
         config.debug(4, f"[graphrnn] {' '.join(cmd)}")
         with config.timed(1, f"compiled a CPU kernel ({path.stem})"):
             done = subprocess.run(cmd, capture_output=True, text=True)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import pytest
 
 from graphrnn import config
-from graphrnn.backends import cupy_backend
+from graphrnn.backends import cupy_backend, host_loop
 
 config.CHECK_IR = True
+#: compiled CPU loops split over two threads on any machine, however small the loop: every
+#: results test then checks the split (columns and GEMM panels cut anywhere)
+config.LOOP_THREADS = 2
+host_loop.MIN_COLUMNS = host_loop.MIN_MACS = 1
 
 BACKENDS = ["numpy", "numpy-ufuncs"] + (["cupy"] if cupy_backend.available() else [])
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import graphrnn as gr
-from graphrnn import passes
+from graphrnn import config, passes
 from graphrnn.fusion import _column_clash, elementwise, fuse_elementwise
 from graphrnn.ir import Fused, MatMul, NodeUpdate, Term, check_program
 from tests.strategies import valid_networks
@@ -99,6 +99,13 @@ def test_overlapping_column_reads_do_not_fuse():
     assert not _column_clash([a], c)
     assert not _column_clash([a], a)
 
+
+
+@pytest.fixture(autouse=True)
+def step_by_step_loops(monkeypatch):
+    """Fused and unfused runs are compared bit for bit: both loops then step through NumPy's
+    BLAS (a compiled loop's own GEMM sums in another order)."""
+    monkeypatch.setattr(config, "LOOP_THREADS", 0)
 
 def _same(net, seed=0, dtype="float64"):
     fused = gr.compile(net, dtype=dtype)

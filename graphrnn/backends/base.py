@@ -86,6 +86,12 @@ class Backend:
             return FusedKernel(op, run)
         raise TypeError(f"no kernel for {type(op).__name__}")
 
+    def stage_kernels(self, stage, run) -> list:
+        """The kernels of ``stage``'s ops, in order. A backend may instead return one kernel
+        with ``whole_loop = True`` for a loop stage: its ``forward(0, T)`` and
+        ``backward(0, T)`` then run every step themselves."""
+        return [self.kernel(op, run) for op in stage.ops]
+
     def passes(self):
         """The compiler passes this backend wants (``None``: the standard pipeline)."""
         return None

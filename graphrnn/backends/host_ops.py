@@ -20,9 +20,10 @@ def compiled_kernel_applies(op, buffers) -> bool:
 
 
 def _function(lib, name: str):
-    """A generated kernel of ``lib``: ``(int t0, int steps, int B, void* const* pointers)``."""
+    """A generated kernel of ``lib``: ``(int t0, int steps, int B, void* const* pointers,
+    int j0, int j1)``."""
     fn = getattr(lib, name)
-    fn.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p]
+    fn.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] + [ctypes.c_int] * 2
     fn.restype = None
     return fn
 
@@ -85,7 +86,7 @@ class FusedHostKernel:
                 raise ValueError("compiled kernels take whole contiguous arrays")
         addresses = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
         self._tables.append(addresses)  # the kernel reads them from there: keep it alive
-        return (run.batch, ctypes.addressof(addresses))
+        return (run.batch, ctypes.addressof(addresses), 0, self.src.size)
 
     def _call(self, fn, args: tuple, lo: int, hi: int, reverse: bool) -> None:
         if hi - lo == 1 or self.src.window_safe:
@@ -97,13 +98,17 @@ class FusedHostKernel:
     def forward(self, lo: int, hi: int) -> None:
         self._call(self.fwd, self.fwd_args, lo, hi, reverse=False)
 
-    def backward(self, lo: int, hi: int) -> None:
-        if self.bwd is None:  # nothing to send (only input terms)
-            return
+    def backward_args(self) -> tuple:
+        """The backward kernel's arguments after ``B``, for this run's gradient arrays."""
         if self._grads is not self.run.grads:  # zero_grads made fresh gradient arrays
             self._grads = self.run.grads
             self.bwd_args = self._pointers(self.src.backward_args)
-        self._call(self.bwd, self.bwd_args, lo, hi, reverse=True)
+        return self.bwd_args
+
+    def backward(self, lo: int, hi: int) -> None:
+        if self.bwd is None:  # nothing to send (only input terms)
+            return
+        self._call(self.bwd, self.backward_args(), lo, hi, reverse=True)
 
     def param_grads(self) -> None:
         """Bias and diagonal-weight gradients: one reduction over every step at once, over a

@@ -6,6 +6,7 @@ import numpy as np
 
 from graphrnn import config, native
 from graphrnn.backends.base import Backend, BufferPool
+from graphrnn.backends.host_loop import CompiledLoopKernel, plan_loop
 from graphrnn.backends.host_ops import FusedHostKernel, compiled_kernel_applies
 from graphrnn.passes import PASSES, fold_biases_into_projections
 
@@ -34,11 +35,24 @@ class NumpyBackend(Backend):
         self._sources: dict = {}
         config.debug(1, f"[graphrnn] numpy backend: element-wise chains "
                         f"{'compiled to C' if compiled else 'as NumPy ufuncs'}")
+        if compiled:
+            config.debug(1, "[graphrnn] recurrent loops: " + (
+                f"compiled, on up to {config.LOOP_THREADS} threads" if config.LOOP_THREADS else
+                "step by step (GRAPHRNN_THREADS=0, or NumPy was imported first and OpenBLAS's "
+                "idle threads would spin: import graphrnn first or set GRAPHRNN_THREADS)"))
 
     def passes(self):
         """The standard pipeline; with compiled kernels biases stay in the nodes (a compiled
         chain adds them for free), not in the input projections (a pass of their own)."""
         return [p for p in PASSES if p is not fold_biases_into_projections or not self.compiled]
+
+    def stage_kernels(self, stage, run) -> list:
+        """Step-by-step kernels, or, with compiled kernels, one C call a pass for a loop of
+        recurrent GEMMs and an element-wise chain (:mod:`graphrnn.backends.host_loop`)."""
+        kernels = super().stage_kernels(stage, run)
+        plan = (plan_loop(stage, run.prog, config.LOOP_THREADS, run.batch)
+                if self.compiled and config.LOOP_THREADS > 0 else None)
+        return [CompiledLoopKernel(plan, run, kernels)] if plan else kernels
 
     def kernel(self, op, run):
         if self.compiled and compiled_kernel_applies(op, run.prog.buffers):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from graphrnn.ir import MatMul
 
 
@@ -9,23 +11,31 @@ class MatMulKernel:
     """Runs one :class:`~graphrnn.ir.MatMul` on the arrays of a run (any NumPy-like ``xp``)."""
 
     def __init__(self, op: MatMul, run):
-        self.op, self.run, xp = op, run, run.xp
+        self.op, self.run = op, run
         self.looped = run.looped(op)
         self.src = run.window(op.src, op.delay, looped=self.looped)
         self.out = run.window(op.out, looped=self.looped)
         self._grad_windows = None
         #: each block's ``(rows, src)`` weight, scaled
         self.parts = [_scaled(run.params[b.param], b) for b in op.blocks]
-        #: ``(src, out)``: what forward multiplies by (contiguous: BLAS is fastest so)
-        self.weight_t = _transposed(xp, self.parts, run.size(op.src), run.size(op.out))
-        self._weight = None
         self.bias = None
         if any(b.bias for b in op.blocks):
-            self.bias = xp.concatenate([
-                run.params[b.bias] if b.bias else xp.zeros(b.cols[1] - b.cols[0], run.dtype)
+            self.bias = run.xp.concatenate([
+                run.params[b.bias] if b.bias else run.xp.zeros(b.cols[1] - b.cols[0], run.dtype)
                 for b in op.blocks])
         self.grad_src = op.src in run.grads_wanted
         self._scratch = None
+
+    @cached_property
+    def weight_t(self):
+        """``(src, out)``: what forward multiplies by (contiguous: BLAS is fastest so)."""
+        run = self.run
+        return _transposed(run.xp, self.parts, run.size(self.op.src), run.size(self.op.out))
+
+    @cached_property
+    def weight(self):
+        """``(out, src)``, contiguous: what backward multiplies by."""
+        return self.run.xp.concatenate(self.parts, axis=0)
 
     def forward(self, lo: int, hi: int) -> None:
         src, out = self.src(lo, hi), self.out(lo, hi)
@@ -45,9 +55,7 @@ class MatMulKernel:
         dout, dsrc = (w(lo, hi) for w in self._grad_windows)
         if self._scratch is None or self._scratch.shape != dsrc.shape:
             self._scratch = run.xp.empty_like(dsrc)
-        if self._weight is None:  # ``(out, src)``, made for the first backward
-            self._weight = run.xp.concatenate(self.parts, axis=0)
-        run.xp.matmul(dout.reshape(-1, dout.shape[-1]), self._weight,
+        run.xp.matmul(dout.reshape(-1, dout.shape[-1]), self.weight,
                       out=self._scratch.reshape(-1, dsrc.shape[-1]))
         dsrc += self._scratch
 

@@ -1,0 +1,191 @@
+"""Compiled CPU loops: which stages run whole in C, how they split over threads, and that any
+split computes what the step-by-step NumPy run computes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphrnn as gr
+from benchmarks.common import resized_spec
+from graphrnn import config, native
+from graphrnn.backends import host_loop
+from graphrnn.backends.host_loop import CompiledLoopKernel, plan_loop
+from graphrnn.codegen import expand_includes
+from tests.test_conformance import assert_close, random_case
+
+ROOT = Path(__file__).parent.parent
+SPECS = ROOT / "specs"
+needs_cc = pytest.mark.skipif(not native.available(), reason=f"no compiled kernels here: "
+                              f"{native.why_not()}")
+
+#: two recurrent GEMMs (delays 1 and 2), a leak and a learned initial state in one chain
+DELAYS = """
+name: delays
+inputs: {x: 5}
+nodes:
+  h: {size: 37, activation: tanh, leak: 0.7, init_state: learned}
+  g: {size: 37, combine: product}
+  y: 3
+edges:
+  - x -> h
+  - h -> h @1
+  - h -> h @2
+  - x -> g
+  - h -> g @1
+  - h -> g identity
+  - g -> y
+outputs: [y]
+"""
+
+
+def loop_stages(prog):
+    return [s for s in prog.stages if s.kind == "loop"]
+
+
+def test_an_lstm_splits_its_units_and_computes_all_four_gates_of_them():
+    prog = gr.compile(gr.load_spec(resized_spec("lstm", 512, 256))).program
+    (stage,) = loop_stages(prog)
+    plan = plan_loop(stage, prog, threads=2, batch=32)
+    assert plan.threads == 2 and plan.bounds == (0, 256, 512)
+    (gemm,) = [op for op in stage.ops if hasattr(op, "blocks")]
+    assert prog.buffers[gemm.out].size == 2048
+    for thread, lo in ((0, 0), (1, 256)):
+        mine = sorted((col, count) for t, _, col, count in plan.forward if t == thread)
+        assert mine == [(gate * 512 + lo, 256) for gate in range(4)]
+    # backward: each thread computes a half of d h[t - 1]
+    assert sorted((t, col, count) for t, _, col, count in plan.backward) == [
+        (0, 0, 256), (1, 256, 256)]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 7])
+def test_any_split_covers_every_column_once(threads):
+    prog = gr.compile(gr.load_spec(DELAYS)).program
+    (stage,) = loop_stages(prog)
+    plan = plan_loop(stage, prog, threads, batch=64)
+    assert plan is not None and plan.bounds[0] == 0 and plan.bounds[-1] == 37
+    assert list(plan.bounds) == sorted(plan.bounds)
+    gemms = [op for op in stage.ops if hasattr(op, "blocks")]
+    for ranges, width in ((plan.forward, lambda g: prog.buffers[g.out].size),
+                          (plan.backward, lambda g: prog.buffers[g.src].size)):
+        for i, g in enumerate(gemms):
+            cols = [c for _, gi, col, count in ranges if gi == i for c in range(col, col + count)]
+            assert sorted(cols) == list(range(width(g)))  # each once (here every column is read)
+
+
+@pytest.mark.parametrize("spec", ["jordan", "narx", "mlp_loops", "locally_recurrent", "hopfield"])
+def test_stages_that_are_not_gemms_then_one_chain_run_step_by_step(spec):
+    prog = gr.compile(gr.load_spec(SPECS / f"{spec}.yaml")).program
+    assert all(plan_loop(s, prog, 2, 32) is None for s in loop_stages(prog))
+
+
+def test_a_gemm_with_a_folded_bias_is_not_a_compiled_loop():
+    # numpy-ufuncs folds biases into the input projections; a loop GEMM never carries one here,
+    # so build the case by hand: the same stage with a bias on the recurrent GEMM's block
+    prog = gr.compile(gr.load_spec(SPECS / "elman.yaml")).program
+    (stage,) = loop_stages(prog)
+    gemm = stage.ops[0]
+    biased = gemm.__class__(gemm.src, gemm.delay,
+                            tuple(b.__class__(b.param, b.scale, b.transpose, b.cols, "h.bias")
+                                  for b in gemm.blocks), gemm.out)
+    changed = stage.__class__(stage.kind, (biased, *stage.ops[1:]))
+    assert plan_loop(stage, prog, 2, 32) is not None
+    assert plan_loop(changed, prog, 2, 32) is None
+
+
+def test_small_steps_get_fewer_threads(monkeypatch):
+    monkeypatch.setattr(host_loop, "MIN_COLUMNS", 32)
+    monkeypatch.setattr(host_loop, "MIN_MACS", 2**17)
+    prog = gr.compile(gr.load_spec(resized_spec("lstm", 512, 256))).program
+    (stage,) = loop_stages(prog)
+    assert plan_loop(stage, prog, 8, batch=32).threads == 8
+    assert plan_loop(stage, prog, 8, batch=1).threads == 8  # 1 MMAC a step: still worth it
+    small = gr.compile(gr.load_spec(resized_spec("elman", 64, 32))).program
+    (stage,) = loop_stages(small)
+    assert plan_loop(stage, small, 8, batch=1).threads == 1
+    assert plan_loop(stage, small, 8, batch=64).threads == 2  # 64 columns, 32 a thread
+
+
+def run_both(net, dtype, threads, monkeypatch, steps=7, batch=5):
+    """Forward and gradients on the compiled loop (``threads``) and on numpy-ufuncs."""
+    monkeypatch.setattr(config, "LOOP_THREADS", threads)
+    fast = gr.compile(net, dtype=dtype)
+    slow = gr.compile(net, backend="numpy-ufuncs", dtype=dtype)
+    params = fast.init_params(seed=3)
+    inputs, state = random_case(net, steps=steps, batch=batch, seed=4)
+    targets = {o: np.random.default_rng(5).normal(size=(steps, batch, net.size(o)))
+               for o in net.outputs}
+    kinds = {type(k) for _, ks in fast._run(params, inputs, state, None, 0).kernels for k in ks}
+    assert CompiledLoopKernel in kinds
+    return [(m.forward(params, inputs, state), m.gradients(params, inputs, targets, state=state))
+            for m in (fast, slow)]
+
+
+@needs_cc
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("spec", ["lstm", "gru", "elman", "delays"])
+def test_every_split_matches_the_step_by_step_run_in_float64(spec, threads, monkeypatch):
+    net = gr.load_spec(DELAYS if spec == "delays" else resized_spec(spec, 40, 3))
+    (fwd_a, grad_a), (fwd_b, grad_b) = run_both(net, "float64", threads, monkeypatch)
+    for a, b in zip(fwd_a, fwd_b, strict=True):
+        assert_close(a, b, rtol=1e-12)
+    assert abs(grad_a[0] - grad_b[0]) <= 1e-12 * abs(grad_b[0])
+    assert_close(grad_a[1], grad_b[1], rtol=1e-11)
+
+
+@needs_cc
+def test_float32_and_a_batch_of_one(monkeypatch):
+    net = gr.load_spec(resized_spec("lstm", 72, 9))
+    (fwd_a, grad_a), (fwd_b, grad_b) = run_both(net, "float32", 2, monkeypatch, batch=1)
+    assert_close(fwd_a[0], fwd_b[0], rtol=2e-6)
+    assert_close(grad_a[1], grad_b[1], rtol=2e-5)
+
+
+@needs_cc
+def test_threads_refused_run_the_loop_step_by_step(monkeypatch):
+    net = gr.load_spec(resized_spec("lstm", 24, 3))
+    (fwd_a, grad_a), _ = run_both(net, "float64", 2, monkeypatch)
+    monkeypatch.setattr(host_loop, "_library", lambda dtype: lambda *args: -1)
+    (fwd_c, grad_c), _ = run_both(net, "float64", 2, monkeypatch)
+    assert_close(fwd_c[0], fwd_a[0], rtol=1e-12)
+    assert_close(grad_c[1], grad_a[1], rtol=1e-11)
+
+
+@needs_cc
+@pytest.mark.parametrize("ctype,lanes", [("float", 8), ("double", 4)])
+def test_the_loop_library_compiles_without_warnings(ctype, lanes, tmp_path):
+    path = tmp_path / "loop.c"
+    path.write_text(expand_includes(f'#define GR_T {ctype}\n#define GR_LANES {lanes}\n'
+                                    '#include "host_loop.c"\n'))
+    done = subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread",
+                           "-fsyntax-only", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def loop_threads_in_a_fresh_process(code: str, **env) -> str:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OPENBLAS_THREAD_TIMEOUT", "GRAPHRNN_THREADS")}
+    done = subprocess.run([sys.executable, "-c", code + "\nfrom graphrnn import config\n"
+                           "import os\nprint(config.LOOP_THREADS, "
+                           "os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**clean, "PYTHONPATH": str(ROOT), **env})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_imported_before_numpy_graphrnn_shortens_openblas_idle_spins():
+    threads, timeout = loop_threads_in_a_fresh_process("import graphrnn")
+    assert int(threads) == config._cpus() and timeout == "20"
+
+
+def test_imported_after_numpy_loops_step_unless_asked():
+    threads, timeout = loop_threads_in_a_fresh_process("import numpy, graphrnn")
+    assert timeout == "None" and int(threads) == (0 if config._cpus() > 1 else 1)
+    threads, _ = loop_threads_in_a_fresh_process("import numpy, graphrnn", GRAPHRNN_THREADS="3")
+    assert threads == "3"
