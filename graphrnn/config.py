@@ -29,6 +29,15 @@ POOL_MB = float(os.environ.get("GRAPHRNN_POOL_MB", "8192") or 8192)
 #: one call a step) when a C compiler works; ``GRAPHRNN_NATIVE=0`` keeps them in NumPy ufuncs.
 NATIVE = os.environ.get("GRAPHRNN_NATIVE", "1") not in ("", "0")
 
+#: The C compiler for those kernels (default: the first of cc, gcc, clang on the PATH).
+CC = os.environ.get("GRAPHRNN_CC", "")
+
+#: Where compiled kernels are kept between processes (default: ~/.cache/graphrnn).
+CACHE_DIR = os.environ.get("GRAPHRNN_CACHE", "") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME", "") or os.path.join(os.path.expanduser("~"), ".cache"),
+    "graphrnn")
+
+
 #: OpenBLAS's idle threads busy-wait 2**N CPU cycles after each call (N = 28 by default,
 #: ~0.1 s), holding a core that a compiled loop's threads need; N comes from
 #: ``OPENBLAS_THREAD_TIMEOUT`` when OpenBLAS loads. Imported before NumPy, graphrnn sets it
@@ -43,20 +52,16 @@ def _cpus() -> int:
         os.cpu_count() or 1)
 
 
-#: Threads a compiled CPU time loop runs on (``GRAPHRNN_THREADS``). By default the CPUs this
-#: process may use, or 0 (loops run step by step on NumPy's BLAS) where OpenBLAS's idle
-#: threads spin for long (see :data:`BLAS_SPIN_LOG2`) and there is more than one CPU.
-LOOP_THREADS = int(os.environ.get("GRAPHRNN_THREADS", "") or -1)
-if LOOP_THREADS < 0:
-    LOOP_THREADS = _cpus() if BLAS_SPIN_LOG2 <= 22 or _cpus() == 1 else 0
-
-#: The C compiler for those kernels (default: the first of cc, gcc, clang on the PATH).
-CC = os.environ.get("GRAPHRNN_CC", "")
-
-#: Where compiled kernels are kept between processes (default: ~/.cache/graphrnn).
-CACHE_DIR = os.environ.get("GRAPHRNN_CACHE", "") or os.path.join(
-    os.environ.get("XDG_CACHE_HOME", "") or os.path.join(os.path.expanduser("~"), ".cache"),
-    "graphrnn")
+_THREADS = os.environ.get("GRAPHRNN_THREADS", "")
+_SPINS = BLAS_SPIN_LOG2 > 22 and _cpus() > 1 and not _THREADS
+#: Threads a compiled CPU time loop runs on (``GRAPHRNN_THREADS``; 0: loops run step by step).
+#: By default the CPUs this process may use, or 1 where OpenBLAS's idle threads spin for long
+#: (see :data:`BLAS_SPIN_LOG2`): a second thread would share a core with them.
+LOOP_THREADS = int(_THREADS) if _THREADS else (1 if _SPINS else _cpus())
+#: The most GEMM multiply-adds a compiled loop's step may take (None: any). Where OpenBLAS's
+#: idle threads spin for long, a loop with bigger steps runs faster stepped from Python, its
+#: GEMMs on all of BLAS's threads, than compiled on one thread.
+LOOP_MAX_MACS = 2**22 if _SPINS else None
 
 
 def debug(level: int, message: str) -> None:

@@ -10,7 +10,7 @@ from graphrnn.backends import cupy_backend, host_loop
 config.CHECK_IR = True
 #: compiled CPU loops split over two threads on any machine, however small the loop: every
 #: results test then checks the split (columns and GEMM panels cut anywhere)
-config.LOOP_THREADS = 2
+config.LOOP_THREADS, config.LOOP_MAX_MACS = 2, None
 host_loop.MIN_COLUMNS = host_loop.MIN_MACS = 1
 
 BACKENDS = ["numpy", "numpy-ufuncs"] + (["cupy"] if cupy_backend.available() else [])

@@ -167,11 +167,11 @@ def test_the_loop_library_compiles_without_warnings(ctype, lanes, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-def loop_threads_in_a_fresh_process(code: str, **env) -> str:
+def loop_settings_in_a_fresh_process(code: str, **env) -> list[str]:
     clean = {k: v for k, v in os.environ.items()
              if k not in ("OPENBLAS_THREAD_TIMEOUT", "GRAPHRNN_THREADS")}
     done = subprocess.run([sys.executable, "-c", code + "\nfrom graphrnn import config\n"
-                           "import os\nprint(config.LOOP_THREADS, "
+                           "import os\nprint(config.LOOP_THREADS, config.LOOP_MAX_MACS, "
                            "os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120,
                           env={**clean, "PYTHONPATH": str(ROOT), **env})
@@ -180,12 +180,28 @@ def loop_threads_in_a_fresh_process(code: str, **env) -> str:
 
 
 def test_imported_before_numpy_graphrnn_shortens_openblas_idle_spins():
-    threads, timeout = loop_threads_in_a_fresh_process("import graphrnn")
-    assert int(threads) == config._cpus() and timeout == "20"
+    threads, most, timeout = loop_settings_in_a_fresh_process("import graphrnn")
+    assert (int(threads), most, timeout) == (config._cpus(), "None", "20")
 
 
-def test_imported_after_numpy_loops_step_unless_asked():
-    threads, timeout = loop_threads_in_a_fresh_process("import numpy, graphrnn")
-    assert timeout == "None" and int(threads) == (0 if config._cpus() > 1 else 1)
-    threads, _ = loop_threads_in_a_fresh_process("import numpy, graphrnn", GRAPHRNN_THREADS="3")
-    assert threads == "3"
+@pytest.mark.skipif(config._cpus() < 2, reason="one CPU: no BLAS threads to compete with")
+def test_imported_after_numpy_loops_take_one_thread_and_small_steps_only():
+    settings = loop_settings_in_a_fresh_process("import numpy, graphrnn")
+    assert settings == ["1", str(2**22), "None"]
+    settings = loop_settings_in_a_fresh_process("import numpy, graphrnn", GRAPHRNN_THREADS="3")
+    assert settings == ["3", "None", "None"]
+    settings = loop_settings_in_a_fresh_process("import numpy, graphrnn",
+                                                OPENBLAS_THREAD_TIMEOUT="16")
+    assert settings == [str(config._cpus()), "None", "16"]
+
+
+@needs_cc
+def test_big_steps_run_step_by_step_where_blas_threads_spin(monkeypatch):
+    monkeypatch.setattr(config, "LOOP_MAX_MACS", 1000)
+    small = gr.compile(gr.load_spec(resized_spec("elman", 8, 3)))
+    big = gr.compile(gr.load_spec(resized_spec("elman", 32, 3)))
+    for model, compiled in ((small, True), (big, False)):  # 8 x 8 x 5 and 32 x 32 x 5 a step
+        params = model.init_params(0)
+        inputs, _ = random_case(model.net, steps=3, batch=5)
+        kernels = [k for _, ks in model._run(params, inputs, None, None, 0).kernels for k in ks]
+        assert any(isinstance(k, CompiledLoopKernel) for k in kernels) == compiled

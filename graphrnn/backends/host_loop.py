@@ -42,12 +42,14 @@ class LoopPlan:
     """How a loop stage splits over threads. ``bounds``: thread ``i`` computes the chain's
     columns ``[bounds[i], bounds[i + 1])``; ``forward``: ``(thread, gemm, col, count)``, the
     GEMM buffer columns each thread computes (those its chain columns read); ``backward``: the
-    same over each GEMM's source columns (the source gradient, a share per thread)."""
+    same over each GEMM's source columns (the source gradient, a share per thread); ``macs``:
+    the GEMM multiply-adds of a step."""
 
     threads: int
     bounds: tuple[int, ...]
     forward: tuple[tuple[int, int, int, int], ...]
     backward: tuple[tuple[int, int, int, int], ...]
+    macs: int
 
 
 def _split(n: int, parts: int) -> list[int]:
@@ -97,7 +99,7 @@ def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan
     for i, g in enumerate(gemms):
         cols = _split(prog.buffers[g.src].size, count)
         backward += [(p, i, lo, hi - lo) for p, (lo, hi) in enumerate(pairwise(cols))]
-    return LoopPlan(count, tuple(bounds), forward, tuple(backward))
+    return LoopPlan(count, tuple(bounds), forward, tuple(backward), macs)
 
 
 class _Gemm(ctypes.Structure):

@@ -37,9 +37,12 @@ class NumpyBackend(Backend):
                         f"{'compiled to C' if compiled else 'as NumPy ufuncs'}")
         if compiled:
             config.debug(1, "[graphrnn] recurrent loops: " + (
-                f"compiled, on up to {config.LOOP_THREADS} threads" if config.LOOP_THREADS else
-                "step by step (GRAPHRNN_THREADS=0, or NumPy was imported first and OpenBLAS's "
-                "idle threads would spin: import graphrnn first or set GRAPHRNN_THREADS)"))
+                "step by step (GRAPHRNN_THREADS=0)" if not config.LOOP_THREADS else
+                f"compiled, on up to {config.LOOP_THREADS} threads" if config.LOOP_MAX_MACS is None
+                else f"compiled on 1 thread where a step is at most {config.LOOP_MAX_MACS:,} "
+                     "multiply-adds, else step by step: NumPy was imported before graphrnn, so "
+                     "OpenBLAS's idle threads spin (import graphrnn first, or set "
+                     "OPENBLAS_THREAD_TIMEOUT or GRAPHRNN_THREADS)"))
 
     def passes(self):
         """The standard pipeline; with compiled kernels biases stay in the nodes (a compiled
@@ -52,6 +55,8 @@ class NumpyBackend(Backend):
         kernels = super().stage_kernels(stage, run)
         plan = (plan_loop(stage, run.prog, config.LOOP_THREADS, run.batch)
                 if self.compiled and config.LOOP_THREADS > 0 else None)
+        if plan and config.LOOP_MAX_MACS is not None and plan.macs > config.LOOP_MAX_MACS:
+            plan = None
         return [CompiledLoopKernel(plan, run, kernels)] if plan else kernels
 
     def kernel(self, op, run):
