@@ -1,9 +1,9 @@
 // graphrnn: a recurrent stage's whole time loop in C, on threads (graphrnn/backends/host_loop.py
-// drives it). The stage is GEMMs from earlier steps' rows feeding one element-wise chain (a
-// generated kernel of graphrnn/codegen.py); each thread owns a range of the chain's columns and
-// computes just the GEMM columns those read, so a step needs one barrier forward (the next
-// step's GEMMs read every thread's outputs) and two backward. Weights are packed once per call.
-// Define GR_T and GR_LANES first (see host_loop.h).
+// drives it). The stage is a sequence of GEMMs and element-wise chains (generated kernels of
+// graphrnn/codegen.py), each GEMM read by one chain. Each thread owns a range of every chain's
+// columns and computes just the GEMM columns its ranges read, so the threads meet only after
+// each chain (forward), and after each chain and each run of GEMMs (backward). Weights are
+// packed once per call. Define GR_T and GR_LANES first (see host_loop.h).
 #include "host_loop.h"
 
 // a generated chain kernel: steps [t0, t0 + steps), batch B, columns [j0, j1)
@@ -12,7 +12,7 @@ typedef void (*gr_chain_fn)(int t0, int steps, int B, void* const* P, int j0, in
 // One GEMM of the loop: at step t, C[t] (= or +=) A[t] @ X' with X' the weight packed.
 // Forward: A = the source rows (read at the MatMul's delay), C = the GEMM buffer, X' =
 // weight^T. Backward: A = the GEMM buffer's gradient, C = the source's gradient (at the
-// delay), X' = weight.
+// delay; NULL: the source has none, nothing to do), X' = weight.
 typedef struct {
     const GR_T* a;     // A at step 0
     GR_T* c;           // C at step 0
@@ -30,13 +30,25 @@ typedef struct {
     long offset;
 } gr_loop_range;
 
+// One chain: its kernel (forward or backward), the kernel's pointer table, and its columns by
+// thread: thread i owns [bounds[i], bounds[i + 1]).
 typedef struct {
-    gr_chain_fn chain;
-    void* const* chain_args;
-    const int* bounds;  // thread i owns the chain's columns [bounds[i], bounds[i + 1])
+    gr_chain_fn fn;
+    void* const* args;
+    const int* bounds;
+} gr_loop_chain;
+
+// The stage's ops in order: GEMM `index` (chain 0) or chain `index` (chain 1)
+typedef struct {
+    int chain, index;
+} gr_loop_op;
+
+typedef struct {
     gr_loop_gemm* gemms;
+    const gr_loop_chain* chains;
     const gr_loop_range* ranges;
-    int threads, batch, nranges, backward;
+    const gr_loop_op* ops;
+    int nops, nranges, threads, batch, backward;
 } gr_loop;
 
 typedef struct {
@@ -45,14 +57,21 @@ typedef struct {
     gr_barrier barrier;
 } gr_call;
 
-static void gr_gemms(const gr_loop* L, int id, int tt) {
+// this thread's columns of GEMM `gemm` at step tt
+static void gr_loop_gemm_step(const gr_loop* L, int id, int gemm, int tt) {
     for (int i = 0; i < L->nranges; ++i) {
         const gr_loop_range* r = &L->ranges[i];
-        if (r->thread != id) continue;
-        const gr_loop_gemm* g = &L->gemms[r->gemm];
+        if (r->thread != id || r->gemm != gemm) continue;
+        const gr_loop_gemm* g = &L->gemms[gemm];
+        if (!g->c) continue;
         gr_gemm(g->a + tt * g->a_step, g->k, L->batch, g->k, g->packed + r->offset, r->count,
                 g->c + tt * g->c_step + r->col, g->n, g->accumulate);
     }
+}
+
+static void gr_loop_chain_step(const gr_loop* L, int id, int chain, int tt) {
+    const gr_loop_chain* ch = &L->chains[chain];
+    ch->fn(tt, 1, L->batch, ch->args, ch->bounds[id], ch->bounds[id + 1]);
 }
 
 static void gr_loop_part(void* arg, int id) {
@@ -60,24 +79,37 @@ static void gr_loop_part(void* arg, int id) {
     const gr_loop* L = call->loop;
     for (int i = 0; i < L->nranges; ++i) {
         const gr_loop_range* r = &L->ranges[i];
-        if (r->thread != id) continue;
         const gr_loop_gemm* g = &L->gemms[r->gemm];
+        if (r->thread != id || !g->c) continue;
         const long ld = g->transposed ? g->k : g->n;
         gr_pack(g->weight, ld, g->k, r->col, r->count, g->transposed, g->packed + r->offset);
     }
-    const int j0 = L->bounds[id], j1 = L->bounds[id + 1];
     for (int s = 0; s < call->steps; ++s) {
         if (!L->backward) {
+            // a chain reads the GEMM columns this thread computed; the next op may read any
             const int tt = call->t0 + s;
-            gr_gemms(L, id, tt);  // the columns this thread's chain reads: its own
-            L->chain(tt, 1, L->batch, L->chain_args, j0, j1);
-        } else {
-            const int tt = call->t0 + call->steps - 1 - s;
-            L->chain(tt, 1, L->batch, L->chain_args, j0, j1);
-            gr_barrier_wait(&call->barrier);  // every column of d GEMM buffer[tt] is written
-            gr_gemms(L, id, tt);
+            for (int o = 0; o < L->nops; ++o) {
+                const gr_loop_op op = L->ops[o];
+                if (op.chain) {
+                    gr_loop_chain_step(L, id, op.index, tt);
+                    gr_barrier_wait(&call->barrier);
+                } else {
+                    gr_loop_gemm_step(L, id, op.index, tt);
+                }
+            }
+            continue;
         }
-        gr_barrier_wait(&call->barrier);
+        const int tt = call->t0 + call->steps - 1 - s;
+        for (int o = L->nops - 1; o >= 0; --o) {
+            const gr_loop_op op = L->ops[o];
+            if (op.chain) {
+                gr_loop_chain_step(L, id, op.index, tt);
+            } else {
+                gr_loop_gemm_step(L, id, op.index, tt);
+                if (o > 0 && !L->ops[o - 1].chain) continue;  // more GEMMs: no reader between
+            }
+            gr_barrier_wait(&call->barrier);  // every column of what the next op reads is done
+        }
     }
 }
 

@@ -52,7 +52,7 @@ def test_an_lstm_splits_its_units_and_computes_all_four_gates_of_them():
     prog = gr.compile(gr.load_spec(resized_spec("lstm", 512, 256))).program
     (stage,) = loop_stages(prog)
     plan = plan_loop(stage, prog, threads=2, batch=32)
-    assert plan.threads == 2 and plan.bounds == (0, 256, 512)
+    assert plan.threads == 2 and plan.bounds == ((0, 256, 512),)
     (gemm,) = [op for op in stage.ops if hasattr(op, "blocks")]
     assert prog.buffers[gemm.out].size == 2048
     for thread, lo in ((0, 0), (1, 256)):
@@ -64,12 +64,15 @@ def test_an_lstm_splits_its_units_and_computes_all_four_gates_of_them():
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 7])
-def test_any_split_covers_every_column_once(threads):
-    prog = gr.compile(gr.load_spec(DELAYS)).program
+@pytest.mark.parametrize("spec", ["delays", "jordan", "narx", "mlp_loops"])
+def test_any_split_covers_every_column_once(spec, threads):
+    net = gr.load_spec(DELAYS) if spec == "delays" else gr.load_spec(SPECS / f"{spec}.yaml")
+    prog = gr.compile(net).program
     (stage,) = loop_stages(prog)
     plan = plan_loop(stage, prog, threads, batch=64)
-    assert plan is not None and plan.bounds[0] == 0 and plan.bounds[-1] == 37
-    assert list(plan.bounds) == sorted(plan.bounds)
+    assert plan is not None and len(plan.bounds) == sum(c for c, _ in plan.ops)
+    for bounds in plan.bounds:
+        assert len(bounds) == plan.threads + 1 and list(bounds) == sorted(bounds)
     gemms = [op for op in stage.ops if hasattr(op, "blocks")]
     for ranges, width in ((plan.forward, lambda g: prog.buffers[g.out].size),
                           (plan.backward, lambda g: prog.buffers[g.src].size)):
@@ -78,8 +81,8 @@ def test_any_split_covers_every_column_once(threads):
             assert sorted(cols) == list(range(width(g)))  # each once (here every column is read)
 
 
-@pytest.mark.parametrize("spec", ["jordan", "narx", "mlp_loops", "locally_recurrent", "hopfield"])
-def test_stages_that_are_not_gemms_then_one_chain_run_step_by_step(spec):
+@pytest.mark.parametrize("spec", ["locally_recurrent", "hopfield", "boltzmann"])
+def test_loops_without_gemms_or_with_asynchronous_units_run_step_by_step(spec):
     prog = gr.compile(gr.load_spec(SPECS / f"{spec}.yaml")).program
     assert all(plan_loop(s, prog, 2, 32) is None for s in loop_stages(prog))
 
@@ -128,7 +131,7 @@ def run_both(net, dtype, threads, monkeypatch, steps=7, batch=5):
 
 @needs_cc
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("spec", ["lstm", "gru", "elman", "delays"])
+@pytest.mark.parametrize("spec", ["lstm", "gru", "elman", "jordan", "narx", "delays"])
 def test_every_split_matches_the_step_by_step_run_in_float64(spec, threads, monkeypatch):
     net = gr.load_spec(DELAYS if spec == "delays" else resized_spec(spec, 40, 3))
     (fwd_a, grad_a), (fwd_b, grad_b) = run_both(net, "float64", threads, monkeypatch)

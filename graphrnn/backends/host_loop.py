@@ -1,11 +1,12 @@
 """The NumPy backend's compiled time loops: a recurrent stage run whole in C, on threads.
 
-A loop stage of GEMMs reading earlier steps (``h[t - 1] @ W``) followed by one element-wise
-chain (an LSTM, GRU-less Elman or any such cell) runs as one call of ``kernels/host_loop.c``
-per pass instead of two Python calls a step. Each of ``config.THREADS`` threads owns a range
-of the chain's columns and computes only the GEMM columns its range reads (all four gates of
-its LSTM units), so a step needs one barrier forward and two backward, and no BLAS call: the
-weights are packed once per call for a register-tiled GEMM. :func:`plan_loop` says which
+A loop stage of GEMMs and element-wise chains, each GEMM read by one chain (Elman, LSTM, GRU,
+Jordan, NARX: ``h[t - 1] @ U`` feeding a cell; an output's GEMM feeding the next chain) runs
+as one call of ``kernels/host_loop.c`` per pass instead of a Python call per op and step. Each
+of ``config.LOOP_THREADS`` threads owns a range of every chain's columns and computes only the
+GEMM columns its ranges read (all four gates of its LSTM units), so the threads meet only
+after each chain forward, and after each chain and each run of GEMMs backward; no BLAS call:
+the weights are packed once per call for a register-tiled GEMM. :func:`plan_loop` says which
 stages qualify and how they split; other stages run step by step as before.
 """
 
@@ -39,67 +40,82 @@ LOOP_FLAGS = ("-ffp-contract=fast", "-pthread")
 
 @dataclass(frozen=True)
 class LoopPlan:
-    """How a loop stage splits over threads. ``bounds``: thread ``i`` computes the chain's
-    columns ``[bounds[i], bounds[i + 1])``; ``forward``: ``(thread, gemm, col, count)``, the
-    GEMM buffer columns each thread computes (those its chain columns read); ``backward``: the
-    same over each GEMM's source columns (the source gradient, a share per thread); ``macs``:
-    the GEMM multiply-adds of a step."""
+    """How a loop stage splits over threads. ``ops``: the stage's ops in order, ``(True, c)``
+    for its ``c``-th chain, ``(False, g)`` for its ``g``-th GEMM; ``bounds``: per chain, thread
+    ``i`` computes its columns ``[b[i], b[i + 1])``; ``forward``: ``(thread, gemm, col, count)``,
+    the GEMM buffer columns each thread computes (those its columns of the reading chain read);
+    ``backward``: the same over each GEMM's source columns (the source gradient, a share per
+    thread); ``macs``: the GEMM multiply-adds of a step."""
 
     threads: int
-    bounds: tuple[int, ...]
+    ops: tuple[tuple[bool, int], ...]
+    bounds: tuple[tuple[int, ...], ...]
     forward: tuple[tuple[int, int, int, int], ...]
     backward: tuple[tuple[int, int, int, int], ...]
     macs: int
 
 
 def _split(n: int, parts: int) -> list[int]:
-    """Bounds cutting ``range(n)`` into at most ``parts`` near-equal, non-empty pieces starting
-    at multiples of :data:`ALIGN` (where ``n`` allows)."""
+    """``parts + 1`` bounds cutting ``range(n)`` into near-equal pieces starting at multiples of
+    :data:`ALIGN` (where ``n`` allows); trailing pieces may be empty."""
     step = -(-n // parts)
     if n >= parts * ALIGN:
         step = -(-step // ALIGN) * ALIGN
-    return list(range(0, n, step)) + [n]
+    return [min(n, i * step) for i in range(parts)] + [n]
+
+
+def _members(chain):
+    return chain.ops if isinstance(chain, Fused) else (chain,)
+
+
+def _gemm_readers(gemms, chains) -> dict[int, tuple[int, list[int]]] | None:
+    """GEMM -> (the chain reading it, the column offsets it reads at); None unless every GEMM
+    is read, by one chain, through ``full`` terms only."""
+    index = {g.out: i for i, g in enumerate(gemms)}
+    readers: dict[int, tuple[int, list[int]]] = {}
+    for c, chain in enumerate(chains):
+        for t in (t for m in _members(chain) for t in m.terms if t.src in index):
+            reader, offsets = readers.setdefault(index[t.src], (c, []))
+            if t.kind != "full" or reader != c:
+                return None
+            offsets.append(t.cols[0])
+    return readers if len(readers) == len(gemms) else None
 
 
 def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan | None:
     """The split of ``stage`` over up to ``threads`` threads for a batch of ``batch``, or None
-    when it does not run as one compiled loop: it must be a loop of MatMuls reading earlier
-    steps (no folded biases) and then one compiled element-wise chain, the only reader of those
-    MatMuls' outputs, each read at fixed column offsets that do not overlap. Small steps get
-    fewer threads (:data:`MIN_COLUMNS`, :data:`MIN_MACS`)."""
-    if stage.kind != "loop" or len(stage.ops) < 2:
+    when it does not run as one compiled loop: it must be a loop of MatMuls (no folded biases)
+    and compiled element-wise chains, ending with a chain, where each MatMul's output is read
+    by one chain alone, at column offsets that do not overlap. Small steps get fewer threads
+    (:data:`MIN_COLUMNS`, :data:`MIN_MACS`)."""
+    if stage.kind != "loop":
         return None
-    *gemms, chain = stage.ops
-    if not all(isinstance(g, MatMul) and g.delay >= 1 and not any(b.bias for b in g.blocks)
-               for g in gemms) or not compiled_kernel_applies(chain, prog.buffers):
+    gemms = [op for op in stage.ops if isinstance(op, MatMul)]
+    chains = [op for op in stage.ops if not isinstance(op, MatMul)]
+    if not gemms or isinstance(stage.ops[-1], MatMul) or any(
+            b.bias for g in gemms for b in g.blocks) or not all(
+            compiled_kernel_applies(c, prog.buffers) for c in chains):
         return None
-    index = {g.out: i for i, g in enumerate(gemms)}
-    if any(op is not chain and any(name in index for name, _ in op.reads)
-           for _, op in prog.ops()) or any(name in index for name in prog.outputs):
+    readers = _gemm_readers(gemms, chains)
+    outs, position = {g.out for g in gemms}, {id(op): i for ops in (gemms, chains)
+                                               for i, op in enumerate(ops)}
+    if readers is None or outs & set(prog.outputs) or any(
+            (isinstance(op, MatMul) or id(op) not in position)
+            and any(name in outs for name, _ in op.reads) for _, op in prog.ops()):
         return None
-    members = chain.ops if isinstance(chain, Fused) else (chain,)
-    offsets: dict[int, list[int]] = {i: [] for i in range(len(gemms))}
-    for m in members:
-        for t in m.terms:
-            if t.src in index:
-                if t.kind != "full":
-                    return None
-                offsets[index[t.src]].append(t.cols[0])
-    size = prog.buffers[members[0].out].size
-    if not all(offsets.values()) or any(
-            b - a < size for offs in offsets.values() for a, b in pairwise(sorted(offs))):
-        return None  # a GEMM the chain does not read, or two reads sharing columns
+    sizes = [prog.buffers[_members(c)[0].out].size for c in chains]
+    if any(b - a < sizes[c] for c, offs in readers.values() for a, b in pairwise(sorted(offs))):
+        return None  # two reads of one GEMM share columns
     macs = batch * sum(prog.buffers[g.src].size * prog.buffers[g.out].size for g in gemms)
-    bounds = _split(size, max(1, min(threads, MAX_THREADS, size // MIN_COLUMNS,
-                                     macs // MIN_MACS)))
-    count = len(bounds) - 1
-    forward = tuple((p, i, off + bounds[p], bounds[p + 1] - bounds[p])
-                    for p in range(count) for i, offs in offsets.items() for off in offs)
-    backward = []
-    for i, g in enumerate(gemms):
-        cols = _split(prog.buffers[g.src].size, count)
-        backward += [(p, i, lo, hi - lo) for p, (lo, hi) in enumerate(pairwise(cols))]
-    return LoopPlan(count, tuple(bounds), forward, tuple(backward), macs)
+    count = max(1, min(threads, MAX_THREADS, max(sizes) // MIN_COLUMNS, macs // MIN_MACS))
+    bounds = tuple(tuple(_split(size, count)) for size in sizes)
+    forward = tuple((p, i, off + lo, hi - lo) for i, (c, offs) in sorted(readers.items())
+                    for off in offs for p, (lo, hi) in enumerate(pairwise(bounds[c])) if hi > lo)
+    backward = tuple((p, i, lo, hi - lo) for i, g in enumerate(gemms)
+                     for p, (lo, hi) in enumerate(pairwise(_split(prog.buffers[g.src].size,
+                                                                  count))) if hi > lo)
+    ops = tuple((not isinstance(op, MatMul), position[id(op)]) for op in stage.ops)
+    return LoopPlan(count, ops, bounds, forward, backward, macs)
 
 
 class _Gemm(ctypes.Structure):
@@ -114,11 +130,20 @@ class _Range(ctypes.Structure):
                 ("count", ctypes.c_int), ("offset", ctypes.c_long)]
 
 
+class _Chain(ctypes.Structure):
+    _fields_ = [("fn", ctypes.c_void_p), ("args", ctypes.c_void_p),
+                ("bounds", ctypes.POINTER(ctypes.c_int))]
+
+
+class _Op(ctypes.Structure):
+    _fields_ = [("chain", ctypes.c_int), ("index", ctypes.c_int)]
+
+
 class _Loop(ctypes.Structure):
-    _fields_ = [("chain", ctypes.c_void_p), ("chain_args", ctypes.c_void_p),
-                ("bounds", ctypes.POINTER(ctypes.c_int)), ("gemms", ctypes.POINTER(_Gemm)),
-                ("ranges", ctypes.POINTER(_Range)), ("threads", ctypes.c_int),
-                ("batch", ctypes.c_int), ("nranges", ctypes.c_int), ("backward", ctypes.c_int)]
+    _fields_ = [("gemms", ctypes.POINTER(_Gemm)), ("chains", ctypes.POINTER(_Chain)),
+                ("ranges", ctypes.POINTER(_Range)), ("ops", ctypes.POINTER(_Op)),
+                ("nops", ctypes.c_int), ("nranges", ctypes.c_int), ("threads", ctypes.c_int),
+                ("batch", ctypes.c_int), ("backward", ctypes.c_int)]
 
 
 @cache
@@ -136,10 +161,10 @@ def _library(dtype: str):
 class CompiledLoopKernel:
     """A loop stage (see :func:`plan_loop`) run by one C call per pass.
 
-    ``kernels`` are the stage's own kernels (MatMulKernels, then the chain's FusedHostKernel):
-    they provide the weights and the chain's compiled functions and argument tables, compute
-    the weight and bias gradients after the loop (one GEMM or reduction each, as always), and
-    run the steps one by one should the system refuse threads.
+    ``kernels`` are the stage's own kernels in order (MatMulKernels and the chains'
+    FusedHostKernels): they provide the weights and the chains' compiled functions and argument
+    tables, compute the weight and bias gradients after the loop (one GEMM or reduction each,
+    as always), and run the steps one by one should the system refuse threads.
     """
 
     #: forward/backward take the whole ``[0, T)`` and loop themselves
@@ -147,10 +172,13 @@ class CompiledLoopKernel:
 
     def __init__(self, plan: LoopPlan, run, kernels: list):
         self.plan, self.run, self.kernels = plan, run, kernels
-        self.gemms, self.chain = [k.op for k in kernels[:-1]], kernels[-1]
+        self.gemm_kernels = [k for k in kernels if isinstance(k.op, MatMul)]
+        self.chains = [k for k in kernels if not isinstance(k.op, MatMul)]
+        self.gemms = [k.op for k in self.gemm_kernels]
         self.loop_run = _library(np.dtype(run.dtype).name)
         #: (out, src) weights, contiguous in the run's dtype
-        self.weights = [np.ascontiguousarray(k.weight, dtype=run.dtype) for k in kernels[:-1]]
+        self.weights = [np.ascontiguousarray(k.weight, dtype=run.dtype)
+                        for k in self.gemm_kernels]
         self._keep: list = []  # what the C structures point into
         self.forward_loop = self._loop(False)
         self.backward_loop, self._grads = None, None
@@ -167,35 +195,39 @@ class CompiledLoopKernel:
         run, plan = self.run, self.plan
         panel = 2 * LANES[np.dtype(run.dtype).name]
         table = run.grads if backward else run.arrays
-        ranges = plan.backward if backward else plan.forward
-        if backward:
-            ranges = tuple(r for r in ranges if self.gemms[r[1]].src in run.grads_wanted)
+        wanted = [not backward or g.src in run.grads_wanted for g in self.gemms]
         gemms = (_Gemm * len(self.gemms))()
         offsets = [0] * len(self.gemms)
         entries = []
-        for thread, i, col, count in ranges:
-            k = run.size(self.gemms[i].out) if backward else run.size(self.gemms[i].src)
-            entries.append((thread, i, col, count, offsets[i]))
-            offsets[i] += -(-count // panel) * panel * k
+        for thread, i, col, count in plan.backward if backward else plan.forward:
+            if wanted[i]:
+                g = self.gemms[i]
+                k = run.size(g.out) if backward else run.size(g.src)
+                entries.append(_Range(thread, i, col, count, offsets[i]))
+                offsets[i] += -(-count // panel) * panel * k
         for i, g in enumerate(self.gemms):
             src, out = (g.out, g.src) if backward else (g.src, g.out)
             a_delay, c_delay = (0, g.delay) if backward else (g.delay, 0)
             packed = run.backend.empty(("packed", g.out, backward), (max(offsets[i], 1),),
                                        run.dtype)
-            self._keep.append(packed)
-            wanted = not backward or g.src in run.grads_wanted
-            c = self._base(table[out], out, c_delay) if wanted else None
-            gemms[i] = _Gemm(self._base(table[src], src, a_delay), c,
-                             self.weights[i].ctypes.data, packed.ctypes.data,
+            a = self._base(table[src], src, a_delay) if wanted[i] else None
+            c = self._base(table[out], out, c_delay) if wanted[i] else None
+            gemms[i] = _Gemm(a, c, self.weights[i].ctypes.data, packed.ctypes.data,
                              run.batch * run.size(src), run.batch * run.size(out),
                              run.size(src), run.size(out), int(not backward), int(backward))
-        table_ranges = (_Range * max(len(entries), 1))(*(_Range(*e) for e in entries))
-        bounds = (ctypes.c_int * len(plan.bounds))(*plan.bounds)
-        fn, args = ((self.chain.bwd, self.chain.backward_args()) if backward
-                    else (self.chain.fwd, self.chain.fwd_args))
-        self._keep += [gemms, table_ranges, bounds]
-        return _Loop(ctypes.cast(fn, ctypes.c_void_p), args[1], bounds, gemms, table_ranges,
-                     plan.threads, run.batch, len(entries), int(backward))
+            self._keep.append(packed)
+        chains = (_Chain * len(self.chains))()
+        for c, (kernel, bounds) in enumerate(zip(self.chains, plan.bounds, strict=True)):
+            fn, args = ((kernel.bwd, kernel.backward_args()) if backward
+                        else (kernel.fwd, kernel.fwd_args))
+            bounds = (ctypes.c_int * len(bounds))(*bounds)
+            chains[c] = _Chain(ctypes.cast(fn, ctypes.c_void_p), args[1], bounds)
+            self._keep.append(bounds)
+        ranges = (_Range * max(len(entries), 1))(*entries)
+        ops = (_Op * len(plan.ops))(*(_Op(int(is_chain), i) for is_chain, i in plan.ops))
+        self._keep += [gemms, chains, ranges, ops]
+        return _Loop(gemms, chains, ranges, ops, len(ops), len(entries), plan.threads,
+                     run.batch, int(backward))
 
     def forward(self, lo: int, hi: int) -> None:
         if self.loop_run(ctypes.byref(self.forward_loop), lo, hi - lo) != 0:
