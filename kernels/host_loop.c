@@ -30,8 +30,8 @@ typedef struct {
     long offset;
 } gr_loop_range;
 
-// One chain: its kernel (forward or backward), the kernel's pointer table, and its columns by
-// thread: thread i owns [bounds[i], bounds[i + 1]).
+// One chain: its kernel (forward or backward; NULL: a backward with nothing to send), the
+// kernel's pointer table, and its columns by thread: thread i owns [bounds[i], bounds[i + 1]).
 typedef struct {
     gr_chain_fn fn;
     void* const* args;
@@ -71,7 +71,7 @@ static void gr_loop_gemm_step(const gr_loop* L, int id, int gemm, int tt) {
 
 static void gr_loop_chain_step(const gr_loop* L, int id, int chain, int tt) {
     const gr_loop_chain* ch = &L->chains[chain];
-    ch->fn(tt, 1, L->batch, ch->args, ch->bounds[id], ch->bounds[id + 1]);
+    if (ch->fn) ch->fn(tt, 1, L->batch, ch->args, ch->bounds[id], ch->bounds[id + 1]);
 }
 
 static void gr_loop_part(void* arg, int id) {

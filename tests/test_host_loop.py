@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -93,10 +94,8 @@ def test_a_gemm_with_a_folded_bias_is_not_a_compiled_loop():
     prog = gr.compile(gr.load_spec(SPECS / "elman.yaml")).program
     (stage,) = loop_stages(prog)
     gemm = stage.ops[0]
-    biased = gemm.__class__(gemm.src, gemm.delay,
-                            tuple(b.__class__(b.param, b.scale, b.transpose, b.cols, "h.bias")
-                                  for b in gemm.blocks), gemm.out)
-    changed = stage.__class__(stage.kind, (biased, *stage.ops[1:]))
+    biased = replace(gemm, blocks=tuple(replace(b, bias="h.bias") for b in gemm.blocks))
+    changed = replace(stage, ops=(biased, *stage.ops[1:]))
     assert plan_loop(stage, prog, 2, 32) is not None
     assert plan_loop(changed, prog, 2, 32) is None
 

@@ -221,7 +221,8 @@ class CompiledLoopKernel:
             fn, args = ((kernel.bwd, kernel.backward_args()) if backward
                         else (kernel.fwd, kernel.fwd_args))
             bounds = (ctypes.c_int * len(bounds))(*bounds)
-            chains[c] = _Chain(ctypes.cast(fn, ctypes.c_void_p), args[1], bounds)
+            address = ctypes.cast(fn, ctypes.c_void_p) if fn is not None else None
+            chains[c] = _Chain(address, args[1], bounds)
             self._keep.append(bounds)
         ranges = (_Range * max(len(entries), 1))(*entries)
         ops = (_Op * len(plan.ops))(*(_Op(int(is_chain), i) for is_chain, i in plan.ops))

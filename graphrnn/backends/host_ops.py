@@ -99,7 +99,8 @@ class FusedHostKernel:
         self._call(self.fwd, self.fwd_args, lo, hi, reverse=False)
 
     def backward_args(self) -> tuple:
-        """The backward kernel's arguments after ``B``, for this run's gradient arrays."""
+        """The backward kernel's arguments after ``steps`` (``B``, the pointer table, ``j0``,
+        ``j1``), for this run's gradient arrays."""
         if self._grads is not self.run.grads:  # zero_grads made fresh gradient arrays
             self._grads = self.run.grads
             self.bwd_args = self._pointers(self.src.backward_args)

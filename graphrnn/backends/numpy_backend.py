@@ -50,8 +50,8 @@ class NumpyBackend(Backend):
         return [p for p in PASSES if p is not fold_biases_into_projections or not self.compiled]
 
     def stage_kernels(self, stage, run) -> list:
-        """Step-by-step kernels, or, with compiled kernels, one C call a pass for a loop of
-        recurrent GEMMs and an element-wise chain (:mod:`graphrnn.backends.host_loop`)."""
+        """Step-by-step kernels, or, with compiled kernels, one C call a pass for a loop of GEMMs
+        and element-wise chains (:mod:`graphrnn.backends.host_loop`)."""
         kernels = super().stage_kernels(stage, run)
         plan = (plan_loop(stage, run.prog, config.LOOP_THREADS, run.batch)
                 if self.compiled and config.LOOP_THREADS > 0 else None)
