@@ -28,19 +28,23 @@ class MatMulKernel:
 
     @cached_property
     def weight_t(self):
-        """``(src, out)``: what forward multiplies by (contiguous: BLAS is fastest so)."""
+        """``(src, out)``, contiguous: what a loop's per-step forward multiplies by (BLAS is
+        fastest so on a few rows)."""
         run = self.run
         return _transposed(run.xp, self.parts, run.size(self.op.src), run.size(self.op.out))
 
     @cached_property
     def weight(self):
-        """``(out, src)``, contiguous: what backward multiplies by."""
-        return self.run.xp.concatenate(self.parts, axis=0)
+        """``(out, src)``: the blocks stacked (one block's own array, not copied); backward
+        multiplies by it, a batched forward by its transpose (as fast as a copy over many
+        rows, which then needs no transposing copy)."""
+        return self.parts[0] if len(self.parts) == 1 else self.run.xp.concatenate(self.parts)
 
     def forward(self, lo: int, hi: int) -> None:
         src, out = self.src(lo, hi), self.out(lo, hi)
-        self.run.xp.matmul(src.reshape(-1, src.shape[-1]), self.weight_t,
-                      out=out.reshape(-1, out.shape[-1]))
+        self.run.xp.matmul(src.reshape(-1, src.shape[-1]),
+                           self.weight_t if self.looped else self.weight.T,
+                           out=out.reshape(-1, out.shape[-1]))
         if self.bias is not None:
             out += self.bias
 
