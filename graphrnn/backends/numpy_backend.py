@@ -33,6 +33,7 @@ class NumpyBackend(Backend):
         self.name = "numpy" if compiled else "numpy-ufuncs"
         self.pool = BufferPool(np, int(config.POOL_MB * 2**20))
         self._sources: dict = {}
+        self._plans: dict = {}
         config.debug(1, f"[graphrnn] numpy backend: element-wise chains "
                         f"{'compiled to C' if compiled else 'as NumPy ufuncs'}")
         if compiled:
@@ -53,11 +54,20 @@ class NumpyBackend(Backend):
         """Step-by-step kernels, or, with compiled kernels, one C call a pass for a loop of GEMMs
         and element-wise chains (:mod:`graphrnn.backends.host_loop`)."""
         kernels = super().stage_kernels(stage, run)
-        plan = (plan_loop(stage, run.prog, config.LOOP_THREADS, run.batch)
-                if self.compiled and config.LOOP_THREADS > 0 else None)
-        if plan and config.LOOP_MAX_MACS is not None and plan.macs > config.LOOP_MAX_MACS:
-            plan = None
+        plan = self._loop_plan(stage, run) if self.compiled and stage.kind == "loop" else None
         return [CompiledLoopKernel(plan, run, kernels)] if plan else kernels
+
+    def _loop_plan(self, stage, run):
+        """:func:`plan_loop` under the current knobs, once per stage and batch size."""
+        key = (id(stage), run.batch, config.LOOP_THREADS, config.LOOP_MAX_MACS)
+        hit = self._plans.get(key)
+        if hit is None or hit[0] is not stage:  # the stage keeps its id valid while cached
+            plan = (plan_loop(stage, run.prog, config.LOOP_THREADS, run.batch)
+                    if config.LOOP_THREADS > 0 else None)
+            if plan and config.LOOP_MAX_MACS is not None and plan.macs > config.LOOP_MAX_MACS:
+                plan = None
+            hit = self._plans[key] = (stage, plan)
+        return hit[1]
 
     def kernel(self, op, run):
         if self.compiled and compiled_kernel_applies(op, run.prog.buffers):
