@@ -67,6 +67,9 @@ class NumpyBackend(Backend):
             if plan and config.LOOP_MAX_MACS is not None and plan.macs > config.LOOP_MAX_MACS:
                 plan = None
             hit = self._plans[key] = (stage, plan)
+            config.debug(2, f"[graphrnn] loop of {len(stage.ops)} ops, batch {run.batch}: " + (
+                f"compiled, {plan.threads} thread(s), chain columns split at {plan.bounds}"
+                if plan else "step by step"))
         return hit[1]
 
     def kernel(self, op, run):
