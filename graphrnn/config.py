@@ -7,12 +7,25 @@ import sys
 import time
 from contextlib import contextmanager
 
+
+def _number(name: str, default: float, kind=int):
+    """Environment variable ``name`` as a ``kind`` number; unset or empty: ``default``; not a
+    number: ``default`` too, with one line on stderr saying so (a bad knob never stops an
+    import)."""
+    text = os.environ.get(name, "")
+    try:
+        return kind(text) if text else default
+    except ValueError:
+        print(f"[graphrnn] ignoring {name}={text!r}: not a number", file=sys.stderr)
+        return default
+
+
 #: 0 silent; 1 passes and timings, backend choice; 2 + the schedule; 3 + the IR after each
 #: pass; 4 + generated kernel source (CUDA, or C for the CPU) and compiler commands.
-DEBUG = int(os.environ.get("GRAPHRNN_DEBUG", "0") or 0)
+DEBUG = _number("GRAPHRNN_DEBUG", 0)
 
 #: The seed used when a caller gives none (stochastic units, asynchronous orders).
-DEFAULT_SEED = int(os.environ.get("GRAPHRNN_SEED", "0") or 0)
+DEFAULT_SEED = _number("GRAPHRNN_SEED", 0)
 
 #: Run the IR checker after every compiler pass (the tests switch it on).
 CHECK_IR = os.environ.get("GRAPHRNN_CHECK_IR", "0") not in ("", "0")
@@ -23,7 +36,7 @@ CUDA_GRAPHS = os.environ.get("GRAPHRNN_CUDA_GRAPHS", "1") not in ("", "0")
 
 #: Megabytes of run buffers a compiled model keeps for reuse by calls of the same shape (device
 #: memory on CuPy, host memory on NumPy).
-POOL_MB = float(os.environ.get("GRAPHRNN_POOL_MB", "8192") or 8192)
+POOL_MB = _number("GRAPHRNN_POOL_MB", 8192.0, float)
 
 #: NumPy backend: run fused element-wise chains as C compiled on first use (vectorised loops,
 #: one call a step) when a C compiler works; ``GRAPHRNN_NATIVE=0`` keeps them in NumPy ufuncs.
@@ -44,7 +57,7 @@ CACHE_DIR = os.environ.get("GRAPHRNN_CACHE", "") or os.path.join(
 #: to 20 (~0.5 ms: still spanning the gaps between a step-by-step loop's GEMMs) unless set.
 if "numpy" not in sys.modules:
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
-BLAS_SPIN_LOG2 = int(os.environ.get("OPENBLAS_THREAD_TIMEOUT", "28") or 28)
+BLAS_SPIN_LOG2 = _number("OPENBLAS_THREAD_TIMEOUT", 28)
 
 
 def _cpus() -> int:
@@ -52,12 +65,12 @@ def _cpus() -> int:
         os.cpu_count() or 1)
 
 
-_THREADS = os.environ.get("GRAPHRNN_THREADS", "")
-_SPINS = BLAS_SPIN_LOG2 > 22 and _cpus() > 1 and not _THREADS
+_THREADS = _number("GRAPHRNN_THREADS", -1)
+_SPINS = BLAS_SPIN_LOG2 > 22 and _cpus() > 1 and _THREADS < 0
 #: Threads a compiled CPU time loop runs on (``GRAPHRNN_THREADS``; 0: loops run step by step).
 #: By default the CPUs this process may use, or 1 where OpenBLAS's idle threads spin for long
 #: (see :data:`BLAS_SPIN_LOG2`): a second thread would share a core with them.
-LOOP_THREADS = int(_THREADS) if _THREADS else (1 if _SPINS else _cpus())
+LOOP_THREADS = _THREADS if _THREADS >= 0 else (1 if _SPINS else _cpus())
 #: The most GEMM multiply-adds a compiled loop's step may take (None: any). Where OpenBLAS's
 #: idle threads spin for long, a loop with bigger steps runs faster stepped from Python, its
 #: GEMMs on all of BLAS's threads, than compiled on one thread.

@@ -169,7 +169,7 @@ def test_the_loop_library_compiles_without_warnings(ctype, lanes, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-def loop_settings_in_a_fresh_process(code: str, **env) -> list[str]:
+def loop_settings_in_a_fresh_process(code: str, stderr: str = "", **env) -> list[str]:
     clean = {k: v for k, v in os.environ.items()
              if k not in ("OPENBLAS_THREAD_TIMEOUT", "GRAPHRNN_THREADS")}
     done = subprocess.run([sys.executable, "-c", code + "\nfrom graphrnn import config\n"
@@ -177,7 +177,7 @@ def loop_settings_in_a_fresh_process(code: str, **env) -> list[str]:
                            "os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120,
                           env={**clean, "PYTHONPATH": str(ROOT), **env})
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and done.stderr == stderr, done.stderr
     return done.stdout.split()
 
 
@@ -207,3 +207,10 @@ def test_big_steps_run_step_by_step_where_blas_threads_spin(monkeypatch):
         inputs, _ = random_case(model.net, steps=3, batch=5)
         kernels = [k for _, ks in model._run(params, inputs, None, None, 0).kernels for k in ks]
         assert any(isinstance(k, CompiledLoopKernel) for k in kernels) == compiled
+
+
+def test_a_knob_that_is_not_a_number_is_ignored_with_one_line():
+    settings = loop_settings_in_a_fresh_process(
+        "import graphrnn", GRAPHRNN_THREADS="many",
+        stderr="[graphrnn] ignoring GRAPHRNN_THREADS='many': not a number\n")
+    assert settings == [str(config._cpus()), "None", "20"]
