@@ -159,6 +159,27 @@ def test_threads_refused_run_the_loop_step_by_step(monkeypatch):
 
 
 @needs_cc
+def test_a_compiler_that_rejects_the_loop_library_leaves_loops_step_by_step(monkeypatch):
+    build = native.build
+
+    def no_threads(source, flags=()):
+        if "host_loop.c" in source:
+            raise RuntimeError("cc could not compile a generated kernel: no pthread.h")
+        return build(source, flags)
+
+    monkeypatch.setattr(native, "build", no_threads)
+    monkeypatch.setattr(host_loop, "_library", host_loop._library.__wrapped__)
+    net = gr.load_spec(resized_spec("lstm", 24, 3))
+    fast, slow = gr.compile(net, dtype="float64"), gr.compile(net, backend="numpy-ufuncs",
+                                                                dtype="float64")
+    params = fast.init_params(seed=3)
+    inputs, _ = random_case(net)
+    kernels = [k for _, ks in fast._run(params, inputs, None, None, 0).kernels for k in ks]
+    assert not any(isinstance(k, CompiledLoopKernel) for k in kernels)
+    assert_close(fast.forward(params, inputs)[0], slow.forward(params, inputs)[0], rtol=1e-12)
+
+
+@needs_cc
 @pytest.mark.parametrize("ctype,lanes", [("float", 8), ("double", 4)])
 def test_the_loop_library_compiles_without_warnings(ctype, lanes, tmp_path):
     path = tmp_path / "loop.c"

@@ -148,14 +148,24 @@ class _Loop(ctypes.Structure):
 
 @cache
 def _library(dtype: str):
-    """``kernels/host_loop.c`` built for ``dtype``; its ``gr_loop_run``."""
+    """``kernels/host_loop.c`` built for ``dtype``: its ``gr_loop_run``, or None where the C
+    compiler rejects it (threads or C11 atomics missing: loops then run step by step)."""
     ctype = "float" if dtype == "float32" else "double"
-    lib = native.build(f'#define GR_T {ctype}\n#define GR_LANES {LANES[dtype]}\n'
-                       '#include "host_loop.c"\n', flags=LOOP_FLAGS)
+    try:
+        lib = native.build(f'#define GR_T {ctype}\n#define GR_LANES {LANES[dtype]}\n'
+                           '#include "host_loop.c"\n', flags=LOOP_FLAGS)
+    except RuntimeError as exc:
+        config.debug(1, f"[graphrnn] no compiled loops: {exc}")
+        return None
     fn = lib.gr_loop_run
     fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     fn.restype = ctypes.c_int
     return fn
+
+
+def available(dtype) -> bool:
+    """Whether compiled loops build here for ``dtype`` (once per process)."""
+    return _library(np.dtype(dtype).name) is not None
 
 
 class CompiledLoopKernel:

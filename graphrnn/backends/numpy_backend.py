@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphrnn import config, native
+from graphrnn.backends import host_loop
 from graphrnn.backends.base import Backend, BufferPool
 from graphrnn.backends.host_loop import CompiledLoopKernel, plan_loop
 from graphrnn.backends.host_ops import FusedHostKernel, compiled_kernel_applies
@@ -55,7 +56,9 @@ class NumpyBackend(Backend):
         and element-wise chains (:mod:`graphrnn.backends.host_loop`)."""
         kernels = super().stage_kernels(stage, run)
         plan = self._loop_plan(stage, run) if self.compiled and stage.kind == "loop" else None
-        return [CompiledLoopKernel(plan, run, kernels)] if plan else kernels
+        if plan is None or not host_loop.available(run.dtype):
+            return kernels
+        return [CompiledLoopKernel(plan, run, kernels)]
 
     def _loop_plan(self, stage, run):
         """:func:`plan_loop` under the current knobs, once per stage and batch size."""
