@@ -100,12 +100,12 @@ def test_overlapping_column_reads_do_not_fuse():
     assert not _column_clash([a], a)
 
 
-
 @pytest.fixture(autouse=True)
 def step_by_step_loops(monkeypatch):
     """Fused and unfused runs are compared bit for bit: both loops then step through NumPy's
     BLAS (a compiled loop's own GEMM sums in another order)."""
     monkeypatch.setattr(config, "LOOP_THREADS", 0)
+
 
 def _same(net, seed=0, dtype="float64"):
     fused = gr.compile(net, dtype=dtype)
