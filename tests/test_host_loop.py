@@ -82,10 +82,17 @@ def test_any_split_covers_every_column_once(spec, threads):
             assert sorted(cols) == list(range(width(g)))  # each once (here every column is read)
 
 
-@pytest.mark.parametrize("spec", ["locally_recurrent", "hopfield", "boltzmann"])
-def test_loops_without_gemms_or_with_asynchronous_units_run_step_by_step(spec):
+@pytest.mark.parametrize("spec", ["hopfield", "boltzmann", "modern_hopfield"])
+def test_loops_with_asynchronous_or_softmax_units_run_step_by_step(spec):
     prog = gr.compile(gr.load_spec(SPECS / f"{spec}.yaml")).program
     assert all(plan_loop(s, prog, 2, 32) is None for s in loop_stages(prog))
+
+
+def test_a_loop_without_gemms_is_one_compiled_chain():
+    prog = gr.compile(gr.load_spec(SPECS / "locally_recurrent.yaml")).program
+    (stage,) = loop_stages(prog)
+    plan = plan_loop(stage, prog, 2, 32)
+    assert plan.ops == ((True, 0),) and plan.forward == plan.backward == () and plan.macs == 0
 
 
 def test_a_gemm_with_a_folded_bias_is_not_a_compiled_loop():
@@ -130,7 +137,8 @@ def run_both(net, dtype, threads, monkeypatch, steps=7, batch=5):
 
 @needs_cc
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("spec", ["lstm", "gru", "elman", "jordan", "narx", "delays"])
+@pytest.mark.parametrize("spec", ["lstm", "gru", "elman", "jordan", "narx", "locally_recurrent",
+                                  "delays"])
 def test_every_split_matches_the_step_by_step_run_in_float64(spec, threads, monkeypatch):
     net = gr.load_spec(DELAYS if spec == "delays" else resized_spec(spec, 40, 3))
     (fwd_a, grad_a), (fwd_b, grad_b) = run_both(net, "float64", threads, monkeypatch)

@@ -1,7 +1,8 @@
 """The NumPy backend's compiled time loops: a recurrent stage run whole in C, on threads.
 
-A loop stage of GEMMs and element-wise chains, each GEMM read by one chain (Elman, LSTM, GRU,
-Jordan, NARX: ``h[t - 1] @ U`` feeding a cell; an output's GEMM feeding the next chain) runs
+A loop stage of element-wise chains and GEMMs, each GEMM read by one chain (Elman, LSTM, GRU,
+Jordan, NARX: ``h[t - 1] @ U`` feeding a cell; an output's GEMM feeding the next chain; or no
+GEMM at all, a locally recurrent net's ``d * h[t - 1]``) runs
 as one call of ``kernels/host_loop.c`` per pass instead of a Python call per op and step. Each
 of ``config.LOOP_THREADS`` threads owns a range of every chain's columns and computes only the
 GEMM columns its ranges read (all four gates of its LSTM units), so the threads meet only
@@ -28,6 +29,8 @@ MIN_COLUMNS = 32
 #: GEMM multiply-adds a thread gets per step at least (~4 us of work: a step's barrier and
 #: the threads' start are then small beside it)
 MIN_MACS = 2**17
+#: what one chain column of one row counts as, in multiply-adds, when sizing a step's work
+CHAIN_MACS = 8
 #: thread ranges start at multiples of this (whole vectors for the chain and the GEMM)
 ALIGN = 16
 #: at most this many threads (kernels/host_loop.h's GR_MAX_THREADS)
@@ -84,15 +87,15 @@ def _gemm_readers(gemms, chains) -> dict[int, tuple[int, list[int]]] | None:
 
 def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan | None:
     """The split of ``stage`` over up to ``threads`` threads for a batch of ``batch``, or None
-    when it does not run as one compiled loop: it must be a loop of MatMuls (no folded biases)
-    and compiled element-wise chains, ending with a chain, where each MatMul's output is read
-    by one chain alone, at column offsets that do not overlap. Small steps get fewer threads
-    (:data:`MIN_COLUMNS`, :data:`MIN_MACS`)."""
+    when it does not run as one compiled loop: it must be a loop of compiled element-wise
+    chains and MatMuls (none, or any number without folded biases), ending with a chain, where
+    each MatMul's output is read by one chain alone, at column offsets that do not overlap.
+    Small steps get fewer threads (:data:`MIN_COLUMNS`, :data:`MIN_MACS`)."""
     if stage.kind != "loop":
         return None
     gemms = [op for op in stage.ops if isinstance(op, MatMul)]
     chains = [op for op in stage.ops if not isinstance(op, MatMul)]
-    if not gemms or isinstance(stage.ops[-1], MatMul) or any(
+    if isinstance(stage.ops[-1], MatMul) or any(
             b.bias for g in gemms for b in g.blocks) or not all(
             compiled_kernel_applies(c, prog.buffers) for c in chains):
         return None
@@ -107,7 +110,8 @@ def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan
     if any(b - a < sizes[c] for c, offs in readers.values() for a, b in pairwise(sorted(offs))):
         return None  # two reads of one GEMM share columns
     macs = batch * sum(prog.buffers[g.src].size * prog.buffers[g.out].size for g in gemms)
-    count = max(1, min(threads, MAX_THREADS, max(sizes) // MIN_COLUMNS, macs // MIN_MACS))
+    work = macs + CHAIN_MACS * batch * sum(sizes)
+    count = max(1, min(threads, MAX_THREADS, max(sizes) // MIN_COLUMNS, work // MIN_MACS))
     bounds = tuple(tuple(_split(size, count)) for size in sizes)
     forward = tuple((p, i, off + lo, hi - lo) for i, (c, offs) in sorted(readers.items())
                     for off in offs for p, (lo, hi) in enumerate(pairwise(bounds[c])) if hi > lo)
