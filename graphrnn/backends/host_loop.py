@@ -2,9 +2,9 @@
 
 A loop stage of element-wise chains and GEMMs, each GEMM read by one chain (Elman, LSTM, GRU,
 Jordan, NARX: ``h[t - 1] @ U`` feeding a cell; an output's GEMM feeding the next chain; or no
-GEMM at all, a locally recurrent net's ``d * h[t - 1]``) runs
-as one call of ``kernels/host_loop.c`` per pass instead of a Python call per op and step. Each
-of ``config.LOOP_THREADS`` threads owns a range of every chain's columns and computes only the
+GEMM at all, a locally recurrent net's ``d * h[t - 1]``) runs as one call of
+``kernels/host_loop.c`` per pass instead of a Python call per op and step. Each of
+``config.LOOP_THREADS`` threads owns a range of every chain's columns and computes only the
 GEMM columns its ranges read (all four gates of its LSTM units), so the threads meet only
 after each chain forward, and after each chain and each run of GEMMs backward; no BLAS call:
 the weights are packed once per call for a register-tiled GEMM. :func:`plan_loop` says which
@@ -26,8 +26,8 @@ from graphrnn.ir import Fused, MatMul, Program, Stage
 
 #: columns of the chain a thread gets at least (fewer: fewer threads)
 MIN_COLUMNS = 32
-#: GEMM multiply-adds a thread gets per step at least (~4 us of work: a step's barrier and
-#: the threads' start are then small beside it)
+#: multiply-adds a thread gets per step at least (~4 us of work: a step's barrier and the
+#: threads' start are then small beside it)
 MIN_MACS = 2**17
 #: what one chain column of one row counts as, in multiply-adds, when sizing a step's work
 CHAIN_MACS = 8
