@@ -14,7 +14,7 @@ import yaml
 
 import graphrnn as gr
 from graphrnn import config
-from graphrnn.ir import MatMul
+from graphrnn.compiler.ir import MatMul
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 #: Environment variables that change which OpenBLAS kernel numpy runs (see RESULTS.md).

@@ -203,7 +203,7 @@ def bench_case(kind, args, torch) -> dict:
 def conformance(backend: str = "cupy") -> tuple[int, list[str]]:
     """Without pytest: every spec on ``backend`` against the reference interpreter (forward,
     float64, relative error <= 1e-10) and against the NumPy backend (gradients, <= 1e-8)."""
-    from graphrnn.reference import reference_forward
+    from graphrnn.frontend.reference import reference_forward
 
     failures, checked = [], 0
     for spec in sorted(SPECS.glob("*.yaml")):

@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, any cwd
 import graphrnn as gr  # noqa: E402
-from graphrnn.tasks import REBER_SYMBOLS, embedded_reber  # noqa: E402
-from graphrnn.training import load_data  # noqa: E402
+from graphrnn.training.loop import load_data  # noqa: E402
+from graphrnn.training.tasks import REBER_SYMBOLS, embedded_reber  # noqa: E402
 
 
 def strings(data: dict) -> list[str]:
@@ -30,7 +30,7 @@ def strings(data: dict) -> list[str]:
     Parameters
     ----------
     data : dict
-        As :func:`graphrnn.tasks.embedded_reber` returns (or a data file holding it).
+        As :func:`graphrnn.training.tasks.embedded_reber` returns (or a data file holding it).
 
     Returns
     -------
@@ -51,7 +51,7 @@ def score(y: np.ndarray, data: dict, threshold: float = 0.5,
     y : array (T, B, 7)
         The net's outputs on ``data["x"]``.
     data : dict
-        :func:`graphrnn.tasks.embedded_reber` arrays: ``x``, ``y`` (allowed next symbols),
+        :func:`graphrnn.training.tasks.embedded_reber` arrays: ``x``, ``y`` (allowed next symbols),
         ``mask``, ``lengths``.
     threshold : float, optional
     seen : set of str, optional

@@ -1,6 +1,6 @@
 """Classic recurrent-net tasks trained end to end: what our nets reach next to what papers report.
 
-Trains, from the specs in ``specs/`` and data from :mod:`graphrnn.tasks` (no downloads):
+Trains, from the specs in ``specs/`` and data from :mod:`graphrnn.training.tasks` (no downloads):
 
 * temporal XOR and letter sequences with Elman nets (Elman 1990, "Finding structure in time");
 * the embedded Reber grammar with an LSTM, and for contrast with an Elman net of about the same
@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, any cwd
 import graphrnn as gr  # noqa: E402
 from graphrnn.files import write_atomic  # noqa: E402
-from graphrnn.optim import Adam  # noqa: E402
-from graphrnn.tasks import adding, embedded_reber, letter_sequence, temporal_xor  # noqa: E402
+from graphrnn.training.optim import Adam  # noqa: E402
+from graphrnn.training.tasks import adding, embedded_reber, letter_sequence, temporal_xor  # noqa: E402
 
 try:
     from benchmarks.common import cpu_model

@@ -3,11 +3,11 @@
 # config first: before NumPy loads OpenBLAS, it asks for short idle spins (see config.py)
 from graphrnn import config, hopfield  # noqa: F401
 from graphrnn.errors import DataError, SpecError
+from graphrnn.frontend.network import Edge, Network, Node, Param
+from graphrnn.frontend.spec import load_spec
+from graphrnn.frontend.unroll import unroll
 from graphrnn.model import Model, compile  # noqa: A004
-from graphrnn.network import Edge, Network, Node, Param
-from graphrnn.spec import load_spec
-from graphrnn.training import TrainResult, train
-from graphrnn.unroll import unroll
+from graphrnn.training.loop import TrainResult, train
 
 __all__ = ["DataError", "Edge", "Model", "Network", "Node", "Param", "SpecError", "TrainResult",
            "compile", "hopfield", "load_spec", "train", "unroll"]

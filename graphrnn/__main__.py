@@ -1,7 +1,7 @@
-"""``python -m graphrnn``: the command line (see graphrnn.cli)."""
+"""``python -m graphrnn``: the command line (see graphrnn.cli.main)."""
 
 import sys
 
-from graphrnn.cli import main
+from graphrnn.cli.main import main
 
 sys.exit(main())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from graphrnn.errors import DataError
-from graphrnn.network import Network
-from graphrnn.validate import did_you_mean
+from graphrnn.frontend.network import Network
+from graphrnn.frontend.validate import did_you_mean
 
 
 def check_names(kind: str, given, expected, required: bool = True) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphrnn.ir import Program
+from graphrnn.compiler.ir import Program
 from graphrnn.noise import Noise
 
 

@@ -6,15 +6,15 @@ import numpy as np
 
 from graphrnn import checks, config
 from graphrnn.backends import get_backend
+from graphrnn.compiler.ir import Program, format_program
+from graphrnn.compiler.passes import schedule
 from graphrnn.errors import DataError
 from graphrnn.executor import Run
-from graphrnn.init import init_params
-from graphrnn.ir import Program, format_program
-from graphrnn.losses import LOSSES, loss_and_grad
-from graphrnn.network import Network
+from graphrnn.frontend.init import init_params
+from graphrnn.frontend.network import Network
+from graphrnn.frontend.reference import state_key
 from graphrnn.noise import draw_noise
-from graphrnn.passes import schedule
-from graphrnn.reference import state_key
+from graphrnn.training.losses import LOSSES, loss_and_grad
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -34,7 +34,7 @@ class Model:
         return format_program(self.program)
 
     def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
-        """Fresh parameters (see :func:`graphrnn.init.default_init`), as arrays of the dtype.
+        """Fresh parameters (see :func:`~graphrnn.frontend.init.default_init`) of the dtype.
 
         Parameters
         ----------

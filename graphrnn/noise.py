@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphrnn.network import Network
+from graphrnn.frontend.network import Network
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphrnn.cli import main
+from graphrnn.cli.main import main
 
 
 def test_bench_runs_on_tiny_sizes(tmp_path, capsys):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 import graphrnn as gr
 from graphrnn import config
+from tests.helpers import SPECS
 
-SPEC = Path(__file__).parent.parent / "specs" / "elman.yaml"
+SPEC = SPECS / "elman.yaml"
 
 
 @pytest.mark.parametrize("level, present, absent", [

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 import graphrnn as gr
 from graphrnn.errors import DataError
-from tests.strategies import valid_networks
-from tests.test_conformance import random_case
+from tests.helpers import SPECS, random_case
+from tests.helpers.strategies import valid_networks
 
-SPECS = Path(__file__).parent.parent / "specs"
 DIFFERENTIABLE = ["elman", "jordan", "mlp_loops", "fully_recurrent", "locally_recurrent", "narx",
                   "lstm", "gru", "lstm2", "hopfield_continuous", "modern_hopfield"]
 

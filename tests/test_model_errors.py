@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import graphrnn as gr
 from graphrnn.errors import DataError
-
-SPECS = Path(__file__).parent.parent / "specs"
+from tests.helpers import SPECS
 
 
 @pytest.fixture(scope="module")

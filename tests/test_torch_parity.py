@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import graphrnn as gr
+from tests.helpers import SPECS
 
 torch = pytest.importorskip("torch")
 
-SPECS = Path(__file__).resolve().parent.parent / "specs"
 T, B = 6, 3
 #: Gate order of torch's stacked weights, per spec: (our gate node, its recurrent param suffix).
 GATES = {"elman": ["h"], "lstm": ["i", "f", "g", "o"], "gru": ["r", "z", "n"]}

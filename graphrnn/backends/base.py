@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from graphrnn.ir import Fused, MatMul, NodeUpdate
+from graphrnn.compiler.ir import Fused, MatMul, NodeUpdate
 from graphrnn.ops.fused import FusedKernel
 from graphrnn.ops.matmul import MatMulKernel
 from graphrnn.ops.node_update import NodeUpdateKernel

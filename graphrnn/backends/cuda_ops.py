@@ -14,9 +14,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from graphrnn.codegen import KERNEL_DIR, Arg
-from graphrnn.fusion import elementwise
-from graphrnn.ir import Fused, MatMul, NodeUpdate
+from graphrnn.backends.codegen import KERNEL_DIR, Arg
+from graphrnn.compiler.fusion import elementwise
+from graphrnn.compiler.ir import Fused, MatMul, NodeUpdate
 from graphrnn.ops.fused import FusedKernel
 from graphrnn.ops.matmul import MatMulKernel
 from graphrnn.ops.node_update import NodeUpdateKernel

@@ -18,8 +18,8 @@ import numpy as np
 
 from graphrnn import config
 from graphrnn.backends.base import Backend, BufferPool
+from graphrnn.backends.codegen import expand_includes, generate
 from graphrnn.backends.cuda_ops import device_kernel
-from graphrnn.codegen import expand_includes, generate
 
 _STATUS: list = []
 _OPS = {"N": 0, "T": 1}  # cublasOperation_t
@@ -113,7 +113,7 @@ class CupyBackend(Backend):
     """Runs Programs on an NVIDIA GPU with CuPy.
 
     MatMuls are cuBLAS calls on rows of the time-major buffers (no copies); Fused ops and
-    element-wise NodeUpdates are generated kernels (:mod:`graphrnn.codegen`); softmax and
+    element-wise NodeUpdates are generated kernels (:mod:`graphrnn.backends.codegen`); softmax and
     asynchronous nodes use ``kernels/softmax.cu`` and ``kernels/hopfield_async.cu``. Loop
     stages are replayed as CUDA graphs; nothing in a step synchronises with the host.
     """
@@ -179,7 +179,7 @@ class CupyBackend(Backend):
     # -- kernels -----------------------------------------------------------------------------
 
     def generated(self, op, buffers, dtype: str, no_grad: frozenset, net_only: bool):
-        """:func:`~graphrnn.codegen.generate` once per op (the Program outlives runs)."""
+        """:func:`~graphrnn.backends.codegen.generate` once per op (the Program outlives runs)."""
         key = (id(op), dtype, no_grad, net_only)
         hit = self._sources.get(key)
         if hit is None or hit[0] is not op:

@@ -20,9 +20,10 @@ from itertools import pairwise
 
 import numpy as np
 
-from graphrnn import config, native
+from graphrnn import config
+from graphrnn.backends import native
 from graphrnn.backends.host_ops import compiled_kernel_applies
-from graphrnn.ir import Fused, MatMul, Program, Stage
+from graphrnn.compiler.ir import Fused, MatMul, Program, Stage
 
 #: columns of the chain a thread gets at least (fewer: fewer threads)
 MIN_COLUMNS = 32

@@ -6,10 +6,10 @@ import ctypes
 
 import numpy as np
 
-from graphrnn import native
-from graphrnn.codegen import generate
-from graphrnn.fusion import elementwise
-from graphrnn.ir import Fused, NodeUpdate
+from graphrnn.backends import native
+from graphrnn.backends.codegen import generate
+from graphrnn.compiler.fusion import elementwise
+from graphrnn.compiler.ir import Fused, NodeUpdate
 from graphrnn.ops.node_update import NodeUpdateKernel
 
 
@@ -41,7 +41,8 @@ class FusedHostKernel:
     """A Fused op (or one element-wise NodeUpdate) as C functions over NumPy buffers.
 
     Forward and backward are one call per window (per step in a loop): the generated loops of
-    :func:`graphrnn.codegen.generate` with ``target="host"``, compiled by :mod:`graphrnn.native`.
+    :func:`~graphrnn.backends.codegen.generate` with ``target="host"``, compiled by
+    :mod:`~graphrnn.backends.native`.
     Bias and diagonal-weight gradients are one reduction over all steps each (see
     :meth:`param_grads`).
     """

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphrnn import config, native
-from graphrnn.backends import host_loop
+from graphrnn import config
+from graphrnn.backends import host_loop, native
 from graphrnn.backends.base import Backend, BufferPool
 from graphrnn.backends.host_loop import CompiledLoopKernel, plan_loop
 from graphrnn.backends.host_ops import FusedHostKernel, compiled_kernel_applies
-from graphrnn.passes import PASSES, fold_biases_into_projections
+from graphrnn.compiler.passes import PASSES, fold_biases_into_projections
 
 
 class NumpyBackend(Backend):

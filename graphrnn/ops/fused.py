@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from graphrnn.ir import Fused
+from graphrnn.compiler.ir import Fused
 from graphrnn.ops.node_update import NodeUpdateKernel
 
 
 class FusedKernel:
-    """Runs a :class:`~graphrnn.ir.Fused` chain as its members in order (and reversed back)."""
+    """Runs a Fused chain as its members in order (and reversed back)."""
 
     def __init__(self, op: Fused, run):
         self.members = [NodeUpdateKernel(o, run) for o in op.ops]

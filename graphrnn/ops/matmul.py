@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from graphrnn.ir import MatMul
+from graphrnn.compiler.ir import MatMul
 
 
 class MatMulKernel:
-    """Runs one :class:`~graphrnn.ir.MatMul` on the arrays of a run (any NumPy-like ``xp``)."""
+    """Runs one MatMul on the arrays of a run (any NumPy-like ``xp``)."""
 
     def __init__(self, op: MatMul, run):
         self.op, self.run = op, run

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from graphrnn.ir import NodeUpdate, Term
+from graphrnn.compiler.ir import NodeUpdate, Term
 from graphrnn.ops.activations import activate, local_grad
 
 
 class NodeUpdateKernel:
-    """Runs one :class:`~graphrnn.ir.NodeUpdate` on the arrays of a run (any NumPy-like ``xp``)."""
+    """Runs one NodeUpdate on the arrays of a run (any NumPy-like ``xp``)."""
 
     def __init__(self, op: NodeUpdate, run):
         self.op, self.run, xp = op, run, run.xp

@@ -1,0 +1,1 @@
+"""The ``graphrnn`` command line."""

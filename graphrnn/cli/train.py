@@ -1,0 +1,199 @@
+"""The ``graphrnn train`` and ``graphrnn task`` subcommands (registered by graphrnn.cli.main)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import inspect
+import sys
+
+import numpy as np
+
+from graphrnn.backends import BACKENDS
+from graphrnn.files import save_npz
+from graphrnn.training.tasks import TASKS, save_task
+
+__all__ = ["add_task_command", "add_train_command", "run_task", "run_train"]
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"graphrnn {command}: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _tbptt(text: str):
+    try:
+        parts = [int(p) for p in text.replace(":", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K or K1,K2 (integers), got {text!r}") from None
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected K or K1,K2, got {text!r}")
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def add_train_command(subparsers) -> argparse.ArgumentParser:
+    """Add ``train SPEC --data D.npz ...`` to an argparse ``subparsers``; handler in ``func``.
+
+    Parameters
+    ----------
+    subparsers
+        What ``ArgumentParser.add_subparsers()`` returned.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The subcommand's parser (``func`` is :func:`run_train`, returning an exit code).
+    """
+    p = subparsers.add_parser(
+        "train", help="train a network on a data file",
+        description="Train a network declared in SPEC on time-major sequences in an .npz file "
+                    "(inputs named after the spec's inputs, targets after its outputs, "
+                    "optional mask).")
+    p.add_argument("spec", metavar="SPEC", help="the network's spec file (YAML)")
+    p.add_argument("--data", required=True, metavar="D.npz", help="training data file")
+    p.add_argument("--backend", default="numpy", choices=BACKENDS)
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--loss", default="mse", choices=("mse", "cross_entropy"))
+    p.add_argument("--target", action="append", metavar="OUTPUT",
+                   help="an output to train (repeatable; default every output in the data)")
+    p.add_argument("--mask-key", default="mask", metavar="NAME",
+                   help="name of the per-step mask array (default: mask)")
+    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 1e-3 for adam, 1e-2 for sgd)")
+    p.add_argument("--momentum", type=float, default=None, help="sgd momentum")
+    p.add_argument("--nesterov", action="store_true", help="sgd: Nesterov momentum")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--clip", type=float, default=None, metavar="MAX_NORM",
+                   help="clip the global gradient norm")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stopping: epochs without improvement before stopping")
+    p.add_argument("--tbptt", type=_tbptt, default=None, metavar="K|K1,K2",
+                   help="truncated BPTT: update every K1 steps, backpropagate K2 (K1 <= K2)")
+    p.add_argument("--bucket", action="store_true",
+                   help="mini-batches of sequences of similar length (needs a mask)")
+    p.add_argument("--checkpoint", default=None, metavar="CK.npz",
+                   help="checkpoint written every epoch and on Ctrl-C")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--seed", type=int, default=0, help="seeds init, split and shuffles")
+    p.add_argument("--init", default=None, metavar="P.npz",
+                   help="start from these parameters instead of a fresh initialisation")
+    p.add_argument("-o", "--output", default=None, metavar="P.npz",
+                   help="write the trained parameters here")
+    p.add_argument("--plot", default=None, metavar="LOSS.png", help="write the loss curve")
+    p.add_argument("--last", action="store_true",
+                   help="keep the last epoch's parameters, not the best epoch's")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train, handler=run_train)
+    return p
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Handle ``graphrnn train``; returns the exit code (2: bad input, one line on stderr)."""
+    import graphrnn as gr
+    from graphrnn.training.loop import load_data, plot_history, train
+
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        return _fail("train", "--plot needs matplotlib: pip install 'graphrnn[plot]'")
+    if args.resume and not args.checkpoint:
+        return _fail("train", "--resume needs --checkpoint")
+    opt_kw = {"weight_decay": args.weight_decay}
+    if args.optimizer == "sgd":
+        opt_kw.update(momentum=args.momentum or 0.0, nesterov=args.nesterov)
+    elif args.momentum is not None or args.nesterov:
+        return _fail("train", "--momentum/--nesterov apply to --optimizer sgd only")
+    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 1e-2)
+    try:
+        net = gr.load_spec(args.spec)
+        model = gr.compile(net, backend=args.backend, dtype=args.dtype)
+        params = model.init_params(seed=args.seed)
+        if args.init:
+            loaded = load_data(args.init)
+            missing = sorted(set(params) - set(loaded))
+            if missing:
+                return _fail("train", f"{args.init} lacks parameters {', '.join(missing)}")
+            params = {k: np.asarray(loaded[k], dtype=params[k].dtype) for k in params}
+        result = train(model, params, args.data, targets=args.target, loss=args.loss,
+                       optimizer=args.optimizer, lr=lr, optimizer_kw=opt_kw, epochs=args.epochs,
+                       batch_size=args.batch_size, clip=args.clip,
+                       val_fraction=args.val_fraction, patience=args.patience,
+                       checkpoint=args.checkpoint, resume=args.resume,
+                       progress=not args.no_progress, seed=args.seed, tbptt=args.tbptt,
+                       mask_key=args.mask_key, restore_best=not args.last,
+                       bucket=args.bucket)
+    except (ValueError, ImportError, OSError) as exc:  # SpecError, DataError, diverged...
+        return _fail("train", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    try:
+        if args.output:
+            save_npz(args.output, {k: np.asarray(v) for k, v in result.params.items()})
+        if args.plot and result.history:
+            plot_history(result.history, args.plot, title=f"{net.name}: loss per epoch")
+    except OSError as exc:
+        return _fail("train", str(exc))
+    h = result.history[-1] if result.history else None
+    summary = f"{net.name}: {len(result.history)} epoch(s), {result.stopped_reason}"
+    if h is not None:
+        summary += f"; last train loss {h['train_loss']:.6g}"
+        if h.get("val_loss") is not None:
+            summary += f", val loss {h['val_loss']:.6g}"
+        summary += f"; best epoch {result.best_epoch}"
+    print(summary)
+    for flag, path in (("parameters", args.output), ("loss curve", args.plot)):
+        if path and result.history:
+            print(f"{flag} written to {path}")
+    if result.stopped_reason == "interrupted":
+        where = (f"checkpoint saved to {args.checkpoint}; continue with --resume"
+                 if args.checkpoint else "no checkpoint (use --checkpoint)")
+        print(f"graphrnn train: interrupted; {where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def add_task_command(subparsers) -> argparse.ArgumentParser:
+    """Add ``task NAME -o D.npz`` (generate a classic task's data file); handler in ``func``."""
+    p = subparsers.add_parser(
+        "task", help="generate a classic task's data file",
+        description="Generate a task's data as an .npz file for graphrnn train: "
+                    "xor (Elman 1990 temporal XOR), letters (Elman 1990 ba/dii/guuu), "
+                    "reber (embedded Reber grammar), adding (the adding problem).")
+    p.add_argument("name", metavar="NAME", choices=sorted(TASKS),
+                   help=f"one of {', '.join(TASKS)}")
+    p.add_argument("-o", "--output", required=True, metavar="D.npz")
+    p.add_argument("--batch", type=int, default=None, help="number of sequences B")
+    p.add_argument("--steps", type=int, default=None, help="sequence length T")
+    p.add_argument("--max-length", type=int, default=None, help="reber: longest string")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--input-name", default="x", help="name of the inputs array (default x)")
+    p.add_argument("--output-name", default="y", help="name of the targets array (default y)")
+    p.set_defaults(func=run_task, handler=run_task)
+    return p
+
+
+def run_task(args: argparse.Namespace) -> int:
+    """Handle ``graphrnn task``; returns the exit code."""
+    accepted = inspect.signature(TASKS[args.name]).parameters
+    kw = {"seed": args.seed, "dtype": args.dtype}
+    for key, flag in (("batch", "--batch"), ("steps", "--steps"),
+                      ("max_length", "--max-length")):
+        value = getattr(args, key)
+        if value is None:
+            continue
+        if key not in accepted:
+            return _fail("task", f"task {args.name!r} does not take {flag}")
+        kw[key] = value
+    try:
+        path = save_task(args.name, args.output, input_name=args.input_name,
+                         output_name=args.output_name, **kw)
+    except (ValueError, OSError) as exc:
+        return _fail("task", str(exc))
+    with np.load(path) as z:
+        shapes = ", ".join(f"{k} {z[k].shape}" for k in z.files)
+    print(f"wrote {path}: {shapes}")
+    return 0

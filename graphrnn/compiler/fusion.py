@@ -1,0 +1,82 @@
+"""The element-wise fusion pass: runs of element-wise NodeUpdates in a loop become one Fused op."""
+
+from __future__ import annotations
+
+from graphrnn.compiler.ir import Buffer, Fused, NodeUpdate, Program, Stage
+
+
+def elementwise(op: NodeUpdate, buffers: dict[str, Buffer]) -> bool:
+    """Whether ``op`` computes each output element from the same element of its inputs.
+
+    True when the activation is not ``softmax`` (which mixes a row), the update is synchronous
+    (no ``own`` terms), every ``full`` term reads a column range of a GEMM buffer that is as wide
+    as the node, and every ``diagonal``/``identity`` term reads a buffer of the node's size (at
+    any delay). Such a node is one thread per ``(b, j)`` element in a generated CUDA kernel.
+    """
+    size = buffers[op.out].size
+    if op.activation == "softmax" or op.own or buffers[op.net].size != size:
+        return False
+    for t in op.terms:
+        if t.kind == "full":
+            if (t.cols is None or buffers[t.src].role != "gemm"
+                    or t.cols[1] - t.cols[0] != size):
+                return False
+        elif buffers[t.src].size != size:
+            return False
+    return True
+
+
+def _column_clash(members: list[NodeUpdate], op: NodeUpdate) -> bool:
+    """Whether ``op`` reads a GEMM buffer at columns that overlap another member's without
+    being the same: the fused backward kernel would then add to one gradient element from two
+    threads."""
+    taken = {}
+    for m in members:
+        for t in m.terms:
+            if t.kind == "full":
+                taken.setdefault(t.src, set()).add(t.cols)
+    for t in op.terms:
+        if t.kind != "full":
+            continue
+        for cols in taken.get(t.src, ()):
+            if cols != t.cols and cols[0] < t.cols[1] and t.cols[0] < cols[1]:
+                return True
+    return False
+
+
+def fuse_elementwise(prog: Program) -> Program:
+    """Merge each maximal run of consecutive element-wise NodeUpdates of one size in a loop
+    stage into one :class:`~graphrnn.compiler.ir.Fused` op (runs of two or more).
+
+    The members keep their order, so the Fused op means exactly what the run meant (the NumPy
+    backend runs them in turn). On the GPU the run is one generated kernel per step forward and
+    one backward (:mod:`graphrnn.backends.codegen`): the LSTM's nine pointwise nodes after its
+    merged gate GEMM become one kernel.
+    """
+    stages = []
+    for stage in prog.stages:
+        if stage.kind != "loop":
+            stages.append(stage)
+            continue
+        ops: list = []
+        run: list[NodeUpdate] = []
+
+        def flush(ops=ops, run=run) -> None:
+            if len(run) >= 2:
+                ops.append(Fused(tuple(run)))
+            else:
+                ops.extend(run)
+            run.clear()
+
+        for op in stage.ops:
+            if not (isinstance(op, NodeUpdate) and elementwise(op, prog.buffers)):
+                flush()
+                ops.append(op)
+                continue
+            if run and (prog.buffers[op.out].size != prog.buffers[run[0].out].size
+                        or _column_clash(run, op)):
+                flush()
+            run.append(op)
+        flush()
+        stages.append(Stage(stage.kind, tuple(ops)))
+    return prog.replace(stages=tuple(stages))

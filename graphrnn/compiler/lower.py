@@ -1,0 +1,79 @@
+"""Lowering: a Network becomes a Program, one stage per strongly connected component."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from graphrnn.compiler.ir import Block, Buffer, MatMul, NodeUpdate, Program, Stage, Term
+from graphrnn.frontend.network import Edge, Network
+
+
+def lower(net: Network) -> Program:
+    """The straightforward Program for ``net``; the passes make it fast.
+
+    The components of the cyclic graph (``networkx.condensation``) are visited in topological
+    order. A component without a cycle becomes a ``batched`` stage (its work for all T steps at
+    once); a time loop becomes a ``loop`` stage. Inside a component, nodes follow the order of
+    their same-step (delay-0) edges. Each ``full`` edge is one MatMul into its own buffer,
+    followed by the NodeUpdate of its destination.
+    """
+    buffers = {name: Buffer(name, size, net.history[name], "input")
+               for name, size in net.inputs.items()}
+    for name, node in net.nodes.items():
+        buffers[name] = Buffer(name, node.size, net.history[name], "node")
+        buffers[f"{name}:net"] = Buffer(f"{name}:net", node.size, 0, "net")
+    loops = {frozenset(members) for members in net.time_loops}
+    stages = []
+    for members in _components(net):
+        ops = []
+        for name in members:
+            node_ops, gemms = _lower_node(net, name)
+            buffers.update(gemms)
+            ops += node_ops
+        stages.append(Stage("loop" if frozenset(members) in loops else "batched", tuple(ops)))
+    return Program(buffers, tuple(stages), tuple(net.inputs), tuple(net.outputs),
+                   {"name": net.name})
+
+
+def _components(net: Network) -> list[list[str]]:
+    """Node components in execution order, each ordered by its delay-0 edges."""
+    order = {name: i for i, name in enumerate(net.nodes)}
+    cond = nx.condensation(net.graph)
+    same_step = nx.DiGraph()
+    same_step.add_nodes_from(net.nodes)
+    same_step.add_edges_from((e.src, e.dst) for e in net.edges
+                             if e.delay == 0 and e.src in net.nodes and e.src != e.dst)
+    out = []
+    for c in nx.topological_sort(cond):
+        members = [m for m in cond.nodes[c]["members"] if m in net.nodes]
+        if members:
+            sub = same_step.subgraph(members)
+            out.append(list(nx.lexicographical_topological_sort(sub, key=order.__getitem__)))
+    return out
+
+
+def _is_own(net: Network, edge: Edge) -> bool:
+    """An asynchronous node's delay-1 self-edge: applied neuron by neuron in its NodeUpdate."""
+    return (edge.src == edge.dst and edge.delay == 1
+            and net.nodes[edge.dst].update == "asynchronous")
+
+
+def _lower_node(net: Network, name: str) -> tuple[list, dict[str, Buffer]]:
+    node = net.nodes[name]
+    ops, buffers, terms, own = [], {}, [], []
+    for edge in net.in_edges(name):
+        if _is_own(net, edge):
+            own.append(Term(edge.weight, edge.src, 1, edge.param, edge.scale,
+                            transpose=edge.transpose))
+        elif edge.weight == "full":
+            gemm = f"{edge.src}@{edge.delay}->{name}" if edge.delay else f"{edge.src}->{name}"
+            buffers[gemm] = Buffer(gemm, node.size, 0, "gemm")
+            block = Block(edge.param, edge.scale, edge.transpose, (0, node.size))
+            ops.append(MatMul(edge.src, edge.delay, (block,), gemm))
+            terms.append(Term("full", gemm, 0, cols=(0, node.size)))
+        else:
+            terms.append(Term(edge.weight, edge.src, edge.delay, edge.param, edge.scale))
+    bias = f"{name}.bias" if net.has_bias(name) else None
+    ops.append(NodeUpdate(name, name, f"{name}:net", tuple(terms), node.combine, bias,
+                          node.activation, node.leak, node.temperature, tuple(own)))
+    return ops, buffers

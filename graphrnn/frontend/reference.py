@@ -1,0 +1,112 @@
+"""The reference interpreter: the unrolled DAG, one vertex at a time, in float64 (the oracle)."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from graphrnn.frontend.network import Network
+from graphrnn.frontend.unroll import unroll
+from graphrnn.noise import draw_noise
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+ACTIVATIONS = {
+    "identity": lambda x, u, temp: x,
+    "tanh": lambda x, u, temp: np.tanh(x),
+    "sigmoid": lambda x, u, temp: 1 / (1 + np.exp(-x)),
+    "relu": lambda x, u, temp: np.maximum(x, 0),
+    "softmax": lambda x, u, temp: _softmax(x),
+    "sign": lambda x, u, temp: np.where(x >= 0, 1.0, -1.0),
+    "step": lambda x, u, temp: np.where(x >= 0, 1.0, 0.0),
+    "bernoulli": lambda x, u, temp: (u < 1 / (1 + np.exp(-x / temp))).astype(float),
+}
+
+
+def state_key(name: str, t: int) -> str:
+    """The state key of the initial-state vertex ``name@t`` (t < 0): ``name`` or ``name@-k``."""
+    return name if t == -1 else f"{name}@{t}"
+
+
+def reference_forward(net: Network, params: dict, inputs: dict, state: dict | None = None,
+                      steps: int | None = None, seed: int = 0) -> tuple[dict, dict]:
+    """Run ``net`` by walking its unrolled DAG in topological order.
+
+    Same arguments and results as ``Model.forward`` (arrays time-major), always float64.
+    Slow by design: it exists to define what every faster path must compute.
+    """
+    state = state or {}
+    if inputs:
+        steps, batch = next(iter(inputs.values())).shape[:2]
+    else:
+        batch = next(iter(state.values())).shape[0] if state else 1
+    dag = unroll(net, steps=steps)
+    noise = draw_noise(net, steps, batch, seed)
+    p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    values: dict[str, np.ndarray] = {}
+    for vertex in nx.topological_sort(dag):
+        attrs = dag.nodes[vertex]
+        name, t = attrs["node"], attrs["t"]
+        if attrs["op"] == "input":
+            values[vertex] = np.asarray(inputs[name][t], dtype=np.float64)
+        elif attrs["op"] == "init":
+            values[vertex] = _initial(net, p, state, name, t, batch)
+        else:
+            values[vertex] = _node_value(net, dag, p, values, noise, vertex, batch)
+    outputs = {o: np.stack([values[f"{o}@{t}"] for t in range(steps)]) for o in net.outputs}
+    final = {state_key(name, -k): values[f"{name}@{steps - k}"]
+             for name, depth in net.history.items() for k in range(1, depth + 1)}
+    return outputs, final
+
+
+def _initial(net, params, state, name, t, batch):
+    key = state_key(name, t)
+    if key in state:
+        return np.asarray(state[key], dtype=np.float64)
+    if name in net.nodes and net.nodes[name].init_state == "learned":
+        return np.broadcast_to(params[f"{name}.init"], (batch, net.size(name))).copy()
+    return np.zeros((batch, net.size(name)))
+
+
+def _term(params, edge, x):
+    if edge["weight"] == "full":
+        w = params[edge["param"]]
+        return edge["scale"] * (x @ (w if edge["transpose"] else w.T))
+    if edge["weight"] == "diagonal":
+        return edge["scale"] * params[edge["param"]] * x
+    return edge["scale"] * x
+
+
+def _node_value(net, dag, params, values, noise, vertex, batch):
+    name, t = dag.nodes[vertex]["node"], dag.nodes[vertex]["t"]
+    node = net.nodes[name]
+    act = ACTIVATIONS[node.activation]
+    bias = params[f"{name}.bias"] if net.has_bias(name) else 0.0
+    prev = values.get(f"{name}@{t - 1}")
+    asynchronous = node.update == "asynchronous"
+    terms, own = [], []
+    for src, _, edge in dag.in_edges(vertex, data=True):
+        if edge["weight"] == "state":
+            continue
+        if asynchronous and edge["delay"] == 1 and dag.nodes[src]["node"] == name:
+            own.append(edge)
+        else:
+            terms.append(_term(params, edge, values[src]))
+    combine = np.prod if node.combine == "product" else np.sum
+    other = combine(terms, axis=0) if terms else np.zeros((batch, node.size))
+    u = noise.uniforms[name][t] if name in noise.uniforms else None
+    leak = node.leak if node.leak is not None else 1.0
+    if not asynchronous:
+        value = act(other + bias, u, node.temperature)
+        return value if node.leak is None else (1 - leak) * prev + leak * value
+    s = prev.copy()
+    for i in noise.orders[name][t]:
+        net_i = other[:, i] + sum(_term(params, e, s)[:, i] for e in own) + np.broadcast_to(
+            bias, (node.size,))[i]
+        ui = None if u is None else u[:, i]
+        s[:, i] = (1 - leak) * prev[:, i] + leak * act(net_i, ui, node.temperature)
+    return s

@@ -1,0 +1,320 @@
+"""Load a spec (a YAML file or YAML text) into a validated Network, keeping every key's line."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+from graphrnn.errors import SpecError
+from graphrnn.frontend.network import Edge, Network, Node, default_param_name
+from graphrnn.frontend.validate import did_you_mean, validate
+
+#: Top-level sections of a spec (``inputs`` may be left out; ``name`` is optional).
+SECTIONS = ("name", "inputs", "nodes", "edges", "outputs")
+#: Keys of a node mapping.
+NODE_KEYS = ("size", "activation", "combine", "bias", "leak", "init_state", "update",
+             "temperature")
+#: Keys of an edge mapping.
+EDGE_KEYS = ("from", "to", "delay", "weight", "scale", "name", "trainable", "init", "transpose")
+#: Edge keys that only make sense for an edge with a parameter (not ``identity``).
+PARAM_KEYS = ("name", "init", "transpose", "trainable")
+EDGE_SYNTAX = "SRC -> DST [@DELAY] [full|diagonal|identity]"
+
+
+def load_spec(path_or_text: str | os.PathLike) -> Network:
+    """Read, parse and validate a spec.
+
+    Parameters
+    ----------
+    path_or_text : str or os.PathLike
+        A path (a ``Path``, a string naming an existing file, or a string ending in
+        ``.yaml``/``.yml``), or the spec's YAML text itself.
+
+    Returns
+    -------
+    Network
+        The validated network; ``net.source`` is the path (``None`` for text).
+
+    Raises
+    ------
+    SpecError
+        For a spec that is not valid; the message carries the file, line and key.
+    OSError
+        When a path cannot be read.
+    """
+    text, source = _read(path_or_text)
+    parser = _Parser(source)
+    net = parser.parse(text)
+    validate(net, parser.lines)
+    return net
+
+
+def _read(path_or_text: str | os.PathLike) -> tuple[str, str | None]:
+    if isinstance(path_or_text, os.PathLike):
+        path = Path(path_or_text)
+    elif isinstance(path_or_text, str):
+        s = path_or_text
+        if "\n" in s or not (s.strip().endswith((".yaml", ".yml")) or _is_file(s)):
+            return s, None
+        path = Path(s)
+    else:
+        raise TypeError(f"load_spec takes a path or spec text, not {type(path_or_text).__name__}")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8"), str(path)
+    except UnicodeDecodeError as e:
+        raise SpecError(f"not UTF-8 text (byte {e.start}); save the spec as UTF-8",
+                        str(path)) from None
+
+
+def _is_file(s: str) -> bool:
+    try:
+        return len(s) < 4096 and Path(s).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _is_empty(node: yaml.Node) -> bool:
+    if isinstance(node, yaml.ScalarNode):
+        return node.tag == "tag:yaml.org,2002:null"
+    return not node.value
+
+
+class _Parser:
+    """Turns composed YAML into a :class:`Network`, recording each key's line in ``lines``."""
+
+    def __init__(self, source: str | None):
+        self.source = source
+        self.lines: dict[str, int] = {}
+        self._loader = yaml.SafeLoader("")
+
+    def fail(self, message: str, node: yaml.Node | None, key: str | None = None) -> None:
+        raise SpecError(message, self.source, _line(node) if node is not None else None, key)
+
+    def parse(self, text: str) -> Network:
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            what = "; ".join(str(p) for p in (e.context, e.problem) if p)
+            raise SpecError(f"not valid YAML: {what}; check the indentation, quotes and "
+                            "brackets here", self.source,
+                            mark.line + 1 if mark else None) from None
+        except yaml.YAMLError as e:
+            raise SpecError(f"not valid YAML: {' '.join(str(e).split())}",
+                            self.source) from None
+        except RecursionError:
+            raise SpecError("YAML nested too deeply", self.source) from None
+        if root is None:
+            raise SpecError("the spec is empty; it needs the sections nodes, edges and "
+                            "outputs (and inputs, if the network reads any)", self.source, 1)
+        if not isinstance(root, yaml.MappingNode):
+            self.fail("a spec is a mapping with the sections inputs, nodes, edges and outputs",
+                      root)
+        sections = {}
+        for name, key, value in self.items(root, "", "section"):
+            if name not in SECTIONS:
+                self.fail(f"unknown section {name!r}; {did_you_mean(name, SECTIONS)} (sections: "
+                          f"{', '.join(SECTIONS)})", key, name)
+            self.lines[name] = _line(key)
+            sections[name] = (key, value)
+        for name in ("nodes", "edges", "outputs"):
+            if name not in sections:
+                self.fail(f"missing section {name!r}; a spec needs nodes, edges and outputs",
+                          root, name)
+        inputs = self.inputs(*sections["inputs"]) if "inputs" in sections else {}
+        nodes = self.nodes(*sections["nodes"])
+        edges = self.edges(*sections["edges"])
+        outputs = self.outputs(*sections["outputs"])
+        if "name" in sections:
+            name = self.scalar(sections["name"][1], "name")
+            if not isinstance(name, str) or not name.strip():
+                self.fail("name must be a non-empty string", sections["name"][1], "name")
+        else:
+            name = Path(self.source).stem if self.source else "network"
+        input_lines = {k: v for k, v in ((k, self.lines.get(f"inputs.{k}")) for k in inputs)
+                       if v is not None}
+        return Network(name=name, inputs=inputs, nodes=nodes, edges=tuple(edges),
+                       outputs=tuple(outputs), source=self.source, input_lines=input_lines)
+
+    # -- YAML helpers -------------------------------------------------------------------------
+
+    def items(self, node: yaml.MappingNode, prefix: str, what: str):
+        """``(name, key node, value node)`` of a mapping; duplicate keys are errors."""
+        seen: dict[str, int] = {}
+        out = []
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                self.fail(f"a {what} name must be a plain word", key, prefix.rstrip(".") or None)
+            name = key.value
+            if name in seen:
+                self.fail(f"duplicate {what} {name!r} (first at line {seen[name]}); each "
+                          f"{what} may appear once", key, f"{prefix}{name}")
+            seen[name] = _line(key)
+            out.append((name, key, value))
+        return out
+
+    def scalar(self, node: yaml.Node, key: str):
+        """The Python value of a scalar node (int, float, bool, str, None)."""
+        if not isinstance(node, yaml.ScalarNode):
+            self.fail("expected a single value here, not a list or mapping", node, key)
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except yaml.YAMLError as e:
+            self.fail(f"cannot read this value: {' '.join(str(e.problem or e).split())}",
+                      node, key)
+
+    def section(self, key: yaml.Node, value: yaml.Node, name: str, kind, example: str):
+        if _is_empty(value):
+            self.fail(f"section {name!r} is empty; {example}", key, name)
+        if not isinstance(value, kind):
+            shape = "a mapping NAME: ..." if kind is yaml.MappingNode else "a list"
+            self.fail(f"section {name!r} must be {shape}; {example}", value, name)
+
+    # -- sections -----------------------------------------------------------------------------
+
+    def inputs(self, key: yaml.Node, value: yaml.Node) -> dict[str, int]:
+        if _is_empty(value):
+            return {}
+        if not isinstance(value, yaml.MappingNode):
+            self.fail("section 'inputs' must be a mapping NAME: SIZE, e.g. 'x: 8'", value,
+                      "inputs")
+        out = {}
+        for name, k, v in self.items(value, "inputs.", "input"):
+            self.lines[f"inputs.{name}"] = _line(k)
+            if not isinstance(v, yaml.ScalarNode):
+                self.fail(f"input {name} takes just its size, e.g. '{name}: 8'", v,
+                          f"inputs.{name}")
+            out[name] = self.scalar(v, f"inputs.{name}")
+        return out
+
+    def nodes(self, key: yaml.Node, value: yaml.Node) -> dict[str, Node]:
+        self.section(key, value, "nodes", yaml.MappingNode,
+                     "declare nodes as 'h: {size: 16, activation: tanh}' or 'y: 4'")
+        out = {}
+        for name, k, v in self.items(value, "nodes.", "node"):
+            path = f"nodes.{name}"
+            self.lines[path] = _line(k)
+            opts = {}
+            if isinstance(v, yaml.MappingNode):
+                for opt, ok, ov in self.items(v, f"{path}.", "option"):
+                    if opt not in NODE_KEYS:
+                        self.fail(f"unknown key {opt!r} in node {name}; "
+                                  f"{did_you_mean(opt, NODE_KEYS)} (keys: {', '.join(NODE_KEYS)})",
+                                  ok, f"{path}.{opt}")
+                    self.lines[f"{path}.{opt}"] = _line(ok)
+                    opts[opt] = self.scalar(ov, f"{path}.{opt}")
+                if "size" not in opts:
+                    self.fail(f"node {name} needs a size, e.g. '{name}: {{size: 16}}'", k, path)
+            elif isinstance(v, yaml.ScalarNode) and not _is_empty(v):
+                opts["size"] = self.scalar(v, path)
+            else:
+                self.fail(f"node {name} needs a size: write '{name}: 16' or "
+                          f"'{name}: {{size: 16, activation: tanh}}'", k, path)
+            out[name] = Node(name=name, line=_line(k), **opts)
+        return out
+
+    def edges(self, key: yaml.Node, value: yaml.Node) -> list[Edge]:
+        self.section(key, value, "edges", yaml.SequenceNode,
+                     f"list edges as '- {EDGE_SYNTAX}' or '- {{from: x, to: h}}'")
+        out = []
+        for i, item in enumerate(value.value):
+            path = f"edges[{i}]"
+            self.lines[path] = _line(item)
+            if isinstance(item, yaml.MappingNode):
+                out.append(self.edge_mapping(item, path))
+            elif isinstance(item, yaml.ScalarNode) and isinstance(self.scalar(item, path), str):
+                out.append(self.edge_string(item, path))
+            else:
+                self.fail(f"an edge is '{EDGE_SYNTAX}' or a mapping {{from: SRC, to: DST, ...}}",
+                          item, path)
+        return out
+
+    def edge_string(self, item: yaml.ScalarNode, path: str) -> Edge:
+        text = item.value
+        src, arrow, rest = text.partition("->")
+        words = re.sub(r"@\s*", " @", rest).split()
+        if not arrow or len(src.split()) != 1 or not words or words[0].startswith("@"):
+            self.fail(f"cannot read edge {text!r}; write it as '{EDGE_SYNTAX}'", item, path)
+        if "->" in rest:
+            self.fail(f"edge {text!r} has two arrows; write one edge per list item", item, path)
+        delay, weight = 0, "full"
+        seen: set[str] = set()
+        for word in words[1:]:
+            what = "delay" if word.startswith("@") else "weight"
+            if what in seen:
+                self.fail(f"edge {text!r}: unexpected {word!r}; write it as '{EDGE_SYNTAX}'",
+                          item, path)
+            seen.add(what)
+            if what == "weight":
+                weight = word
+                continue
+            number = word[1:]
+            if re.fullmatch(r"[+-]?\d+", number):
+                delay = int(number)
+            elif re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?", number):
+                delay = float(number)
+            else:
+                self.fail(f"edge {text!r}: delay {word!r} must be '@' and a whole number of "
+                          "steps, e.g. '@1'", item, path)
+        src, dst = src.strip(), words[0]
+        param = None if weight == "identity" else default_param_name(src, dst, delay)
+        return Edge(src=src, dst=dst, delay=delay, weight=weight, param=param, line=_line(item))
+
+    def edge_mapping(self, item: yaml.MappingNode, path: str) -> Edge:
+        opts, nodes = {}, {}
+        for opt, k, v in self.items(item, f"{path}.", "key"):
+            if opt not in EDGE_KEYS:
+                self.fail(f"unknown key {opt!r} in an edge; {did_you_mean(opt, EDGE_KEYS)} "
+                          f"(keys: {', '.join(EDGE_KEYS)})", k, f"{path}.{opt}")
+            self.lines[f"{path}.{opt}"] = _line(k)
+            value = self.scalar(v, f"{path}.{opt}")
+            if opt in ("from", "to", "name"):
+                if value is None or value == "":
+                    self.fail(f"'{opt}' needs a name", k, f"{path}.{opt}")
+                value = v.value
+            opts[opt], nodes[opt] = value, k
+        for needed in ("from", "to"):
+            if needed not in opts:
+                self.fail(f"an edge mapping needs '{needed}', e.g. {{from: x, to: h}}", item,
+                          path)
+        weight = opts.get("weight", "full")
+        if weight == "identity":
+            for opt in PARAM_KEYS:
+                if opt in opts:
+                    self.fail(f"an identity edge has no parameter, so {opt!r} does not apply; "
+                              "remove it or use weight: full", nodes[opt], f"{path}.{opt}")
+        delay = opts.get("delay", 0)
+        if "name" in opts:
+            param = opts["name"]
+        else:
+            param = None if weight == "identity" else default_param_name(
+                opts["from"], opts["to"], delay)
+        scale = opts.get("scale", 1.0)
+        if isinstance(scale, int) and not isinstance(scale, bool):
+            scale = float(scale)
+        return Edge(src=opts["from"], dst=opts["to"], delay=delay, weight=weight, scale=scale,
+                    param=param, trainable=opts.get("trainable", True), init=opts.get("init"),
+                    transpose=opts.get("transpose", False), line=_line(item))
+
+    def outputs(self, key: yaml.Node, value: yaml.Node) -> list[str]:
+        if isinstance(value, yaml.ScalarNode) and not _is_empty(value):
+            items = [value]
+        else:
+            self.section(key, value, "outputs", yaml.SequenceNode,
+                         "list the nodes to return, e.g. 'outputs: [y]'")
+            items = value.value
+        out = []
+        for i, item in enumerate(items):
+            self.lines[f"outputs[{i}]"] = _line(item)
+            if not isinstance(item, yaml.ScalarNode):
+                self.fail("an output is a node name", item, f"outputs[{i}]")
+            out.append(item.value)
+        return out

@@ -1,0 +1,1 @@
+"""Training: the loop, data and checkpoints, optimizers, losses and the bundled tasks."""

@@ -1,0 +1,30 @@
+"""What the tests share: where the specs are, random cases, closeness checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = ROOT / "graphrnn" / "specs"
+SPEC_FILES = sorted(SPECS.glob("*.yaml"))
+BAD_SPECS = sorted((Path(__file__).parent / "bad_specs").glob("*.yaml"))
+
+
+def random_case(net, steps=6, batch=3, seed=0, with_state=True):
+    """Inputs and a random initial state for every state key."""
+    rng = np.random.default_rng(seed)
+    inputs = {k: rng.normal(size=(steps, batch, s)) for k, s in net.inputs.items()}
+    state = ({k: rng.normal(size=(batch, net.size(k.split("@")[0]))) for k in net.state_keys}
+             if with_state else None)
+    return inputs, state
+
+
+def assert_close(actual: dict, expected: dict, rtol=1e-10):
+    """Same keys, and every array within ``rtol`` of the expected one relative to its scale."""
+    assert actual.keys() == expected.keys()
+    for k in expected:
+        scale = max(np.abs(expected[k]).max(), 1e-12)
+        err = np.abs(actual[k] - expected[k]).max() / scale
+        assert err <= rtol, f"{k}: relative error {err:.3g}"
