@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphrnn.compiler.ir import Program
+from graphrnn.compiler.ir import Program, StageKind
 from graphrnn.noise import Noise
 
 
@@ -12,14 +12,17 @@ class Run:
     """The arrays of one execution of a Program: ``steps`` steps on a batch of ``batch``.
 
     Buffers are allocated once, time-major ``(pad + steps, batch, size)``; kernels read and
-    write windows of rows (:meth:`rows`), so the time loop allocates nothing.
+    write windows of rows (:meth:`rows`), so the time loop allocates nothing. ``given_rows``:
+    the history rows ``(buffer, k)`` (row ``-k``) the caller fills, which an
+    :class:`~graphrnn.compiler.ir.InitState` then leaves alone.
     """
 
     def __init__(self, prog: Program, backend, params: dict, steps: int, batch: int, dtype,
-                 noise: Noise, trainable=frozenset()):
+                 noise: Noise, trainable=frozenset(), given_rows=frozenset()):
         self.prog, self.backend, self.xp = prog, backend, backend.xp
         self.params, self.steps, self.batch, self.dtype = params, steps, batch, dtype
         self.trainable = frozenset(trainable)
+        self.given_rows = frozenset(given_rows)
         self.pads = {name: b.pad for name, b in prog.buffers.items()}
         self.arrays = {name: backend.empty(("buf", name), (b.pad + steps, batch, b.size), dtype)
                        for name, b in prog.buffers.items()}
@@ -33,7 +36,7 @@ class Run:
         self.grad_aliases: dict[str, str] = {}
         self.uniforms = {k: backend.asarray(v, dtype) for k, v in noise.uniforms.items()}
         self.orders = noise.orders
-        self._looped = {id(o) for s in prog.stages if s.kind == "loop" for op in s.ops
+        self._looped = {o.uid for s in prog.stages if s.kind == StageKind.LOOP for op in s.ops
                         for o in (*getattr(op, "ops", ()), op)}
         self._step_views: dict = {}
         self.kernels = [(stage, backend.stage_kernels(stage, self)) for stage in prog.stages]
@@ -45,7 +48,7 @@ class Run:
 
     def looped(self, op) -> bool:
         """Whether ``op`` (or the Fused op holding it) runs inside a time loop."""
-        return id(op) in self._looped
+        return op.uid in self._looped
 
     def window(self, name: str, delay: int = 0, grad: bool = False, looped: bool = False):
         """A getter ``get(lo, hi)`` of steps ``[lo - delay, hi - delay)`` of a buffer.
@@ -118,7 +121,7 @@ class Run:
 def _whole(stage, kernels) -> bool:
     """Whether the stage's kernels each take all steps in one call (batched, or a compiled
     loop), rather than one step at a time."""
-    return stage.kind == "batched" or all(getattr(k, "whole_loop", False) for k in kernels)
+    return stage.kind == StageKind.BATCHED or all(getattr(k, "whole_loop", False) for k in kernels)
 
 
 class _ZeroGrads(dict):

@@ -6,7 +6,7 @@ import numpy as np
 
 from graphrnn import checks, config
 from graphrnn.backends import get_backend
-from graphrnn.compiler.ir import Program, format_program
+from graphrnn.compiler.ir import InitState, Program, format_program
 from graphrnn.compiler.passes import schedule
 from graphrnn.errors import DataError
 from graphrnn.executor import Run
@@ -142,19 +142,19 @@ class Model:
         noise = draw_noise(net, t, batch, config.DEFAULT_SEED if seed is None else seed)
         device_params = {k: b.asarray(v, self.dtype) for k, v in params.items()}
         trainable = {k for k, p in net.params.items() if p.trainable}
-        run = Run(self.program, b, device_params, t, batch, self.dtype, noise, trainable)
+        state = state or {}
+        given = {(name, k) for name, depth in net.history.items() for k in range(1, depth + 1)
+                 if state_key(name, -k) in state}
+        run = Run(self.program, b, device_params, t, batch, self.dtype, noise, trainable, given)
         for name in net.inputs:
             run.rows(name, 0, t)[...] = b.asarray(inputs[name], self.dtype)
-        state = state or {}
+        learned = {op.out for _, op in self.program.ops() if isinstance(op, InitState)}
         for name, depth in net.history.items():
             for k in range(1, depth + 1):
-                key = state_key(name, -k)
                 row = run.rows(name, -k, -k + 1)[0]
-                if key in state:
-                    row[...] = b.asarray(state[key], self.dtype)
-                elif name in net.nodes and net.nodes[name].init_state == "learned":
-                    row[...] = device_params[f"{name}.init"]
-                else:
+                if (name, k) in given:
+                    row[...] = b.asarray(state[state_key(name, -k)], self.dtype)
+                elif name not in learned:  # a learned state's InitState op writes the rest
                     row.fill(0)
         return run
 
@@ -169,13 +169,7 @@ class Model:
     def _param_grads(self, run: Run, state: dict) -> dict:
         grads = {}
         for name, p in self.net.params.items():
-            g = run.param_grads.get(name)
-            if p.role == "init" and p.trainable:
-                node = name[:-len(".init")]
-                for k in range(1, self.net.history[node] + 1):
-                    if state_key(node, -k) not in state:
-                        share = run.rows(node, -k, -k + 1, grad=True)[0].sum(axis=0)
-                        g = share if g is None else g + share
+            g = run.param_grads.get(name)  # a learned initial state's too (its InitState op)
             grads[name] = (np.zeros(p.shape, dtype=self.dtype) if g is None
                            else self.backend.to_numpy(g).astype(self.dtype, copy=False))
         for key in state:

@@ -179,10 +179,11 @@ class CupyBackend(Backend):
     # -- kernels -----------------------------------------------------------------------------
 
     def generated(self, op, buffers, dtype: str, no_grad: frozenset, net_only: bool):
-        """:func:`~graphrnn.backends.codegen.generate` once per op (the Program outlives runs)."""
-        key = (id(op), dtype, no_grad, net_only)
+        """:func:`~graphrnn.backends.codegen.generate` once per op (the Program outlives runs),
+        keyed on its uid (an op of a replaced Program under the same uid is generated anew)."""
+        key = (op.uid, dtype, no_grad, net_only)
         hit = self._sources.get(key)
-        if hit is None or hit[0] is not op:
+        if hit is None or hit[0] != op:
             hit = self._sources[key] = (op, generate(op, buffers, dtype, no_grad, net_only))
         return hit[1]
 
@@ -237,20 +238,22 @@ class CupyBackend(Backend):
                 self._say("[graphrnn] cuda graph: a loop op has no capturable kernel; "
                           "launching step by step")
             return super().loop(steps_fns, steps, reverse)
+        ops = tuple(k.op for k in kernels)  # a replaced Program's ops may reuse the uids
         key = (steps, reverse, kernels[0].batch,
-               tuple((id(k.op), fn.__name__) for k, fn in zip(kernels, steps_fns, strict=True)),
+               tuple((k.op.uid, fn.__name__) for k, fn in zip(kernels, steps_fns, strict=True)),
                tuple(k.pointers(fn.__name__ == "backward")
                      for k, fn in zip(kernels, steps_fns, strict=True)))
-        graph = self._graphs.get(key)
-        if graph is None:
-            if key not in self._seen:  # first sight: run plainly (compiles, loads modules)
-                self._remember(self._seen, key, True)
+        hit = self._graphs.get(key)
+        if hit is None or hit[0] != ops:
+            if self._seen.get(key) != ops:  # first sight: run plainly (compiles, loads modules)
+                self._remember(self._seen, key, ops)
                 return super().loop(steps_fns, steps, reverse)
             graph = self._capture(steps_fns, steps, reverse)
             if graph is None:
                 return super().loop(steps_fns, steps, reverse)
-            self._remember(self._graphs, key, graph)
+            self._remember(self._graphs, key, (ops, graph))
         else:
+            graph = hit[1]
             self._graphs.move_to_end(key)
         self._replay(graph)
 

@@ -23,7 +23,7 @@ import numpy as np
 from graphrnn import config
 from graphrnn.backends import native
 from graphrnn.backends.host_ops import compiled_kernel_applies
-from graphrnn.compiler.ir import Fused, MatMul, Program, Stage
+from graphrnn.compiler.ir import Fused, MatMul, Program, Stage, StageKind
 
 #: columns of the chain a thread gets at least (fewer: fewer threads)
 MIN_COLUMNS = 32
@@ -92,7 +92,7 @@ def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan
     chains and MatMuls (none, or any number without folded biases), ending with a chain, where
     each MatMul's output is read by one chain alone, at column offsets that do not overlap.
     Small steps get fewer threads (:data:`MIN_COLUMNS`, :data:`MIN_MACS`)."""
-    if stage.kind != "loop":
+    if stage.kind != StageKind.LOOP:
         return None
     gemms = [op for op in stage.ops if isinstance(op, MatMul)]
     chains = [op for op in stage.ops if not isinstance(op, MatMul)]
@@ -101,10 +101,10 @@ def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan
             compiled_kernel_applies(c, prog.buffers) for c in chains):
         return None
     readers = _gemm_readers(gemms, chains)
-    outs, position = {g.out for g in gemms}, {id(op): i for ops in (gemms, chains)
+    outs, position = {g.out for g in gemms}, {op.uid: i for ops in (gemms, chains)
                                                for i, op in enumerate(ops)}
     if readers is None or outs & set(prog.outputs) or any(
-            (isinstance(op, MatMul) or id(op) not in position)
+            (isinstance(op, MatMul) or op.uid not in position)
             and any(name in outs for name, _ in op.reads) for _, op in prog.ops()):
         return None
     sizes = [prog.buffers[_members(c)[0].out].size for c in chains]
@@ -119,7 +119,7 @@ def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan
     backward = tuple((p, i, lo, hi - lo) for i, g in enumerate(gemms)
                      for p, (lo, hi) in enumerate(pairwise(_split(prog.buffers[g.src].size,
                                                                   count))) if hi > lo)
-    ops = tuple((not isinstance(op, MatMul), position[id(op)]) for op in stage.ops)
+    ops = tuple((not isinstance(op, MatMul), position[op.uid]) for op in stage.ops)
     return LoopPlan(count, ops, bounds, forward, backward, macs)
 
 

@@ -31,7 +31,8 @@ def _function(lib, name: str):
 def read_elsewhere(prog, op) -> frozenset[str]:
     """The buffers that something besides ``op`` reads: other ops, the caller (outputs) and
     the next call (history rows, the final state)."""
-    names = {name for _, other in prog.ops() if other is not op for name, _ in other.reads}
+    names = {name for _, other in prog.ops() if other.uid != op.uid
+             for name, _ in other.reads}
     names.update(prog.outputs)
     names.update(name for name, b in prog.buffers.items() if b.pad > 0)
     return frozenset(names)
@@ -53,11 +54,11 @@ class FusedHostKernel:
         self.members = op.ops if isinstance(op, Fused) else (op,)
         no_grad = frozenset(n for n in prog.buffers if n not in run.grads_wanted)
         dtype = np.dtype(run.dtype).name
-        key = (id(op), dtype, no_grad)
+        keep = read_elsewhere(prog, op)
+        key = (op.uid, dtype, no_grad, keep)
         hit = sources.get(key)
-        if hit is None or hit[0] is not op:  # the Program outlives runs: generate once
-            src = generate(op, prog.buffers, dtype, no_grad, target="host",
-                           keep=read_elsewhere(prog, op))
+        if hit is None or hit[0] != op:  # the Program outlives runs: generate once
+            src = generate(op, prog.buffers, dtype, no_grad, target="host", keep=keep)
             lib = native.build(src.source)
             hit = sources[key] = (op, src, _function(lib, src.forward),
                                   _function(lib, src.backward) if src.backward else None)

@@ -9,6 +9,7 @@ from graphrnn.backends import host_loop, native
 from graphrnn.backends.base import Backend, BufferPool
 from graphrnn.backends.host_loop import CompiledLoopKernel, plan_loop
 from graphrnn.backends.host_ops import FusedHostKernel, compiled_kernel_applies
+from graphrnn.compiler.ir import StageKind
 from graphrnn.compiler.passes import PASSES, fold_biases_into_projections
 
 
@@ -55,16 +56,19 @@ class NumpyBackend(Backend):
         """Step-by-step kernels, or, with compiled kernels, one C call a pass for a loop of GEMMs
         and element-wise chains (:mod:`graphrnn.backends.host_loop`)."""
         kernels = super().stage_kernels(stage, run)
-        plan = self._loop_plan(stage, run) if self.compiled and stage.kind == "loop" else None
+        plan = (self._loop_plan(stage, run) if self.compiled and stage.kind == StageKind.LOOP
+                else None)
         if plan is None or not host_loop.available(run.dtype):
             return kernels
         return [CompiledLoopKernel(plan, run, kernels)]
 
     def _loop_plan(self, stage, run):
-        """:func:`plan_loop` under the current knobs, once per stage and batch size."""
-        key = (id(stage), run.batch, config.LOOP_THREADS, config.LOOP_MAX_MACS)
+        """:func:`plan_loop` under the current knobs, once per stage and batch size (keyed on
+        its ops' uids; a replaced Program's different stage under the same uids plans anew)."""
+        key = (tuple(op.uid for op in stage.ops), run.batch, config.LOOP_THREADS,
+               config.LOOP_MAX_MACS)
         hit = self._plans.get(key)
-        if hit is None or hit[0] is not stage:  # the stage keeps its id valid while cached
+        if hit is None or hit[0] != stage:
             plan = (plan_loop(stage, run.prog, config.LOOP_THREADS, run.batch)
                     if config.LOOP_THREADS > 0 else None)
             if plan and config.LOOP_MAX_MACS is not None and plan.macs > config.LOOP_MAX_MACS:

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from graphrnn.compiler.ir import Buffer, Fused, NodeUpdate, Program, Stage
+from itertools import count
+
+from graphrnn.compiler.ir import (
+    Buffer,
+    BufferRole,
+    Fused,
+    NodeUpdate,
+    Program,
+    Stage,
+    StageKind,
+    TermKind,
+    next_uid,
+)
 
 
 def elementwise(op: NodeUpdate, buffers: dict[str, Buffer]) -> bool:
@@ -17,8 +29,8 @@ def elementwise(op: NodeUpdate, buffers: dict[str, Buffer]) -> bool:
     if op.activation == "softmax" or op.own or buffers[op.net].size != size:
         return False
     for t in op.terms:
-        if t.kind == "full":
-            if (t.cols is None or buffers[t.src].role != "gemm"
+        if t.kind == TermKind.FULL:
+            if (t.cols is None or buffers[t.src].role != BufferRole.GEMM
                     or t.cols[1] - t.cols[0] != size):
                 return False
         elif buffers[t.src].size != size:
@@ -33,10 +45,10 @@ def _column_clash(members: list[NodeUpdate], op: NodeUpdate) -> bool:
     taken = {}
     for m in members:
         for t in m.terms:
-            if t.kind == "full":
+            if t.kind == TermKind.FULL:
                 taken.setdefault(t.src, set()).add(t.cols)
     for t in op.terms:
-        if t.kind != "full":
+        if t.kind != TermKind.FULL:
             continue
         for cols in taken.get(t.src, ()):
             if cols != t.cols and cols[0] < t.cols[1] and t.cols[0] < cols[1]:
@@ -51,11 +63,11 @@ def fuse_elementwise(prog: Program) -> Program:
     The members keep their order, so the Fused op means exactly what the run meant (the NumPy
     backend runs them in turn). On the GPU the run is one generated kernel per step forward and
     one backward (:mod:`graphrnn.backends.codegen`): the LSTM's nine pointwise nodes after its
-    merged gate GEMM become one kernel.
+    merged gate GEMM become one kernel. Each Fused op gets a fresh uid; its members keep theirs.
     """
-    stages = []
+    stages, uids = [], count(next_uid(prog))
     for stage in prog.stages:
-        if stage.kind != "loop":
+        if stage.kind != StageKind.LOOP:
             stages.append(stage)
             continue
         ops: list = []
@@ -63,7 +75,7 @@ def fuse_elementwise(prog: Program) -> Program:
 
         def flush(ops=ops, run=run) -> None:
             if len(run) >= 2:
-                ops.append(Fused(tuple(run)))
+                ops.append(Fused(tuple(run), next(uids)))
             else:
                 ops.extend(run)
             run.clear()

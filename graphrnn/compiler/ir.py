@@ -1,4 +1,4 @@
-"""The IR: buffers, three primitive ops, stages and the Program, with a checker and a printer.
+"""The IR: buffers, four primitive ops, stages and the Program, with a checker and a printer.
 
 Every buffer is a time-major array ``(pad + T, B, size)`` whose first ``pad`` rows hold the
 initial state; row ``pad + t`` holds step ``t``. An op runs over a *window* of steps
@@ -6,21 +6,55 @@ initial state; row ``pad + t`` holds step ``t``. An op runs over a *window* of s
 ops in order for every ``t`` over ``[t, t + 1)``. An op reading ``src`` at ``delay`` d reads rows
 ``[lo - d, hi - d)``. So the same op means the same thing in either stage, and nothing in a
 Program depends on T. Ops declare what they read and write; the checker verifies the order.
+Every op carries a ``uid``, unique in its Program, that backends key their caches on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class StageKind(StrEnum):
+    """How a stage runs its ops: ``batched`` each once over all steps, ``loop`` step by step."""
+
+    BATCHED = "batched"
+    LOOP = "loop"
+
+
+class TermKind(StrEnum):
+    """What an in-term applies: a GEMM's columns (``full``), ``diagonal`` weights, or none."""
+
+    FULL = "full"
+    DIAGONAL = "diagonal"
+    IDENTITY = "identity"
+
+
+class BufferRole(StrEnum):
+    """What a buffer holds: an ``input``, a ``node``'s values, its pre-activation (``net``),
+    or a MatMul's product (``gemm``)."""
+
+    INPUT = "input"
+    NODE = "node"
+    NET = "net"
+    GEMM = "gemm"
+
+
+class Combine(StrEnum):
+    """How a node combines its terms."""
+
+    SUM = "sum"
+    PRODUCT = "product"
 
 
 @dataclass(frozen=True)
 class Buffer:
-    """A named time-major array. ``role``: input | node | net | gemm."""
+    """A named time-major array. ``role``: a :class:`BufferRole`."""
 
     name: str
     size: int
     pad: int = 0
-    role: str = "node"
+    role: BufferRole = BufferRole.NODE
 
 
 @dataclass(frozen=True)
@@ -44,6 +78,7 @@ class MatMul:
     delay: int
     blocks: tuple[Block, ...]
     out: str
+    uid: int = 0
 
     @property
     def reads(self) -> tuple[tuple[str, int], ...]:
@@ -53,6 +88,8 @@ class MatMul:
     def writes(self) -> tuple[str, ...]:
         return (self.out,)
 
+    history = ()
+
 
 @dataclass(frozen=True)
 class Term:
@@ -60,7 +97,7 @@ class Term:
     at the same step (or, in ``NodeUpdate.own``, ``scale * P`` applied to the node itself);
     diagonal: ``scale * P * src[t - delay]``; identity: ``scale * src[t - delay]``."""
 
-    kind: str
+    kind: TermKind
     src: str
     delay: int = 0
     param: str | None = None
@@ -82,12 +119,13 @@ class NodeUpdate:
     out: str
     net: str
     terms: tuple[Term, ...]
-    combine: str = "sum"
+    combine: Combine = Combine.SUM
     bias: str | None = None
     activation: str = "identity"
     leak: float | None = None
     temperature: float = 1.0
     own: tuple[Term, ...] = ()
+    uid: int = 0
 
     @property
     def asynchronous(self) -> bool:
@@ -102,12 +140,15 @@ class NodeUpdate:
     def writes(self) -> tuple[str, ...]:
         return (self.out, self.net)
 
+    history = ()
+
 
 @dataclass(frozen=True)
 class Fused:
     """Element-wise NodeUpdates of one size run as one kernel (same meaning as in sequence)."""
 
     ops: tuple[NodeUpdate, ...]
+    uid: int = 0
 
     @property
     def reads(self) -> tuple[tuple[str, int], ...]:
@@ -118,15 +159,38 @@ class Fused:
     def writes(self) -> tuple[str, ...]:
         return tuple(w for op in self.ops for w in op.writes)
 
+    history = ()
 
-Op = MatMul | NodeUpdate | Fused
+
+@dataclass(frozen=True)
+class InitState:
+    """A learned initial state: ``out``'s history rows ``-rows .. -1`` (those the caller passes
+    no state for) are the vector ``param`` for every batch row. It writes no step, so it runs
+    once, in a batched stage before every reader of ``out``; BPTT sums those rows' gradient
+    over the batch into ``param``'s."""
+
+    out: str
+    param: str
+    rows: int
+    uid: int = 0
+
+    reads = ()
+    writes = ()
+
+    @property
+    def history(self) -> tuple[str, ...]:
+        """The buffers whose initial rows (not steps) this op writes."""
+        return (self.out,)
+
+
+Op = MatMul | NodeUpdate | Fused | InitState
 
 
 @dataclass(frozen=True)
 class Stage:
     """``batched``: each op once over all steps; ``loop``: the ops in order, step by step."""
 
-    kind: str
+    kind: StageKind
     ops: tuple[Op, ...]
 
 
@@ -151,6 +215,16 @@ class Program:
         return Program(**{**fields, **changes})
 
 
+def all_ops(prog: Program) -> list[Op]:
+    """Every op of ``prog`` and every member of its Fused ops, in execution order."""
+    return [o for _, op in prog.ops() for o in (op, *(op.ops if isinstance(op, Fused) else ()))]
+
+
+def next_uid(prog: Program) -> int:
+    """A uid no op of ``prog`` has: for the ops a pass creates (count up from it)."""
+    return max((op.uid for op in all_ops(prog)), default=-1) + 1
+
+
 class IRError(AssertionError):
     """A Program that breaks an IR invariant (a compiler bug, never a user error)."""
 
@@ -158,15 +232,23 @@ class IRError(AssertionError):
 def check_program(prog: Program) -> Program:
     """Verify a Program's invariants; return it unchanged or raise :class:`IRError`.
 
-    Each buffer is written by exactly one op (inputs by none); every read names a known buffer;
-    a same-step read (delay 0) comes after the write, in the same stage or an earlier one;
-    a delayed read stays within the buffer's history (``delay <= pad``); MatMul blocks tile
-    ``out`` exactly; term columns stay in their buffer.
+    Each buffer is filed under its name and has a known role; every op has a uid no other op
+    has; stage and term kinds are known; Fused ops hold NodeUpdates only. Each buffer is
+    written by exactly one op (inputs by none); every read names a known buffer; a same-step
+    read (delay 0) comes after the write, in the same stage or an earlier one; a delayed read
+    stays within the buffer's history (``delay <= pad``). An initial state sits in a batched
+    stage, fills at most its buffer's history, once, before any op reads that history. MatMul
+    blocks tile ``out`` exactly; term columns stay in their buffer. Every output is written.
     """
+    _check_buffers_and_uids(prog)
     written: dict[str, int] = {name: -1 for name in prog.inputs}
+    history_read: set[str] = set()
+    initialised: set[str] = set()
     for i, (stage, op) in enumerate(prog.ops()):
-        if stage.kind not in ("batched", "loop"):
+        if stage.kind not in _STAGE_KINDS:
             raise IRError(f"unknown stage kind {stage.kind!r}")
+        for name in op.history:
+            _check_init(prog, stage, op, name, history_read, initialised)
         for name, delay in op.reads:
             if name not in prog.buffers:
                 raise IRError(f"{op_label(op)} reads unknown buffer {name!r}")
@@ -174,11 +256,15 @@ def check_program(prog: Program) -> Program:
                 raise IRError(f"{op_label(op)} reads {name}@-{delay} beyond its history")
             if delay == 0 and name not in written:
                 raise IRError(f"{op_label(op)} reads {name} before it is written")
-            if delay > 0 and name not in written and stage.kind != "loop":
+            if delay > 0 and name not in written and stage.kind != StageKind.LOOP:
                 raise IRError(f"{op_label(op)} reads {name}@-{delay} before it is written")
+            if delay > 0:
+                history_read.add(name)
         for name in op.writes:
             if name not in prog.buffers:
                 raise IRError(f"{op_label(op)} writes unknown buffer {name!r}")
+            if name in prog.inputs:
+                raise IRError(f"{op_label(op)} writes the input {name!r}")
             if name in written:
                 raise IRError(f"buffer {name!r} is written twice")
             written[name] = i
@@ -190,14 +276,60 @@ def check_program(prog: Program) -> Program:
     return prog
 
 
+_STAGE_KINDS = frozenset(StageKind)
+_TERM_KINDS = frozenset(TermKind)
+_ROLES = frozenset(BufferRole)
+
+
+def _check_buffers_and_uids(prog: Program) -> None:
+    for key, buf in prog.buffers.items():
+        if key != buf.name:
+            raise IRError(f"buffer {buf.name!r} is filed as {key!r}")
+        if buf.role not in _ROLES:
+            raise IRError(f"buffer {key!r} has unknown role {buf.role!r}")
+    owners: dict[int, Op] = {}
+    for _, op in prog.ops():
+        if isinstance(op, Fused) and not all(isinstance(m, NodeUpdate) for m in op.ops):
+            raise IRError(f"a fused op holds a {type(_first_other(op)).__name__}, "
+                          "not only NodeUpdates")
+    for op in all_ops(prog):
+        if op.uid in owners:
+            raise IRError(f"uid {op.uid} belongs to two ops: {op_label(owners[op.uid])} "
+                          f"and {op_label(op)}")
+        owners[op.uid] = op
+        for term in getattr(op, "terms", ()) + getattr(op, "own", ()):
+            if term.kind not in _TERM_KINDS:
+                raise IRError(f"{op_label(op)} has a term of unknown kind {term.kind!r}")
+
+
+def _first_other(op: Fused):
+    return next(m for m in op.ops if not isinstance(m, NodeUpdate))
+
+
+def _check_init(prog: Program, stage: Stage, op: InitState, name: str, history_read: set,
+                initialised: set) -> None:
+    if name not in prog.buffers:
+        raise IRError(f"{op_label(op)} writes unknown buffer {name!r}")
+    if stage.kind != StageKind.BATCHED:
+        raise IRError(f"{op_label(op)} is in a {stage.kind} stage, not a batched one")
+    if not 1 <= op.rows <= prog.buffers[name].pad:
+        raise IRError(f"{op_label(op)} writes {op.rows} rows of {name}'s history of "
+                      f"{prog.buffers[name].pad}")
+    if name in initialised:
+        raise IRError(f"the initial state of {name!r} is written twice")
+    if name in history_read:
+        raise IRError(f"{op_label(op)} comes after an op that reads {name}'s history")
+    initialised.add(name)
+
+
 def _check_columns(prog: Program, op) -> None:
     if isinstance(op, MatMul):
         edges = [b.cols for b in op.blocks]
-        if edges[0][0] != 0 or edges[-1][1] != prog.buffers[op.out].size or any(
+        if not edges or edges[0][0] != 0 or edges[-1][1] != prog.buffers[op.out].size or any(
                 a[1] != b[0] for a, b in zip(edges, edges[1:], strict=False)):
             raise IRError(f"{op_label(op)} blocks {edges} do not tile {op.out}")
         return
-    for term in op.terms + op.own:
+    for term in getattr(op, "terms", ()) + getattr(op, "own", ()):
         if term.cols and term.cols[1] > prog.buffers[term.src].size:
             raise IRError(f"{op_label(op)} reads columns {term.cols} outside {term.src}")
 
@@ -210,6 +342,8 @@ def op_label(op: Op) -> str:
         return f"{op.out} = gemm({op.src}@-{op.delay}, [{params}])"
     if isinstance(op, Fused):
         return "fused{" + "; ".join(op_label(o) for o in op.ops) + "}"
+    if isinstance(op, InitState):
+        return f"{op.out}@-{op.rows}..-1 = init({op.param})"
     terms = " ".join((f"{t.scale:g}*" if t.scale != 1 else "") + f"{t.kind}({t.src}"
                      + (f"@-{t.delay}" if t.delay else "")
                      + (f"[{t.cols[0]}:{t.cols[1]}]" if t.cols else "") + ")" for t in op.terms)
@@ -219,18 +353,19 @@ def op_label(op: Op) -> str:
 
 
 def format_program(prog: Program) -> str:
-    """The Program as text: buffers, then each stage and its ops (``inspect --schedule``)."""
+    """The Program as text: buffers, then each stage and its ops, each op with its uid
+    (``inspect --schedule``, ``GRAPHRNN_DEBUG=2``/``3``)."""
     lines = ["buffers:"]
     for b in prog.buffers.values():
         pad = f" pad={b.pad}" if b.pad else ""
         lines.append(f"  {b.name:<16} {b.role:<6} size={b.size}{pad}")
     for i, stage in enumerate(prog.stages):
-        head = "for t in 0..T-1:" if stage.kind == "loop" else "once over all T steps:"
+        head = "for t in 0..T-1:" if stage.kind == StageKind.LOOP else "once over all T steps:"
         lines.append(f"stage {i} {head}")
         for op in stage.ops:
             if isinstance(op, Fused):
-                lines.append("  fused kernel:")
-                lines += [f"    {op_label(o)}" for o in op.ops]
+                lines.append(f"  #{op.uid:<3} fused kernel:")
+                lines += [f"    #{o.uid:<3} {op_label(o)}" for o in op.ops]
             else:
-                lines.append(f"  {op_label(op)}")
+                lines.append(f"  #{op.uid:<3} {op_label(op)}")
     return "\n".join(lines)

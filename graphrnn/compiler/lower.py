@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from itertools import count
+
 import networkx as nx
 
-from graphrnn.compiler.ir import Block, Buffer, MatMul, NodeUpdate, Program, Stage, Term
+from graphrnn.compiler.ir import (
+    Block,
+    Buffer,
+    BufferRole,
+    Combine,
+    InitState,
+    MatMul,
+    NodeUpdate,
+    Program,
+    Stage,
+    StageKind,
+    Term,
+    TermKind,
+)
 from graphrnn.frontend.network import Edge, Network
 
 
@@ -15,22 +30,29 @@ def lower(net: Network) -> Program:
     order. A component without a cycle becomes a ``batched`` stage (its work for all T steps at
     once); a time loop becomes a ``loop`` stage. Inside a component, nodes follow the order of
     their same-step (delay-0) edges. Each ``full`` edge is one MatMul into its own buffer,
-    followed by the NodeUpdate of its destination.
+    followed by the NodeUpdate of its destination. A first batched stage writes the learned
+    initial states (one :class:`~graphrnn.compiler.ir.InitState` per such node with a
+    history). Ops are numbered (``uid``) in the order they are made.
     """
-    buffers = {name: Buffer(name, size, net.history[name], "input")
+    uids = count()
+    buffers = {name: Buffer(name, size, net.history[name], BufferRole.INPUT)
                for name, size in net.inputs.items()}
     for name, node in net.nodes.items():
-        buffers[name] = Buffer(name, node.size, net.history[name], "node")
-        buffers[f"{name}:net"] = Buffer(f"{name}:net", node.size, 0, "net")
+        buffers[name] = Buffer(name, node.size, net.history[name], BufferRole.NODE)
+        buffers[f"{name}:net"] = Buffer(f"{name}:net", node.size, 0, BufferRole.NET)
+    inits = tuple(InitState(name, f"{name}.init", net.history[name], next(uids))
+                  for name, node in net.nodes.items()
+                  if node.init_state == "learned" and net.history[name] > 0)
+    stages = [Stage(StageKind.BATCHED, inits)] if inits else []
     loops = {frozenset(members) for members in net.time_loops}
-    stages = []
     for members in _components(net):
         ops = []
         for name in members:
-            node_ops, gemms = _lower_node(net, name)
+            node_ops, gemms = _lower_node(net, name, uids)
             buffers.update(gemms)
             ops += node_ops
-        stages.append(Stage("loop" if frozenset(members) in loops else "batched", tuple(ops)))
+        kind = StageKind.LOOP if frozenset(members) in loops else StageKind.BATCHED
+        stages.append(Stage(kind, tuple(ops)))
     return Program(buffers, tuple(stages), tuple(net.inputs), tuple(net.outputs),
                    {"name": net.name})
 
@@ -58,22 +80,23 @@ def _is_own(net: Network, edge: Edge) -> bool:
             and net.nodes[edge.dst].update == "asynchronous")
 
 
-def _lower_node(net: Network, name: str) -> tuple[list, dict[str, Buffer]]:
+def _lower_node(net: Network, name: str, uids) -> tuple[list, dict[str, Buffer]]:
     node = net.nodes[name]
     ops, buffers, terms, own = [], {}, [], []
     for edge in net.in_edges(name):
         if _is_own(net, edge):
-            own.append(Term(edge.weight, edge.src, 1, edge.param, edge.scale,
+            own.append(Term(TermKind(edge.weight), edge.src, 1, edge.param, edge.scale,
                             transpose=edge.transpose))
         elif edge.weight == "full":
             gemm = f"{edge.src}@{edge.delay}->{name}" if edge.delay else f"{edge.src}->{name}"
-            buffers[gemm] = Buffer(gemm, node.size, 0, "gemm")
+            buffers[gemm] = Buffer(gemm, node.size, 0, BufferRole.GEMM)
             block = Block(edge.param, edge.scale, edge.transpose, (0, node.size))
-            ops.append(MatMul(edge.src, edge.delay, (block,), gemm))
-            terms.append(Term("full", gemm, 0, cols=(0, node.size)))
+            ops.append(MatMul(edge.src, edge.delay, (block,), gemm, next(uids)))
+            terms.append(Term(TermKind.FULL, gemm, 0, cols=(0, node.size)))
         else:
-            terms.append(Term(edge.weight, edge.src, edge.delay, edge.param, edge.scale))
+            terms.append(Term(TermKind(edge.weight), edge.src, edge.delay, edge.param,
+                              edge.scale))
     bias = f"{name}.bias" if net.has_bias(name) else None
-    ops.append(NodeUpdate(name, name, f"{name}:net", tuple(terms), node.combine, bias,
-                          node.activation, node.leak, node.temperature, tuple(own)))
+    ops.append(NodeUpdate(name, name, f"{name}:net", tuple(terms), Combine(node.combine), bias,
+                          node.activation, node.leak, node.temperature, tuple(own), next(uids)))
     return ops, buffers
