@@ -75,5 +75,6 @@ def _lower_node(net: Network, name: str) -> tuple[list, dict[str, Buffer]]:
             terms.append(Term(edge.weight, edge.src, edge.delay, edge.param, edge.scale))
     bias = f"{name}.bias" if net.has_bias(name) else None
     ops.append(NodeUpdate(name, name, f"{name}:net", tuple(terms), node.combine, bias,
-                          node.activation, node.leak, node.temperature, tuple(own)))
+                          node.activation, node.leak, node.temperature, tuple(own),
+                          node.alpha, node.beta))
     return ops, buffers

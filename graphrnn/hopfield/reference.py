@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Unit types the reference (and :func:`graphrnn.hopfield.network`) understands.
-ACTIVATIONS = ("sign", "step", "tanh", "bernoulli")
+from graphrnn.ops.activations import ELEMENTWISE, REGISTRY
+
+#: Unit types the reference (and :func:`graphrnn.hopfield.network`) understands: every
+#: element-wise activation record (at its default ``alpha``/``beta``).
+ACTIVATIONS = ELEMENTWISE
 
 
 def _act(h: np.ndarray, activation: str, temperature: float,
          rng: np.random.Generator) -> np.ndarray:
-    if activation == "sign":
-        return np.where(h >= 0, 1.0, -1.0)
-    if activation == "step":
-        return np.where(h >= 0, 1.0, 0.0)
-    if activation == "tanh":
-        return np.tanh(h)
-    p = 0.5 * (1.0 + np.tanh(0.5 * h / temperature))  # sigmoid(h / T), overflow-free
-    return (rng.random(h.shape) < p).astype(float)
+    if activation == "bernoulli":  # draws from this reference's own generator
+        p = 0.5 * (1.0 + np.tanh(0.5 * h / temperature))  # sigmoid(h / T), overflow-free
+        return (rng.random(h.shape) < p).astype(float)
+    record = REGISTRY[activation]
+    return record.reference(h, record.params(temperature=temperature))
 
 
 def relax(W: np.ndarray, s0: np.ndarray, *, b: np.ndarray | None = None, steps: int = 1,
@@ -42,7 +42,8 @@ def relax(W: np.ndarray, s0: np.ndarray, *, b: np.ndarray | None = None, steps: 
     steps : int
         Full update steps to run.
     update : {"asynchronous", "synchronous"}
-    activation : {"sign", "step", "tanh", "bernoulli"}
+    activation : str
+        One of :data:`ACTIVATIONS` (``sign``, ``step``, ``tanh``, ``bernoulli``, ...).
     leak : float, optional
         Leaky integration rate ``a`` in ``(0, 1]``.
     temperature : float
