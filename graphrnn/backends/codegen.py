@@ -216,7 +216,7 @@ def _backward_member(e: _Emitter, k: int, op: NodeUpdate, no_grad: set[str], net
         parts += [f"g{k}"] if op.out in plan.in_registers else []
         lines.append(f"    {ct} g = {' + '.join(parts) or '0'};")
         leak, reads = op.leak is not None, REGISTRY[op.activation].grad_reads
-        if leak or reads == "input":
+        if reads == "input" or (leak and reads == "value"):  # a leak recomputes v
             lines.append(f"    const {ct} net = {e.ptr('buf', op.net)}[{e.index(op.net, 0)}];")
         if leak:
             gprev = f"&{e.ptr('grad', op.out, True)}[{e.index(op.out, 1)}]"

@@ -38,7 +38,7 @@ def plan_memory(members, buffers, keep: frozenset[str] | None, net_only: bool) -
     backward_reads = set()
     for m in members:
         reads = REGISTRY[m.activation].grad_reads  # a leaky node recomputes its value from net
-        if m.leak is not None or reads == "input":
+        if reads == "input" or (m.leak is not None and reads == "value"):
             backward_reads.add(m.net)
         elif reads == "value":
             backward_reads.add(m.out)

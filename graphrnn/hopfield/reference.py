@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphrnn.ops.activations import ELEMENTWISE, REGISTRY
+from graphrnn.ops.activations import REGISTRY
 
-#: Unit types the reference (and :func:`graphrnn.hopfield.network`) understands: every
-#: element-wise activation record (at its default ``alpha``/``beta``).
-ACTIVATIONS = ELEMENTWISE
+#: Unit types of Hopfield nets that the reference (and :func:`graphrnn.hopfield.network`)
+#: offers: a choice among the activation records (whose references ``_act`` uses), not a
+#: second list of activations.
+ACTIVATIONS = ("sign", "step", "tanh", "bernoulli")
+assert set(ACTIVATIONS) <= set(REGISTRY)
 
 
 def _act(h: np.ndarray, activation: str, temperature: float,
@@ -42,8 +44,7 @@ def relax(W: np.ndarray, s0: np.ndarray, *, b: np.ndarray | None = None, steps: 
     steps : int
         Full update steps to run.
     update : {"asynchronous", "synchronous"}
-    activation : str
-        One of :data:`ACTIVATIONS` (``sign``, ``step``, ``tanh``, ``bernoulli``, ...).
+    activation : {"sign", "step", "tanh", "bernoulli"}
     leak : float, optional
         Leaky integration rate ``a`` in ``(0, 1]``.
     temperature : float
