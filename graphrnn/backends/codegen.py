@@ -23,15 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graphrnn import config
+from graphrnn.backends.activation_c import header
 from graphrnn.backends.kernel_plan import KernelPlan, plan_memory
 from graphrnn.compiler.ir import Buffer, Fused, NodeUpdate, Term, op_label
+from graphrnn.ops.activations import REGISTRY
 
 #: ``kernels/`` beside the package (a source checkout or an editable install).
 KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
 CTYPES = {"float32": "float", "float64": "double"}
 #: the header each target's source includes
 TARGETS = {"cuda": "activations.cuh", "host": "host.h"}
-ACTIVATIONS = ("identity", "tanh", "sigmoid", "relu", "sign", "step", "bernoulli")
 
 
 @dataclass(frozen=True)
@@ -142,28 +143,28 @@ def _term_value(e: _Emitter, term: Term, live: dict[str, str]) -> str:
     return src if term.scale == 1 else f"{src} * {e.lit(term.scale)}"
 
 
+def _scalars(e: _Emitter, op: NodeUpdate, grad: bool = False) -> list[str]:
+    """The literal (or noise) arguments after ``x`` / ``g, v|x`` of the record's C function."""
+    act = REGISTRY[op.activation]
+    p = act.params(op.alpha, op.beta, op.temperature)
+    values = {"alpha": p.alpha, "beta": p.beta, "inv_t": 1.0 / op.temperature,
+              "t": op.temperature}
+    u = f"{e.ptr('noise', op.node)}[((gr_index)tt * B + b) * {e.size} + j]" if act.noise else ""
+    return [u if a == "u" else e.lit(values[a]) for a in act.c_args(grad)]
+
+
 def _activation(e: _Emitter, op: NodeUpdate, net: str) -> str:
-    act = op.activation
-    if act == "identity":
+    if op.activation == "identity":
         return net
-    if act == "bernoulli":
-        u = f"{e.ptr('noise', op.node)}[((gr_index)tt * B + b) * {e.size} + j]"
-        return f"gr_bernoulli({net}, {u}, {e.lit(1.0 / op.temperature)})"
-    return f"gr_{act}({net})"
+    return f"gr_act_{op.activation}({', '.join([net, *_scalars(e, op)])})"
 
 
 def _local_grad(e: _Emitter, op: NodeUpdate, g: str, v: str, net: str) -> str:
-    act = op.activation
-    if act in ("identity", "sign", "step"):
+    act = REGISTRY[op.activation]
+    if act.c_grad == "g":  # identity, straight-through sign and step
         return g
-    if act == "tanh":
-        return f"gr_dtanh({g}, {v})"
-    if act == "sigmoid":
-        return f"gr_dsigmoid({g}, {v})"
-    if act == "relu":
-        return f"gr_drelu({g}, {net})"
-    return (f"gr_dbernoulli({g}, {net}, {e.lit(1.0 / op.temperature)}, "
-            f"{e.lit(op.temperature)})")
+    reads = {"value": [v], "input": [net], "none": []}[act.grad_reads]
+    return f"gr_dact_{op.activation}({', '.join([g, *reads, *_scalars(e, op, grad=True)])})"
 
 
 def _forward_member(e: _Emitter, k: int, op: NodeUpdate, live: dict[str, str],
@@ -214,14 +215,14 @@ def _backward_member(e: _Emitter, k: int, op: NodeUpdate, no_grad: set[str], net
                  if op.out in plan.grad_in_memory else [])
         parts += [f"g{k}"] if op.out in plan.in_registers else []
         lines.append(f"    {ct} g = {' + '.join(parts) or '0'};")
-        leak, act = op.leak is not None, op.activation
-        if leak or act in ("relu", "bernoulli"):
+        leak, reads = op.leak is not None, REGISTRY[op.activation].grad_reads
+        if reads == "input" or (leak and reads == "value"):  # a leak recomputes v
             lines.append(f"    const {ct} net = {e.ptr('buf', op.net)}[{e.index(op.net, 0)}];")
         if leak:
             gprev = f"&{e.ptr('grad', op.out, True)}[{e.index(op.out, 1)}]"
             lines.append(f"    gr_atomic_add({gprev}, {e.lit(1 - op.leak)} * g);")
             lines.append(f"    g = g * {e.lit(op.leak)};")
-        if act in ("tanh", "sigmoid"):
+        if reads == "value":
             value = (_activation(e, op, "net") if leak
                      else f"{e.ptr('buf', op.out)}[{e.index(op.out, 0)}]")
             lines.append(f"    const {ct} v = {value};")
@@ -295,7 +296,7 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
     ctype = CTYPES[dtype]
     size = buffers[members[0].out].size
     for m in members:
-        if m.activation not in ACTIVATIONS and not net_only:
+        if not REGISTRY[m.activation].elementwise and not net_only:
             raise ValueError(f"activation {m.activation!r} is not element-wise")
         if buffers[m.out].size != size:
             raise ValueError(f"fused members differ in size: {m.node} is not {size} wide")
@@ -334,7 +335,9 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
 
 def expand_includes(source: str, kernel_dir: Path = KERNEL_DIR) -> str:
     """``source`` with each ``#include "x.cuh"`` of ``kernels/`` replaced by the file's text
-    (once each), so NVRTC needs no include path and CuPy's cache key covers the headers."""
+    (once each), so NVRTC needs no include path and CuPy's cache key covers the headers. The
+    activation tables are not files: their text is generated from the records
+    (:mod:`graphrnn.backends.activation_c`)."""
     seen: set[str] = set()
     todo = source.splitlines()
     out: list[str] = []
@@ -345,7 +348,9 @@ def expand_includes(source: str, kernel_dir: Path = KERNEL_DIR) -> str:
             name = stripped[len("#include \""):-1]
             if name not in seen:
                 seen.add(name)
-                todo[:0] = (kernel_dir / name).read_text().splitlines()
+                text = header(name)
+                todo[:0] = (text if text is not None
+                            else (kernel_dir / name).read_text()).splitlines()
             continue
         out.append(line)
     return "\n".join(out) + "\n"

@@ -14,16 +14,18 @@ from dataclasses import replace
 
 import numpy as np
 
+from graphrnn.backends.activation_c import codes
 from graphrnn.backends.codegen import KERNEL_DIR, Arg
 from graphrnn.compiler.fusion import elementwise
 from graphrnn.compiler.ir import Fused, MatMul, NodeUpdate
+from graphrnn.ops.activations import REGISTRY
 from graphrnn.ops.fused import FusedKernel
 from graphrnn.ops.matmul import MatMulKernel
 from graphrnn.ops.node_update import NodeUpdateKernel
 
 BLOCK = 256
-ACT_CODES = {"identity": 0, "tanh": 1, "sigmoid": 2, "relu": 3, "sign": 4, "step": 5,
-             "bernoulli": 6}
+#: ``GR_ACT_*`` of ``hopfield_async.cu``: the records' codes (the CUDA defines come from them too)
+ACT_CODES = codes()
 SUFFIX = {"float32": "f32", "float64": "f64"}
 
 
@@ -188,9 +190,11 @@ class AsyncNodeKernel(_Kernel):
         u = run.uniforms.get(op.node)
         self.u = None if u is None else backend.stable(("noise", op.node), u)
         leak = op.leak is not None
+        p = REGISTRY[op.activation].params(op.alpha, op.beta, op.temperature)
         self.consts = (np.int32(self.batch), np.int32(n), np.int32(ACT_CODES[op.activation]),
                        self.real(1.0 / op.temperature), self.real(op.leak if leak else 1.0),
-                       self.real(1 - op.leak if leak else 0.0), np.int32(leak))
+                       self.real(1 - op.leak if leak else 0.0), np.int32(leak),
+                       self.real(p.alpha), self.real(p.beta))
         self.block = _pow2_block(n)
 
     def pointers(self, backward: bool) -> tuple:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from graphrnn.ops.activations import REGISTRY
+
 
 @dataclass(frozen=True)
 class KernelPlan:
@@ -35,9 +37,10 @@ def plan_memory(members, buffers, keep: frozenset[str] | None, net_only: bool) -
         return KernelPlan(outs | nets, outs, nets, frozenset())
     backward_reads = set()
     for m in members:
-        if m.leak is not None or m.activation in ("relu", "bernoulli"):
+        reads = REGISTRY[m.activation].grad_reads  # a leaky node recomputes its value from net
+        if reads == "input" or (m.leak is not None and reads == "value"):
             backward_reads.add(m.net)
-        elif m.activation in ("tanh", "sigmoid"):
+        elif reads == "value":
             backward_reads.add(m.out)
         if m.combine == "product" and len(m.terms) > 1:
             backward_reads.update(t.src for t in m.terms if t.kind != "full")

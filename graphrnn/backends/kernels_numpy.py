@@ -66,7 +66,8 @@ def softmax_backward(x: np.ndarray, y: np.ndarray, g: np.ndarray,
 def hopfield_async_step(prev: np.ndarray, net: np.ndarray, w: np.ndarray, order: np.ndarray,
                         activation: str, uniforms: np.ndarray | None = None,
                         leak: float | None = None,
-                        temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                        temperature: float = 1.0, alpha: float | None = None,
+                        beta: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One asynchronous update step of a batch of states.
 
     Parameters
@@ -80,13 +81,15 @@ def hopfield_async_step(prev: np.ndarray, net: np.ndarray, w: np.ndarray, order:
     order : numpy.ndarray
         ``(N,)`` the order in which neurons update (shared by the batch).
     activation : str
-        identity, tanh, sigmoid, relu, sign, step or bernoulli.
+        Any element-wise activation (:data:`graphrnn.ops.activations.ELEMENTWISE`).
     uniforms : numpy.ndarray, optional
         ``(B, N)`` draws of bernoulli units.
     leak : float, optional
         ``s_i = a act(net_i) + (1 - a) prev_i``.
     temperature : float
         Of bernoulli units.
+    alpha, beta : float, optional
+        The node's activation keys (``None``: the activation's default).
 
     Returns
     -------
@@ -101,7 +104,7 @@ def hopfield_async_step(prev: np.ndarray, net: np.ndarray, w: np.ndarray, order:
         h[:, i] = h[:, i] + s @ w[i]
         a = np.empty_like(h[:, i:i + 1])
         u = None if uniforms is None else uniforms[:, i:i + 1]
-        activate(np, activation, h[:, i:i + 1], a, temperature, u)
+        activate(np, activation, h[:, i:i + 1], a, temperature, u, alpha, beta)
         if leak is not None:
             a = a * real(leak) + prev[:, i:i + 1] * real(1 - leak)
         s[:, i] = a[:, 0]

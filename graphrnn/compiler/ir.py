@@ -125,6 +125,9 @@ class NodeUpdate:
     leak: float | None = None
     temperature: float = 1.0
     own: tuple[Term, ...] = ()
+    #: the activation's ``alpha``/``beta`` node keys (``None``: its default)
+    alpha: float | None = None
+    beta: float | None = None
     uid: int = 0
 
     @property

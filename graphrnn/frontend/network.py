@@ -7,9 +7,11 @@ from functools import cached_property
 
 import networkx as nx
 
-ACTIVATIONS = ("identity", "tanh", "sigmoid", "relu", "softmax", "sign", "step", "bernoulli")
-#: Activations whose derivative is replaced by the straight-through estimator in BPTT.
-STRAIGHT_THROUGH = ("sign", "step", "bernoulli")
+from graphrnn.ops.activations import NAMES
+from graphrnn.ops.activations import STRAIGHT_THROUGH as STRAIGHT_THROUGH
+
+#: Activations a spec may name: the records of :mod:`graphrnn.ops.activations`.
+ACTIVATIONS = NAMES
 COMBINES = ("sum", "product")
 WEIGHT_KINDS = ("full", "diagonal", "identity")
 INIT_STATES = ("zeros", "learned")
@@ -24,7 +26,9 @@ class Node:
     """A layer of ``size`` units computing ``act(combine(W_e src_e[t - d_e]) + bias)``.
 
     ``bias`` is ``None`` for the default rule (a bias when a ``sum`` node has at least one
-    ``full`` or ``diagonal`` in-edge), or an explicit ``True``/``False``.
+    ``full`` or ``diagonal`` in-edge), or an explicit ``True``/``False``. ``alpha`` and
+    ``beta`` are the activation's parameters (``leaky_relu``, ``elu``, ...; ``None``: ONNX's
+    default for that activation).
     """
 
     name: str
@@ -37,6 +41,8 @@ class Node:
     update: str = "synchronous"
     temperature: float = 1.0
     line: int | None = None
+    alpha: float | None = None
+    beta: float | None = None
 
 
 @dataclass(frozen=True)

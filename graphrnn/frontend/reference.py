@@ -8,23 +8,17 @@ import numpy as np
 from graphrnn.frontend.network import Network
 from graphrnn.frontend.unroll import unroll
 from graphrnn.noise import draw_noise
+from graphrnn.ops.activations import REGISTRY
 
 
-def _softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+def _reference(record):
+    """``f(x, u, temperature, alpha=None, beta=None)``: a record's float64 reference."""
+    return lambda x, u, temp, alpha=None, beta=None: record.reference(
+        x, record.params(alpha, beta, temp, u))
 
 
-ACTIVATIONS = {
-    "identity": lambda x, u, temp: x,
-    "tanh": lambda x, u, temp: np.tanh(x),
-    "sigmoid": lambda x, u, temp: 1 / (1 + np.exp(-x)),
-    "relu": lambda x, u, temp: np.maximum(x, 0),
-    "softmax": lambda x, u, temp: _softmax(x),
-    "sign": lambda x, u, temp: np.where(x >= 0, 1.0, -1.0),
-    "step": lambda x, u, temp: np.where(x >= 0, 1.0, 0.0),
-    "bernoulli": lambda x, u, temp: (u < 1 / (1 + np.exp(-x / temp))).astype(float),
-}
+#: the reference activations by name, one per record of :mod:`graphrnn.ops.activations`
+ACTIVATIONS = {name: _reference(record) for name, record in REGISTRY.items()}
 
 
 def state_key(name: str, t: int) -> str:
@@ -84,7 +78,8 @@ def _term(params, edge, x):
 def _node_value(net, dag, params, values, noise, vertex, batch):
     name, t = dag.nodes[vertex]["node"], dag.nodes[vertex]["t"]
     node = net.nodes[name]
-    act = ACTIVATIONS[node.activation]
+    def act(x, u, temp):
+        return ACTIVATIONS[node.activation](x, u, temp, node.alpha, node.beta)
     bias = params[f"{name}.bias"] if net.has_bias(name) else 0.0
     prev = values.get(f"{name}@{t - 1}")
     asynchronous = node.update == "asynchronous"

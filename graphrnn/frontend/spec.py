@@ -16,7 +16,7 @@ from graphrnn.frontend.validate import did_you_mean, validate
 SECTIONS = ("name", "inputs", "nodes", "edges", "outputs")
 #: Keys of a node mapping.
 NODE_KEYS = ("size", "activation", "combine", "bias", "leak", "init_state", "update",
-             "temperature")
+             "temperature", "alpha", "beta")
 #: Keys of an edge mapping.
 EDGE_KEYS = ("from", "to", "delay", "weight", "scale", "name", "trainable", "init", "transpose")
 #: Edge keys that only make sense for an edge with a parameter (not ``identity``).

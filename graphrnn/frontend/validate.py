@@ -20,6 +20,7 @@ from graphrnn.frontend.network import (
     Edge,
     Network,
 )
+from graphrnn.ops.activations import REGISTRY
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -168,6 +169,18 @@ def _check_nodes(c: _Checker) -> None:
             bad("leak", f"leak must be a number in (0, 1] (1 means no leak), got {node.leak!r}")
         if not (_is_number(node.temperature) and node.temperature > 0):
             bad("temperature", f"temperature must be a number > 0, got {node.temperature!r}")
+        takes = REGISTRY[node.activation].keys
+        for key in ("alpha", "beta"):
+            value = getattr(node, key)
+            if value is None:
+                continue
+            if key not in takes:
+                with_key = [n for n, a in REGISTRY.items() if key in a.keys]
+                bad(key, f"activation {node.activation} takes no {key}; remove it (it applies "
+                    f"to {', '.join(with_key)})")
+            if not _is_number(value):
+                bad(key, f"{key} must be a finite number (the default for "
+                    f"{node.activation} is {takes[key]!r}), got {value!r}")
 
 
 def _check_edge_fields(c: _Checker) -> None:

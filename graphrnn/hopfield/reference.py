@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Unit types the reference (and :func:`graphrnn.hopfield.network`) understands.
+from graphrnn.ops.activations import REGISTRY
+
+#: Unit types of Hopfield nets that the reference (and :func:`graphrnn.hopfield.network`)
+#: offers: a choice among the activation records (whose references ``_act`` uses), not a
+#: second list of activations.
 ACTIVATIONS = ("sign", "step", "tanh", "bernoulli")
+assert set(ACTIVATIONS) <= set(REGISTRY)
 
 
 def _act(h: np.ndarray, activation: str, temperature: float,
          rng: np.random.Generator) -> np.ndarray:
-    if activation == "sign":
-        return np.where(h >= 0, 1.0, -1.0)
-    if activation == "step":
-        return np.where(h >= 0, 1.0, 0.0)
-    if activation == "tanh":
-        return np.tanh(h)
-    p = 0.5 * (1.0 + np.tanh(0.5 * h / temperature))  # sigmoid(h / T), overflow-free
-    return (rng.random(h.shape) < p).astype(float)
+    if activation == "bernoulli":  # draws from this reference's own generator
+        p = 0.5 * (1.0 + np.tanh(0.5 * h / temperature))  # sigmoid(h / T), overflow-free
+        return (rng.random(h.shape) < p).astype(float)
+    record = REGISTRY[activation]
+    return record.reference(h, record.params(temperature=temperature))
 
 
 def relax(W: np.ndarray, s0: np.ndarray, *, b: np.ndarray | None = None, steps: int = 1,

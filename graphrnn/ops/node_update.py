@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from graphrnn.compiler.ir import NodeUpdate, Term
-from graphrnn.ops.activations import activate, local_grad
+from graphrnn.ops.activations import REGISTRY
 
 
 class NodeUpdateKernel:
@@ -22,9 +22,14 @@ class NodeUpdateKernel:
         self.factors = [xp.asarray(t.scale * run.params[t.param]) if t.kind == "diagonal"
                         else t.scale for t in op.terms]
         self.bias = run.params[op.bias] if op.bias else None
-        #: BPTT reads the pre-activation only to recompute a leaky node's activation or a
-        #: bernoulli unit's probability; other nodes work in ``out`` and skip the net buffer.
-        self.keeps_net = op.leak is not None or op.activation == "bernoulli" or bool(op.own)
+        #: the activation's record and scalars (``alpha``, ``beta``, temperature)
+        self.act = REGISTRY[op.activation]
+        self.act_params = self.act.params(op.alpha, op.beta, op.temperature)
+        #: BPTT reads the pre-activation only to recompute a leaky node's activation or where
+        #: the derivative reads its input (the record's ``grad_reads``); other nodes work in
+        #: ``out`` and skip the net buffer.
+        self.keeps_net = (op.leak is not None or self.act.grad_reads == "input"
+                          or bool(op.own))
         self._scratch: dict = {}
         if op.own:
             self.own = sum(_own_matrix(xp, run.params, t, run.size(op.node)) for t in op.own)
@@ -60,11 +65,15 @@ class NodeUpdateKernel:
         if op.own:
             return self._asynchronous(net, out, lo)
         if net is not out or op.activation != "identity":
-            activate(xp, op.activation, net, out, op.temperature, self.uniforms(lo, hi))
+            self.activate(net, out, self.uniforms(lo, hi))
         if op.leak is not None:
             prev = self.prev(lo, hi)
             out *= op.leak
             out += xp.multiply(prev, 1 - op.leak, out=self.scratch("leak", prev))
+
+    def activate(self, net, out, uniforms) -> None:
+        """``out[...] = act(net)`` by the record (the run's ``uniforms`` for stochastic units)."""
+        self.act.forward(self.run.xp, net, out, self.act_params._replace(uniforms=uniforms))
 
     def _combine(self, target, lo, hi):
         """The combined terms plus bias: in ``target``, or the lone term's own view."""
@@ -101,7 +110,7 @@ class NodeUpdateKernel:
             s_i = s[:, i:i + 1]
             xp.copyto(old, s_i)
             u = None if uniforms is None else uniforms[:, i:i + 1]
-            activate(xp, op.activation, net[:, i:i + 1], s_i, op.temperature, u)
+            self.activate(net[:, i:i + 1], s_i, u)
             if op.leak is not None:
                 s_i *= op.leak
                 s_i += (1 - op.leak) * old
@@ -128,8 +137,8 @@ class NodeUpdateKernel:
             gprev += xp.multiply(g, 1 - op.leak, out=self.scratch("gprev", g))
             g = xp.multiply(g, op.leak, out=self.scratch("gleak", g))
             value = self.scratch("act", net)
-            activate(xp, op.activation, net, value, op.temperature, self.uniforms(lo, hi))
-        local_grad(xp, op.activation, g, value, net, dnet, op.temperature)
+            self.activate(net, value, self.uniforms(lo, hi))
+        self.act.grad(xp, g, value, net, dnet, self.act_params)
         for k, term in enumerate(op.terms):
             if dsources[k] is not None:
                 self._send(k, term, dsources[k](lo, hi), self.term_grad(k, dnet, lo, hi))

@@ -15,7 +15,8 @@ import pytest
 
 import graphrnn as gr
 from graphrnn.backends import kernels_numpy as twins
-from graphrnn.backends.codegen import KERNEL_DIR, generate
+from graphrnn.backends.codegen import KERNEL_DIR, expand_includes, generate
+from graphrnn.backends.cuda_ops import ACT_CODES
 from graphrnn.compiler.fusion import elementwise
 from graphrnn.compiler.ir import Fused, NodeUpdate
 from graphrnn.frontend.reference import ACTIVATIONS, reference_forward
@@ -67,8 +68,12 @@ def test_nvcc_compiles_every_kernel_for_sm90_and_portable_ptx(tmp_path):
             generated += generated_sources(prog, dtype)
     assert len(generated) >= 2 * len(NETWORKS) + len(EXTRA)
     all_generated = tmp_path / "generated.cu"
-    all_generated.write_text("\n".join(dict.fromkeys(generated)))  # one file, one nvcc per target
-    sources = sorted(KERNEL_DIR.glob("*.cu")) + [all_generated]
+    # one file, one nvcc per target
+    all_generated.write_text(expand_includes("\n".join(dict.fromkeys(generated))))
+    sources = [all_generated]
+    for path in sorted(KERNEL_DIR.glob("*.cu")):  # headers expanded: the activation tables
+        sources.append(tmp_path / path.name)       # are generated, as the loader does
+        sources[-1].write_text(expand_includes(path.read_text()))
     assert {p.name for p in sources} >= {"softmax.cu", "hopfield_async.cu"}
     jobs = [(p, t) for p in sources for t in TARGETS]
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -83,8 +88,8 @@ def test_nvcc_compiles_every_kernel_for_sm90_and_portable_ptx(tmp_path):
 def test_nvcc_rejects_a_broken_kernel(tmp_path):
     """The compile test can fail: a syntax error in a kernel is caught without a GPU."""
     bad = tmp_path / "bad.cu"
-    bad.write_text('#include "activations.cuh"\nextern "C" __global__ void k(float* x) '
-                   "{ x[0] = gr_tanh(x[0]) }\n")
+    bad.write_text(expand_includes('#include "activations.cuh"\nextern "C" __global__ void '
+                                   "k(float* x) { x[0] = gr_tanh(x[0]) }\n"))
     assert nvcc(bad, "sm_90", tmp_path).returncode != 0
 
 
@@ -217,12 +222,11 @@ def test_hopfield_kernel_on_the_host_matches_its_twin(dtype, act, leak):
     order = np.argsort(rng.random((4, n)), axis=1).astype(np.int32)
     u = rng.random((4, b, n)).astype(dtype)
     prev, net_in = out[t].copy(), net[t].copy()
-    codes = {"sign": 4, "bernoulli": 6, "tanh": 1}
     _run(lib, f"gr_hopfield_async_{sfx}", b,
          (out, np.int64(1 + t), net, np.int64(t), w, order, np.int64(t * n), u, np.int64(t),
-          np.int32(act == "bernoulli"), np.int32(b), np.int32(n), np.int32(codes[act]),
+          np.int32(act == "bernoulli"), np.int32(b), np.int32(n), np.int32(ACT_CODES[act]),
           real(1 / 0.8), real(leak or 1.0), real(1 - leak if leak else 0.0),
-          np.int32(leak is not None)))
+          np.int32(leak is not None), real(0.0), real(0.0)))
     want_s, want_net = twins.hopfield_async_step(
         prev, net_in, w, order[t], act, u[t] if act == "bernoulli" else None, leak, 0.8)
     tol = 1e-5 if dtype == "float32" else 1e-13

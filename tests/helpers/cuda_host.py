@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from graphrnn.backends.base import Backend
-from graphrnn.backends.codegen import KERNEL_DIR
+from graphrnn.backends.codegen import KERNEL_DIR, expand_includes
 from graphrnn.backends.cupy_backend import CupyBackend
 
 SHIM = Path(__file__).with_name("cuda_host_shim.h")
@@ -36,7 +36,7 @@ def compile_host(source: str) -> ctypes.CDLL:
         if not _BUILD:
             _BUILD.append(Path(tempfile.mkdtemp(prefix="graphrnn-host-")))
         src, lib = _BUILD[0] / f"{digest}.cu", _BUILD[0] / f"{digest}.so"
-        src.write_text(source)
+        src.write_text(expand_includes(source))
         cmd = [CXX, "-x", "c++", "-std=c++14", "-O1", "-shared", "-fPIC", "-include", str(SHIM),
                "-I", str(KERNEL_DIR), "-o", str(lib), str(src)]
         done = subprocess.run(cmd, capture_output=True, text=True)

@@ -6,8 +6,9 @@
 //     net[i] += sum_j W[i, j] s[j];   s[i] = act(net[i])   (with a leak a: a act + (1 - a) prev[i])
 // ``net`` holds the node's other terms and bias on entry (the generated net-only kernel writes
 // it) and the full net input on exit. ``out`` is the node's history buffer: row ``out_row`` is
-// written, row ``out_row - 1`` is the previous state. Activations: identity, tanh, sigmoid,
-// relu, sign, step, bernoulli (with the run's uniforms ``u``).
+// written, row ``out_row - 1`` is the previous state. Activations: every element-wise record of
+// graphrnn/ops/activations.py, by its code ``act`` (bernoulli with the run's uniforms ``u``;
+// ``alpha``, ``beta`` the node's keys).
 #include "activations.cuh"
 #include "reduce.cuh"
 
@@ -15,7 +16,7 @@ template <typename T>
 GR_DEVICE void gr_hopfield_step(T* out, gr_index out_row, T* net, gr_index net_row, const T* W,
                                 const int* order, const T* u, gr_index u_row, int has_u, int B,
                                 int N, int act, T inv_temperature, T leak, T one_minus_leak,
-                                int has_leak, T* red) {
+                                int has_leak, T alpha, T beta, T* red) {
     const int b = blockIdx.x;
     if (b >= B) return;  // uniform per block
     T* s = out + (out_row * B + b) * N;
@@ -33,7 +34,7 @@ GR_DEVICE void gr_hopfield_step(T* out, gr_index out_row, T* net, gr_index net_r
         if (threadIdx.x == 0) {
             const T x = h[i] + total;
             h[i] = x;
-            T a = gr_activate(act, x, has_u ? ub[i] : (T)0, inv_temperature);
+            T a = gr_activate(act, x, has_u ? ub[i] : (T)0, alpha, beta, inv_temperature);
             if (has_leak) a = a * leak + prev[i] * one_minus_leak;
             s[i] = a;
         }
@@ -45,10 +46,11 @@ GR_DEVICE void gr_hopfield_step(T* out, gr_index out_row, T* net, gr_index net_r
     extern "C" __global__ void gr_hopfield_async_##SUFFIX(                                  \
         T* out, gr_index out_row, T* net, gr_index net_row, const T* W, const int* order,   \
         gr_index order_off, const T* u, gr_index u_row, int has_u, int B, int N, int act,   \
-        T inv_temperature, T leak, T one_minus_leak, int has_leak) {                        \
+        T inv_temperature, T leak, T one_minus_leak, int has_leak, T alpha, T beta) {       \
         __shared__ T red[GR_BLOCK];                                                         \
         gr_hopfield_step(out, out_row, net, net_row, W, order + order_off, u, u_row, has_u, \
-                         B, N, act, inv_temperature, leak, one_minus_leak, has_leak, red);  \
+                         B, N, act, inv_temperature, leak, one_minus_leak, has_leak, alpha,  \
+                         beta, red);                                                        \
     }
 
 GR_HOPFIELD_KERNEL(float, f32)

@@ -1,10 +1,9 @@
-// graphrnn: activations for the CPU kernels, the C twin of activations.cuh. The NumPy backend
+// graphrnn: math primitives for the CPU kernels, the C twin of activations.cuh. The NumPy backend
 // compiles generated fused chains (graphrnn/codegen.py, target "host") with this header: loops
 // over (t, b, j) that the C compiler vectorises, so float exp/tanh/sigmoid are written here
 // branch-free (NumPy's float32 exp and tanh run at scalar speed on some CPUs); double uses
 // libm.
-// Same conventions as activations.cuh: derivatives from the activation's value (tanh, sigmoid)
-// or input (relu, bernoulli); straight-through for sign, step and bernoulli.
+// The activations themselves are the records' C text (the generated "activation_table.h").
 #ifndef GRAPHRNN_HOST_H
 #define GRAPHRNN_HOST_H
 
@@ -69,26 +68,13 @@ static inline double gr_sigmoidd(double x) { return 1.0 / (1.0 + exp(-x)); }
 #define gr_exp(x) _Generic((x), float: gr_expf, default: exp)(x)
 #define gr_tanh(x) _Generic((x), float: gr_tanhf, default: tanh)(x)
 #define gr_sigmoid(x) _Generic((x), float: gr_sigmoidf, default: gr_sigmoidd)(x)
-#define gr_relu(x) ((x) > 0 ? (x) : 0)
-#define gr_sign(x) ((x) >= 0 ? 1 : -1)
-#define gr_step(x) ((x) >= 0 ? 1 : 0)
-// fires (1) where the run's uniform draw u is below sigmoid(x / temperature)
-#define gr_bernoulli(x, u, inv_temperature) ((u) < gr_sigmoid((x) * (inv_temperature)) ? 1 : 0)
+#define gr_expm1(x) _Generic((x), float: expm1f, default: expm1)(x)
+#define gr_log1p(x) _Generic((x), float: log1pf, default: log1p)(x)
+#define gr_abs(x) _Generic((x), float: fabsf, default: fabs)(x)
 
-// g * act'(x) given the value v = act(x) (tanh, sigmoid) or the input x (relu, bernoulli)
-#define gr_dtanh(g, v) ((1 - (v) * (v)) * (g))
-#define gr_dsigmoid(g, v) ((1 - (v)) * (v) * (g))
-#define gr_drelu(g, x) ((x) > 0 ? (g) : 0)
-static inline float gr_dbernoullif(float g, float x, float inv_t, float t) {
-    const float s = gr_sigmoidf(x * inv_t);
-    return s * (1.0f - s) * (g / t);
-}
-static inline double gr_dbernoullid(double g, double x, double inv_t, double t) {
-    const double s = gr_sigmoidd(x * inv_t);
-    return s * (1.0 - s) * (g / t);
-}
-#define gr_dbernoulli(g, x, inv_t, t) \
-    _Generic((x), float: gr_dbernoullif, default: gr_dbernoullid)(g, x, inv_t, t)
+// the activations (gr_act_NAME, gr_dact_NAME), generated from graphrnn/ops/activations.py by
+// graphrnn/backends/activation_c.py and put in place of this #include by the loader
+#include "activation_table.h"
 
 // one thread runs the whole window in order, so a shared delayed row is a plain +=
 #define gr_atomic_add(p, v) (*(p) += (v))
