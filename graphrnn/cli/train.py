@@ -132,7 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
         model = gr.compile(net, backend=args.backend, dtype=args.dtype)
         params = model.init_params(seed=args.seed)
         if args.init:
-            loaded = load_data(args.init)
+            loaded = load_data(args.init, params)
             missing = sorted(set(params) - set(loaded))
             if missing:
                 return _fail("train", f"{args.init} lacks parameters {', '.join(missing)}")
