@@ -103,3 +103,43 @@ def check_targets(net: Network, targets: dict, loss: str, steps: int, batch: int
 def check_mask(name: str, mask, steps: int, batch: int) -> np.ndarray:
     """A per-step weight ``(T, B)`` (e.g. 1 on the last step only)."""
     return check_array("mask", name, mask, (steps, batch))
+
+
+def first_nonfinite(a) -> tuple[int, ...] | None:
+    """The index of the first NaN or inf in ``a`` (None when every value is finite)."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "fc" or np.isfinite(a).all():
+        return None
+    return tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+
+
+def check_data_array(a: np.ndarray, name: str, shape: tuple, ref: str, what: str,
+                     dtype=None) -> np.ndarray:
+    """An array of a data set (``data[name]``): its shape, numbers, finite; cast to ``dtype``.
+
+    Parameters
+    ----------
+    a : array
+    name : str
+        Its key in the data set.
+    shape : tuple of int
+        The shape it must have.
+    ref : str
+        The key the steps and batch ``(T, B)`` were taken from (named in the message).
+    what : str
+        What the array is for (``"input 'x'"``), named in the message.
+    dtype : dtype, optional
+        Cast to this (no copy when it already is); None keeps the dtype.
+    """
+    a = np.asarray(a)
+    if a.shape != tuple(shape):
+        want = f"({', '.join(map(str, shape))})"
+        raise DataError(f"data[{name!r}] has shape {a.shape}; {what} needs {want} "
+                        f"(T, B taken from data[{ref!r}])")
+    if a.dtype.kind not in "biuf":
+        raise DataError(f"data[{name!r}] has dtype {a.dtype}; expected numbers")
+    bad = first_nonfinite(a)
+    if bad is not None:
+        raise DataError(f"data[{name!r}] contains NaN or inf (first at step {bad[0]}, "
+                        f"sequence {bad[1]})")
+    return a if dtype is None else a.astype(dtype, copy=False)

@@ -33,3 +33,26 @@ class SpecError(ValueError):
 
 class DataError(ValueError):
     """Arrays handed to a model (inputs, parameters, states, targets) that do not fit it."""
+
+
+class DivergenceError(DataError):
+    """Training diverged: a loss, gradient norm or parameter became NaN or infinite.
+
+    A :class:`DataError` (so callers that catch bad-data errors catch it too, and the CLI
+    reports it as one line, exit 2), but its own type: the training loop tells divergence
+    from bad data by the type, never by the message.
+
+    Parameters
+    ----------
+    reason : str
+        What became non-finite (``"the loss is nan"``).
+    epoch, step : int, optional
+        1-based epoch and mini-batch where training stopped (None outside the loop).
+    advice : str, optional
+        What to try, appended to the message (the CLI words it with its own flags).
+    """
+
+    def __init__(self, reason: str, epoch: int | None = None, step: int | None = None,
+                 advice: str = ""):
+        self.reason, self.epoch, self.step, self.advice = reason, epoch, step, advice
+        super().__init__(f"{reason}. {advice}" if advice else reason)

@@ -8,7 +8,7 @@ from graphrnn import checks, config
 from graphrnn.backends import get_backend
 from graphrnn.compiler.ir import InitState, Program, format_program
 from graphrnn.compiler.passes import schedule
-from graphrnn.errors import DataError
+from graphrnn.errors import DataError, DivergenceError
 from graphrnn.executor import Run
 from graphrnn.frontend.init import init_params
 from graphrnn.frontend.network import Network
@@ -126,7 +126,7 @@ class Model:
             total += value
             run.rows(name, 0, run.steps, grad=True)[...] += dy
         if not np.isfinite(total):
-            raise DataError(f"the loss is {total}: the forward pass overflowed")
+            raise DivergenceError(f"the loss is {total}: the forward pass overflowed")
         with config.timed(1, "backward"):
             run.backward()
         grads = self._param_grads(run, state or {})

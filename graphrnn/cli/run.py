@@ -8,7 +8,7 @@ from graphrnn.backends import BACKENDS
 from graphrnn.files import save_npz
 from graphrnn.frontend.spec import load_spec
 from graphrnn.model import compile
-from graphrnn.training.io import load_data
+from graphrnn.training.data import NpzData, load_data, run_inputs
 
 
 def add_run_command(subparsers) -> None:
@@ -36,7 +36,7 @@ def run_command(args: argparse.Namespace) -> int:
     net = load_spec(args.spec)
     model = compile(net, backend=args.backend, dtype=args.dtype)
     params = load_data(args.params) if args.params else model.init_params(args.seed)
-    inputs = load_data(args.inputs) if args.inputs else {}
+    inputs = run_inputs(net, NpzData(args.inputs)) if args.inputs else {}
     state = None
     if args.state:
         state = {k.removeprefix("state:"): v for k, v in load_data(args.state).items()

@@ -34,6 +34,18 @@ def _tbptt(text: str):
     return parts[0] if len(parts) == 1 else tuple(parts)
 
 
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Help that shows each option's default (unless it is None or False, or already said)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        quiet = action.default is None or action.default is False
+        if (action.option_strings and not quiet and action.default != argparse.SUPPRESS
+                and "default" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
 def add_train_command(subparsers) -> argparse.ArgumentParser:
     """Add ``train SPEC --data D.npz ...`` to an argparse ``subparsers``; handler in ``func``.
 
@@ -51,27 +63,30 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
         "train", help="train a network on a data file",
         description="Train a network declared in SPEC on time-major sequences in an .npz file "
                     "(inputs named after the spec's inputs, targets after its outputs, "
-                    "optional mask).")
+                    "optional mask).", formatter_class=_DefaultsHelp)
     p.add_argument("spec", metavar="SPEC", help="the network's spec file (YAML)")
     p.add_argument("--data", required=True, metavar="D.npz", help="training data file")
-    p.add_argument("--backend", default="numpy", choices=BACKENDS)
-    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    p.add_argument("--loss", default="mse", choices=("mse", "cross_entropy"))
+    p.add_argument("--backend", default="numpy", choices=BACKENDS, help="array backend")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                   help="floating-point type")
+    p.add_argument("--loss", default="mse", choices=("mse", "cross_entropy"), help="the loss")
     p.add_argument("--target", action="append", metavar="OUTPUT",
                    help="an output to train (repeatable; default every output in the data)")
     p.add_argument("--mask-key", default="mask", metavar="NAME",
-                   help="name of the per-step mask array (default: mask)")
-    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
+                   help="name of the per-step mask array")
+    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"), help="optimizer")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default 1e-3 for adam, 1e-2 for sgd)")
     p.add_argument("--momentum", type=float, default=None, help="sgd momentum")
     p.add_argument("--nesterov", action="store_true", help="sgd: Nesterov momentum")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
+    p.add_argument("--epochs", type=int, default=10, help="epochs (a resumed run counts "
+                   "those already done)")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per mini-batch")
     p.add_argument("--clip", type=float, default=None, metavar="MAX_NORM",
                    help="clip the global gradient norm")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="fraction of the sequences held out for validation (0: none)")
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping: epochs without improvement before stopping")
     p.add_argument("--tbptt", type=_tbptt, default=None, metavar="K|K1,K2",
@@ -79,7 +94,7 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--bucket", action="store_true",
                    help="mini-batches of sequences of similar length (needs a mask)")
     p.add_argument("--checkpoint", default=None, metavar="CK.npz",
-                   help="checkpoint written every epoch and on Ctrl-C")
+                   help="checkpoint written every epoch and on Ctrl-C or SIGTERM")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--seed", type=int, default=0, help="seeds init, split and shuffles")
     p.add_argument("--init", default=None, metavar="P.npz",
@@ -97,7 +112,10 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
 def run_train(args: argparse.Namespace) -> int:
     """Handle ``graphrnn train``; returns the exit code (2: bad input, one line on stderr)."""
     import graphrnn as gr
-    from graphrnn.training.loop import load_data, plot_history, train
+    from graphrnn.errors import DivergenceError
+    from graphrnn.training.data import NpzData, load_data
+    from graphrnn.training.loop import check_training, train
+    from graphrnn.training.progress import plot_history
 
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         return _fail("train", "--plot needs matplotlib: pip install 'graphrnn[plot]'")
@@ -114,20 +132,27 @@ def run_train(args: argparse.Namespace) -> int:
         model = gr.compile(net, backend=args.backend, dtype=args.dtype)
         params = model.init_params(seed=args.seed)
         if args.init:
-            loaded = load_data(args.init)
+            loaded = load_data(args.init, params)
             missing = sorted(set(params) - set(loaded))
             if missing:
                 return _fail("train", f"{args.init} lacks parameters {', '.join(missing)}")
             params = {k: np.asarray(loaded[k], dtype=params[k].dtype) for k in params}
-        result = train(model, params, args.data, targets=args.target, loss=args.loss,
-                       optimizer=args.optimizer, lr=lr, optimizer_kw=opt_kw, epochs=args.epochs,
-                       batch_size=args.batch_size, clip=args.clip,
-                       val_fraction=args.val_fraction, patience=args.patience,
-                       checkpoint=args.checkpoint, resume=args.resume,
-                       progress=not args.no_progress, seed=args.seed, tbptt=args.tbptt,
-                       mask_key=args.mask_key, restore_best=not args.last,
-                       bucket=args.bucket)
-    except (ValueError, ImportError, OSError) as exc:  # SpecError, DataError, diverged...
+        settings = dict(targets=args.target, loss=args.loss, optimizer=args.optimizer, lr=lr,
+                        optimizer_kw=opt_kw, epochs=args.epochs, batch_size=args.batch_size,
+                        clip=args.clip, val_fraction=args.val_fraction,
+                        patience=args.patience, checkpoint=args.checkpoint,
+                        resume=args.resume, progress=not args.no_progress, seed=args.seed,
+                        tbptt=args.tbptt, mask_key=args.mask_key, restore_best=not args.last,
+                        bucket=args.bucket)
+        data = NpzData(args.data)  # read once, checked here and trained on
+        if not args.output:
+            check_training(model, params, data, **settings)
+            print("graphrnn train: no -o given: trained parameters will not be saved",
+                  file=sys.stderr)
+        result = train(model, params, data, **settings)
+    except DivergenceError as exc:  # the advice in the CLI's words
+        return _fail("train", f"{exc.reason}. Try a lower --lr or --clip MAX_NORM")
+    except (ValueError, ImportError, OSError) as exc:  # SpecError, DataError...
         return _fail("train", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     try:
         if args.output:

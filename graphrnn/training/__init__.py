@@ -1,1 +1,1 @@
-"""Training: the loop, data and checkpoints, optimizers, losses and the bundled tasks."""
+"""Training: the loop (TrainState, run_epoch, train) and its data, checkpoints and progress."""

@@ -1,45 +1,35 @@
-"""Training loop: mini-batches, validation, early stopping, truncated BPTT, checkpoints."""
+"""The training loop: a TrainState advanced one epoch at a time by run_epoch, driven by train."""
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from graphrnn.errors import DataError
-from graphrnn.training.io import (
+from graphrnn.errors import DivergenceError
+from graphrnn.training.checkpoints import (
     CheckpointError,
-    Progress,
-    check_data,
+    CheckpointLock,
+    clean_stale_temps,
     load_checkpoint,
-    load_data,
-    model_io,
-    plot_history,
     save_checkpoint,
 )
-from graphrnn.training.losses import loss_and_grad
-from graphrnn.training.optim import Optimizer, clip_global_norm, global_norm, make_optimizer
+from graphrnn.training.optim import Optimizer
+from graphrnn.training.progress import Progress
+from graphrnn.training.setup import Plan, check_training, prepare
+from graphrnn.training.signals import terminate_as_interrupt
+from graphrnn.training.steps import parse_tbptt
 
-__all__ = ["CheckpointError", "NonFiniteLossError", "TrainResult", "check_data", "load_data",
-           "model_io", "parse_tbptt", "plot_history", "train"]
+__all__ = ["CheckpointError", "DivergenceError", "NonFiniteLossError", "Plan", "TrainResult",
+           "TrainState", "check_training", "parse_tbptt", "prepare", "run_epoch", "train"]
 
-
-_NONFINITE = re.compile(r"\b(nan|inf|-inf)\b", re.IGNORECASE)
-
-
-class NonFiniteLossError(ValueError):
-    """The loss (or the gradient norm) became NaN or infinite; names the epoch and step."""
-
-    def __init__(self, message: str, epoch: int, step: int):
-        self.epoch, self.step = epoch, step
-        super().__init__(message)
+#: The former name of :class:`graphrnn.errors.DivergenceError` (same class).
+NonFiniteLossError = DivergenceError
+#: What a diverged run suggests (the CLI words it with its flags).
+ADVICE = "Try a lower learning rate or clip="
 
 
 @dataclass
@@ -67,102 +57,120 @@ class TrainResult:
     checkpoint: Path | None = None
 
 
-def parse_tbptt(tbptt) -> tuple[int, int] | None:
-    """``None``, ``k`` or ``(k1, k2)`` with ``1 <= k1 <= k2`` -> ``(k1, k2)`` or None."""
-    if tbptt is None:
-        return None
-    k1, k2 = (tbptt, tbptt) if isinstance(tbptt, int | np.integer) else tuple(tbptt)
-    if not (int(k1) == k1 and int(k2) == k2 and 1 <= k1 <= k2):
-        raise ValueError(f"tbptt={tbptt!r}: need 1 <= k1 <= k2 (updates every k1 steps, "
-                         "backpropagating k2 steps; k1 > k2 is not supported)")
-    return int(k1), int(k2)
+@dataclass
+class TrainState:
+    """Where a run stands: what :func:`run_epoch` advances and a checkpoint records.
+
+    ``params`` and the optimizer's buffers are updated in place; the other fields change only
+    in :func:`run_epoch` (and when a checkpoint is loaded).
+
+    Attributes
+    ----------
+    params : dict
+        The parameters being trained.
+    opt : Optimizer
+    epoch : int
+        Epochs finished.
+    step : int
+        Mini-batches of the current epoch finished (a Ctrl-C checkpoint resumes there).
+    sums : list
+        The current epoch so far: loss x weight, weight, sequences, seconds.
+    history : list of dict
+        One entry per finished epoch (:attr:`TrainResult.history`).
+    best : dict or None
+        A copy of the best epoch's parameters (when kept).
+    best_epoch, best_loss, stale, stopped_reason
+        Early-stopping bookkeeping; ``stopped_reason`` None while running.
+    """
+
+    params: dict
+    opt: Optimizer
+    epoch: int = 0
+    step: int = 0
+    sums: list = field(default_factory=lambda: [0.0, 0.0, 0, 0.0])
+    history: list = field(default_factory=list)
+    best: dict | None = None
+    best_epoch: int | None = None
+    best_loss: float | None = None
+    stale: int = 0
+    stopped_reason: str | None = None
+
+    PROGRESS = ("epoch", "step", "sums", "history", "best_epoch", "best_loss", "stale",
+                "stopped_reason")
+
+    def progress(self) -> dict[str, Any]:
+        """The JSON-able fields a checkpoint's ``meta["run"]`` holds."""
+        return {k: getattr(self, k) for k in self.PROGRESS}
+
+    def restore(self, progress: Mapping[str, Any], best: dict | None) -> None:
+        """Take the fields of a checkpoint's ``meta["run"]`` and its best parameters."""
+        for k in self.PROGRESS:
+            setattr(self, k, progress[k])
+        self.best = best
 
 
-class _Stepper:
-    """Runs one mini-batch: a full-sequence update, or truncated-BPTT windows."""
+def run_epoch(state: TrainState, plan: Plan, bar: Progress) -> None:
+    """Finish the current epoch: its remaining mini-batches, validation, bookkeeping.
 
-    def __init__(self, model, loss: str, tbptt, opt: Optimizer | None, clip, keys):
-        self.model, self.loss, self.tbptt, self.opt, self.clip = model, loss, tbptt, opt, clip
-        self.keys = keys  # trainable parameter names
-        self.no_inputs = not model_io(model)[0]
+    Raises
+    ------
+    DivergenceError
+        Naming the 1-based epoch and mini-batch; ``state`` is as after the last good one.
+    """
+    epoch = state.epoch
+    order = plan.epoch_batches(epoch)
+    bar.start(epoch + 1, state.step)
+    while state.step < plan.n_batches:
+        idx = order[state.step]
+        t0 = time.perf_counter()
+        try:
+            total, weight = plan.stepper.batch(
+                state.params, plan.batch(plan.inputs, idx), plan.batch(plan.targets, idx),
+                plan.batch(plan.masks, idx).get("mask"))
+        except DivergenceError as exc:
+            raise DivergenceError(f"training stopped at epoch {epoch + 1}, step "
+                                  f"{state.step + 1}: {exc.reason}", epoch + 1,
+                                  state.step + 1) from None
+        sums = state.sums
+        sums[0] += total
+        sums[1] += weight
+        sums[2] += len(idx)
+        sums[3] += time.perf_counter() - t0
+        state.step += 1
+        bar.update(state.step, sums[0] / max(sums[1], 1e-300), sums[2] / max(sums[3], 1e-9))
+    _end_epoch(state, plan)
+    if state.best_epoch == epoch + 1 and plan.keep_best:
+        state.best = _copy_into(state.best, state.params)
+    bar.end(state.history[-1])
 
-    def _steps(self, steps: int) -> dict:
-        """``steps=`` for a network without inputs (a Hopfield net), else nothing."""
-        return {"steps": steps} if self.no_inputs else {}
 
-    def _fwd(self, params, inputs, state, lo, hi):
-        win = {k: v[lo:hi] for k, v in inputs.items()}
-        return self.model.forward(params, win, state=state, **self._steps(hi - lo))
+def _validation_loss(state: TrainState, plan: Plan) -> float | None:
+    total = weight = 0.0
+    for lo in range(0, len(plan.val_idx), plan.batch_size):
+        idx = plan.val_idx[lo:lo + plan.batch_size]
+        t, w = plan.scorer.batch(state.params, plan.batch(plan.inputs, idx),
+                                 plan.batch(plan.targets, idx),
+                                 plan.batch(plan.masks, idx).get("mask"))
+        total, weight = total + t, weight + w
+    return total / weight if weight else None
 
-    def batch(self, params, inputs, targets, mask) -> tuple[float, float]:
-        """Update ``params`` in place (or just score, without ``opt``): (loss sum, weight)."""
-        t = next(iter(targets.values())).shape[0]
-        b = next(iter(targets.values())).shape[1]
-        if self.opt is None:
-            return self._score(params, inputs, targets, mask, t)
-        if self.tbptt is None:
-            w = float(mask.sum()) if mask is not None else float(t * b)
-            if w == 0:  # nothing to learn from this mini-batch: no step at all
-                return 0.0, 0.0
-            loss, grads = self.model.gradients(params, inputs, targets, loss=self.loss,
-                                               mask=mask, **self._steps(t))
-            self._apply(params, loss, grads, "")
-            return loss * w, w
-        k1, k2 = self.tbptt
-        state, total, weight, prev_end = None, 0.0, 0.0, 0
-        ends = list(range(k1, t, k1)) + [t]
-        lo = 0
-        for j, end in enumerate(ends):
-            need_mask = mask is not None or lo < prev_end
-            win_mask = None
-            if need_mask:
-                win_mask = np.ones((end - lo, b)) if mask is None else mask[lo:end].astype(float)
-                win_mask[:prev_end - lo] = 0
-            nxt_lo = max(0, end - (k2 - k1))
-            w = float(win_mask.sum()) if need_mask else float((end - lo) * b)
-            final = None
-            if w > 0:
-                win_in = {k: v[lo:end] for k, v in inputs.items()}
-                win_t = {k: v[lo:end] for k, v in targets.items()}
-                loss, grads, final = self.model.gradients(
-                    params, win_in, win_t, loss=self.loss, state=state, mask=win_mask,
-                    return_state=True, **self._steps(end - lo))
-                total, weight = total + loss * w, weight + w
-            if j + 1 < len(ends):  # the state at the next window's start, before this update
-                if nxt_lo == end and final is not None:
-                    state = final
-                elif nxt_lo > lo:
-                    state = self._fwd(params, inputs, state, lo, nxt_lo)[1]
-            if w > 0:
-                self._apply(params, loss, grads, f" (window of steps {lo}..{end - 1})")
-            prev_end, lo = end, nxt_lo
-        return total, weight
 
-    def _apply(self, params, loss, grads, where: str) -> None:
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(f"the loss is {loss}{where}", 0, 0)
-        g = {k: v for k, v in grads.items() if k in params and k in self.keys}
-        norm = clip_global_norm(g, self.clip) if self.clip else global_norm(g)
-        if not math.isfinite(norm):
-            raise NonFiniteLossError(f"the gradient norm is {norm}{where}", 0, 0)
-        self.opt.step(params, g)
-
-    def _score(self, params, inputs, targets, mask, t) -> tuple[float, float]:
-        k = self.tbptt[0] if self.tbptt else t
-        state, total = None, 0.0
-        b = next(iter(targets.values())).shape[1]
-        weight = float(mask.sum()) if mask is not None else float(t * b)
-        for lo in range(0, t, k):
-            hi = min(t, lo + k)
-            outputs, state = self._fwd(params, inputs, state, lo, hi)
-            m = None if mask is None else mask[lo:hi]
-            w = float(m.sum()) if m is not None else float((hi - lo) * b)
-            if w == 0:
-                continue
-            for name, target in targets.items():
-                y = np.asarray(outputs[name], dtype=np.float64)
-                total += loss_and_grad(self.loss, y, target[lo:hi], m)[0] * w
-        return total, weight
+def _end_epoch(state: TrainState, plan: Plan) -> None:
+    sums = state.sums
+    val = _validation_loss(state, plan) if len(plan.val_idx) else None
+    epoch = state.epoch + 1
+    train_loss = sums[0] / sums[1] if sums[1] else float("nan")
+    state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val,
+                          "seqs_per_s": sums[2] / sums[3] if sums[3] else None,
+                          "seconds": sums[3]})
+    monitor = val if val is not None else train_loss
+    if state.best_loss is None or monitor < state.best_loss:
+        state.best_loss, state.best_epoch, state.stale = monitor, epoch, 0
+    else:
+        state.stale += 1
+        if plan.patience is not None and state.stale >= plan.patience:
+            state.stopped_reason = "early_stopping"
+    state.epoch, state.step, state.sums = epoch, 0, [0.0, 0.0, 0, 0.0]
 
 
 def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None = None,
@@ -201,9 +209,15 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
     patience : int, optional
         Stop after this many epochs without a lower validation (else training) loss.
     checkpoint : path, optional
-        Written atomically after every epoch and on Ctrl-C (KeyboardInterrupt).
+        Written atomically after every epoch and on Ctrl-C (KeyboardInterrupt) or SIGTERM.
+        The run holds an exclusive lock on ``CHECKPOINT.lock`` beside it (a second run on
+        the same checkpoint is refused) and first removes temp files a killed writer of this
+        checkpoint left.
     resume : bool
-        Continue from ``checkpoint`` when it exists (same data, seed, batch size). An epoch-end
+        Continue from ``checkpoint`` when it exists. Every setting that changes the results
+        must be the same (data split, seed, batch size, loss, tbptt, bucket, clip, targets,
+        dtype, the optimizer and its hyper-parameters such as ``lr``); ``epochs``,
+        ``patience`` and ``restore_best`` may differ. An epoch-end
         checkpoint resumes exactly, and so does a Ctrl-C one: it records the finished
         mini-batches of the epoch, and the interrupted one is redone (with ``tbptt``, the
         windows of that mini-batch already applied stay applied, so that case is not exact).
@@ -234,152 +248,65 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
     Raises
     ------
     DataError
-        Data that does not fit the model (one line).
-    NonFiniteLossError
-        The loss or gradient became NaN/inf; the epoch and step are named and the last
-        checkpoint is left as it was.
+        Data that does not fit the model, or initial parameters with NaN/inf (one line).
+    DivergenceError
+        (a DataError; ``NonFiniteLossError`` is its former name) The loss, the gradient
+        norm or an updated parameter became NaN/inf; the epoch and step are named and the
+        last checkpoint is left as it was.
     CheckpointError
-        A checkpoint that does not fit this model or run.
+        (a DataError) A checkpoint that does not fit this model or run, or is in use.
+
+    Notes
+    -----
+    While training, SIGTERM (in the main thread, when no handler is installed) acts as
+    Ctrl-C: the checkpoint is saved and ``stopped_reason`` is ``"interrupted"``.
     """
-    if isinstance(data, str | os.PathLike):
-        data = load_data(data)
-    inputs, tgts, mask, _, n_seq = check_data(model, data, loss, targets, mask_key)
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if clip is not None and not clip > 0:
-        raise ValueError(f"clip must be > 0, got {clip}")
-    k = parse_tbptt(tbptt)
-    n_val = int(round(n_seq * val_fraction))
-    if val_fraction > 0:
-        n_val = max(1, n_val)
-        if n_val >= n_seq:
-            raise DataError(f"{n_seq} sequence(s) are too few for a validation split of "
-                            f"{val_fraction}; use more data or val_fraction=0")
-    ends = None if mask is None else _sequence_ends(mask)
-    if bucket and ends is None:
-        raise DataError(f"bucket=True needs a mask ({mask_key!r}) saying where each "
-                        "sequence ends")
-    _, _, trainable = model_io(model)
-    params = {k_: v.copy() for k_, v in params.items()}
-    keys = frozenset(params) if trainable is None else trainable
-    opt = optimizer if isinstance(optimizer, Optimizer) else make_optimizer(
-        optimizer, lr, trainable=keys, **dict(optimizer_kw or {}))
-    split = np.random.default_rng(seed).permutation(n_seq)
-    val_idx, train_idx = np.sort(split[:n_val]), split[n_val:]
-    stepper = _Stepper(model, loss, k, opt, clip, keys)
-    scorer = _Stepper(model, loss, k, None, clip, keys)
-    config = {"seed": seed, "batch_size": batch_size, "n_train": len(train_idx),
-              "n_val": n_val, "tbptt": list(k) if k else None, "loss": loss,
-              "bucket": bool(bucket)}
-    run = {"epoch": 0, "step": 0, "sums": [0.0, 0.0, 0, 0.0], "history": [],
-           "best_epoch": None, "best_loss": None, "stale": 0, "stopped_reason": None}
-    best: dict | None = None
     path = Path(checkpoint) if checkpoint is not None else None
-    if resume and path is not None and path.exists():
-        run, best = load_checkpoint(path, params, opt, config)
-    n_batches = math.ceil(len(train_idx) / batch_size)
-    bar = Progress(progress, epochs, n_batches)
+    plan, config = prepare(model, params, data, targets=targets, loss=loss, optimizer=optimizer,
+                           lr=lr, optimizer_kw=optimizer_kw, batch_size=batch_size, clip=clip,
+                           val_fraction=val_fraction, patience=patience, seed=seed,
+                           tbptt=tbptt, mask_key=mask_key, bucket=bucket,
+                           keep_best=restore_best or path is not None)
+    state = TrainState(plan.params, plan.stepper.opt)
+    lock = CheckpointLock(path).acquire() if path is not None else None
+    try:
+        if path is not None:
+            clean_stale_temps(path)
+            if resume and path.exists():
+                state.restore(*load_checkpoint(path, state.params, state.opt, config))
+        _run(state, plan, epochs, Progress(progress, epochs, plan.n_batches), path, config)
+    finally:
+        if lock is not None:
+            lock.release()
+    result = state.best if restore_best and state.best is not None else state.params
+    return TrainResult(result, state.history, state.best_epoch,
+                       state.stopped_reason or "completed", path)
 
-    def take(arrays, idx):
-        """The sequences ``idx``, up to the end of the longest (the rest carries no loss)."""
-        t = arrays_steps if ends is None else max(1, int(ends[idx].max()))
-        return {k_: v[:t, idx] for k_, v in arrays.items()}
 
-    arrays_steps = next(iter(tgts.values())).shape[0]
-    masks = {} if mask is None else {"mask": mask}
-
+def _run(state: TrainState, plan: Plan, epochs: int, bar: Progress, path: Path | None,
+         config: Mapping[str, Any]) -> None:
+    """Epochs until done or stopped, a checkpoint after each; Ctrl-C or SIGTERM: save, stop."""
     def save():
         if path is not None:
-            save_checkpoint(path, params, opt, run, best, config)
+            save_checkpoint(path, state.params, state.opt, state.progress(), state.best, config)
 
     try:
-        while run["stopped_reason"] is None and run["epoch"] < epochs:
-            epoch = run["epoch"]
-            batches = _batches(train_idx, batch_size, np.random.default_rng([seed, epoch]),
-                               ends if bucket else None)
-            bar.start(epoch + 1, run["step"])
-            while run["step"] < n_batches:
-                s = run["step"]
-                idx = batches[s]
-                t0 = time.perf_counter()
+        with terminate_as_interrupt():
+            while state.stopped_reason is None and state.epoch < epochs:
                 try:
-                    total, weight = stepper.batch(params, take(inputs, idx), take(tgts, idx),
-                                                  take(masks, idx).get("mask"))
-                except NonFiniteLossError as exc:
-                    raise _diverged(exc, epoch + 1, s + 1, path) from None
-                except DataError as exc:
-                    if _NONFINITE.search(str(exc)):
-                        raise _diverged(exc, epoch + 1, s + 1, path) from None
-                    raise
-                sums = run["sums"]
-                sums[0] += total
-                sums[1] += weight
-                sums[2] += len(idx)
-                sums[3] += time.perf_counter() - t0
-                run["step"] = s + 1
-                bar.update(run["step"], sums[0] / max(sums[1], 1e-300),
-                           sums[2] / max(sums[3], 1e-9))
-            _end_epoch(run, scorer, params, inputs, tgts, masks, val_idx, batch_size, take,
-                       patience)
-            if run["best_epoch"] == epoch + 1 and (restore_best or path is not None):
-                best = _copy_into(best, params)
-            bar.end(run["history"][-1])
-            save()
+                    run_epoch(state, plan, bar)
+                except DivergenceError as exc:
+                    kept = (f"the last good checkpoint {path} was left as it was"
+                            if path is not None and path.exists() else "no checkpoint was written")
+                    raise DivergenceError(f"{exc.reason}; {kept}", exc.epoch, exc.step,
+                                          ADVICE) from None
+                save()
     except KeyboardInterrupt:
         bar.close()
         save()
-        run["stopped_reason"] = "interrupted"
+        state.stopped_reason = "interrupted"
     finally:
         bar.close()
-    result = best if restore_best and best is not None else params
-    return TrainResult(result, run["history"], run["best_epoch"],
-                       run["stopped_reason"] or "completed", path)
-
-
-def _end_epoch(run, scorer, params, inputs, tgts, masks, val_idx, batch_size, take, patience):
-    sums = run["sums"]
-    val = None
-    if len(val_idx):
-        total = weight = 0.0
-        for lo in range(0, len(val_idx), batch_size):
-            idx = val_idx[lo:lo + batch_size]
-            t, w = scorer.batch(params, take(inputs, idx), take(tgts, idx),
-                                take(masks, idx).get("mask"))
-            total, weight = total + t, weight + w
-        val = total / weight if weight else None
-    epoch = run["epoch"] + 1
-    train_loss = sums[0] / sums[1] if sums[1] else float("nan")
-    run["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val,
-                           "seqs_per_s": sums[2] / sums[3] if sums[3] else None,
-                           "seconds": sums[3]})
-    monitor = val if val is not None else train_loss
-    if run["best_loss"] is None or monitor < run["best_loss"]:
-        run["best_loss"], run["best_epoch"], run["stale"] = monitor, epoch, 0
-    else:
-        run["stale"] += 1
-        if patience is not None and run["stale"] >= patience:
-            run["stopped_reason"] = "early_stopping"
-    run["epoch"], run["step"], run["sums"] = epoch, 0, [0.0, 0.0, 0, 0.0]
-
-
-def _sequence_ends(mask: np.ndarray) -> np.ndarray:
-    """Per sequence (axis 1), one past its last step with a non-zero mask (0: none)."""
-    live = np.asarray(mask) != 0
-    last = live.shape[0] - np.argmax(live[::-1], axis=0)
-    return np.where(live.any(axis=0), last, 0)
-
-
-def _batches(train_idx, batch_size: int, rng, ends) -> list:
-    """An epoch's mini-batches: a random permutation cut in pieces, or (with ``ends``) the
-    sequences sorted by length, ties at random, cut in pieces that run in random order."""
-    if ends is None:
-        order = train_idx[rng.permutation(len(train_idx))]
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    order = train_idx[np.argsort(ends[train_idx] + rng.random(len(train_idx)), kind="stable")]
-    pieces = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    return [pieces[j] for j in rng.permutation(len(pieces))]
 
 
 def _copy_into(best: dict | None, params: dict) -> dict:
@@ -388,10 +315,3 @@ def _copy_into(best: dict | None, params: dict) -> dict:
     for k, v in params.items():
         best[k][...] = v
     return best
-
-
-def _diverged(exc: Exception, epoch: int, step: int, path: Path | None) -> NonFiniteLossError:
-    kept = (f"the last good checkpoint {path} was left as it was" if path is not None
-            and path.exists() else "no checkpoint was written")
-    return NonFiniteLossError(f"training stopped at epoch {epoch}, step {step}: {exc}; {kept}."
-                              " Try a lower learning rate or clip=", epoch, step)

@@ -7,18 +7,13 @@ import sys
 import numpy as np
 import pytest
 
-from graphrnn.errors import DataError
+from graphrnn.errors import DataError, DivergenceError
 from graphrnn.frontend.network import Edge, Network, Node
-from graphrnn.training.loop import (
-    CheckpointError,
-    NonFiniteLossError,
-    check_data,
-    load_data,
-    parse_tbptt,
-    plot_history,
-    train,
-)
+from graphrnn.training.checkpoints import CheckpointError
+from graphrnn.training.data import check_data, load_data
+from graphrnn.training.loop import NonFiniteLossError, parse_tbptt, train
 from graphrnn.training.losses import loss_and_grad
+from graphrnn.training.progress import plot_history
 
 
 class StubModel:
@@ -191,7 +186,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("failure, message", [
     ("nan", "epoch 1, step 2: the loss is nan; no checkpoint was written"),
-    (DataError("the loss is inf: the forward pass overflowed"),
+    (DivergenceError("the loss is inf: the forward pass overflowed"),
      "epoch 1, step 2: the loss is inf: the forward pass overflowed; no checkpoint"),
 ])
 def test_divergence_without_checkpoint_names_the_step(failure, message):
