@@ -25,7 +25,7 @@ demo: $(VENV)/.installed
 		--batch-size 32 --lr 0.02 --checkpoint $(OUT)/reber.ckpt.npz \
 		-o $(OUT)/reber_params.npz --plot $(OUT)/reber_loss.png
 	$(GR) hopfield --out $(OUT)
-	$(PY) -m benchmarks.reber_accuracy specs/reber_lstm.yaml $(OUT)/reber_params.npz \
+	$(GR) accuracy specs/reber_lstm.yaml $(OUT)/reber_params.npz \
 		--train $(OUT)/reber.npz
 
 test: $(VENV)/.installed $(VENV)/.torch
