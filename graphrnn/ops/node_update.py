@@ -128,28 +128,31 @@ class NodeUpdateKernel:
         the steps of :func:`~graphrnn.ops.node_update_vjp.vjp_steps`, with ``xp`` calls."""
         op, xp = self.op, self.run.xp
         if self._grad_windows is None:
-            self._vjp = node_update_vjp.vjp_steps(op)
-            shares = node_update_vjp.shares(self._vjp)
+            steps = node_update_vjp.vjp_steps(op)
+            shares = node_update_vjp.shares(steps)
             self._send_factors = {s.index: s.scale if s.factor == "scale" else
                                   xp.asarray(s.scale * self.run.params[s.weight])
                                   for s in shares if s.factor != "one"}
+            dsources = {s.index: self.window(s.target.src, s.target.delay, grad=True)
+                        for s in shares if s.target.cols is not None
+                        or s.target.src in self.run.grads_wanted}
+            #: the steps, each with its target's gradient window (shares nobody reads: none)
+            self._vjp = tuple((step, dsources.get(step.index) if type(step) is TermShare
+                               else None) for step in steps
+                              if type(step) is not TermShare or step.index in dsources)
             self._grad_windows = (self.window(op.out, grad=True), self.window(op.net, grad=True),
-                                  self.window(op.out, 1, grad=True) if self.prev else None,
-                                  {s.index: self.window(s.target.src, s.target.delay, grad=True)
-                                   for s in shares if s.target.cols is not None
-                                   or s.target.src in self.run.grads_wanted})
-        dout, dnet_w, dprev, dsources = self._grad_windows
+                                  self.window(op.out, 1, grad=True) if self.prev else None)
+        dout, dnet_w, dprev = self._grad_windows
         g, net, dnet, value = dout(lo, hi), self.net(lo, hi), dnet_w(lo, hi), self.out(lo, hi)
-        for step in self._vjp:
-            if isinstance(step, TermShare):
-                dsrc = dsources.get(step.index)
-                if dsrc is not None:
-                    self._send(step, dsrc(lo, hi), self.term_grad(step, dnet, lo, hi))
-            elif isinstance(step, LeakSplit):
+        for step, dsrc in self._vjp:
+            kind = type(step)
+            if kind is TermShare:
+                self._send(step, dsrc(lo, hi), self.term_grad(step, dnet, lo, hi))
+            elif kind is LeakSplit:
                 gprev = dprev(lo, hi)
                 gprev += xp.multiply(g, 1 - step.leak, out=self.scratch("gprev", g))
                 g = xp.multiply(g, step.leak, out=self.scratch("gleak", g))
-            elif isinstance(step, RecomputeValue):
+            elif kind is RecomputeValue:
                 value = self.scratch("act", net)
                 self.activate(net, value, self.uniforms(lo, hi))
             else:  # LocalGrad
