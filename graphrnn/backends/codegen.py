@@ -26,7 +26,9 @@ from graphrnn import config
 from graphrnn.backends.activation_c import header
 from graphrnn.backends.kernel_plan import KernelPlan, plan_memory
 from graphrnn.compiler.ir import Buffer, Fused, NodeUpdate, Term, op_label
+from graphrnn.ops import node_update_vjp
 from graphrnn.ops.activations import REGISTRY
+from graphrnn.ops.node_update_vjp import LeakSplit, LocalGrad, RecomputeValue, TermShare
 
 #: ``kernels/`` beside the package (a source checkout or an editable install).
 KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
@@ -159,12 +161,12 @@ def _activation(e: _Emitter, op: NodeUpdate, net: str) -> str:
     return f"gr_act_{op.activation}({', '.join([net, *_scalars(e, op)])})"
 
 
-def _local_grad(e: _Emitter, op: NodeUpdate, g: str, v: str, net: str) -> str:
-    act = REGISTRY[op.activation]
-    if act.c_grad == "g":  # identity, straight-through sign and step
+def _local_grad(e: _Emitter, op: NodeUpdate, step: LocalGrad, g: str, v: str, net: str) -> str:
+    """``g·act'`` by the step's record, reading what the step says."""
+    if REGISTRY[step.activation].c_grad == "g":  # identity, straight-through sign and step
         return g
-    reads = {"value": [v], "input": [net], "none": []}[act.grad_reads]
-    return f"gr_dact_{op.activation}({', '.join([g, *reads, *_scalars(e, op, grad=True)])})"
+    reads = {"value": [v], "input": [net], "none": []}[step.reads]
+    return f"gr_dact_{step.activation}({', '.join([g, *reads, *_scalars(e, op, grad=True)])})"
 
 
 def _forward_member(e: _Emitter, k: int, op: NodeUpdate, live: dict[str, str],
@@ -198,11 +200,15 @@ def _forward_member(e: _Emitter, k: int, op: NodeUpdate, live: dict[str, str],
 
 def _backward_member(e: _Emitter, k: int, op: NodeUpdate, no_grad: set[str], net_only: bool,
                      plan: KernelPlan, members: dict[str, int]) -> list[str]:
-    """Member ``k``'s backward. ``g{k}`` is the register sum of the same-step shares the
-    members after it sent (declared by :func:`generate` where ``plan.in_registers``)."""
+    """Member ``k``'s backward: C for the steps of
+    :func:`~graphrnn.ops.node_update_vjp.vjp_steps`, one statement each. ``g{k}`` is the
+    register sum of the same-step shares the members after it sent (declared by
+    :func:`generate` where ``plan.in_registers``)."""
     lines = [f"  {{  // d {op_label(op)}"]
     ct = e.ctype
-    sends = [t for t in op.terms if t.kind == "full" or t.src not in no_grad]
+    steps = node_update_vjp.vjp_steps(op)
+    all_shares = node_update_vjp.shares(steps)
+    sends = [s for s in all_shares if s.target.cols is not None or s.target.src not in no_grad]
     if net_only and not sends:
         return []
     def gnet() -> str:  # registers the pointer only where used (no unused parameters)
@@ -211,54 +217,64 @@ def _backward_member(e: _Emitter, k: int, op: NodeUpdate, no_grad: set[str], net
     if net_only:
         lines.append(f"    const {ct} dn = {gnet()};")
     else:
-        parts = ([f"{e.ptr('grad', op.out, True)}[{e.index(op.out, 0)}]"]
-                 if op.out in plan.grad_in_memory else [])
-        parts += [f"g{k}"] if op.out in plan.in_registers else []
-        lines.append(f"    {ct} g = {' + '.join(parts) or '0'};")
-        leak, reads = op.leak is not None, REGISTRY[op.activation].grad_reads
-        if reads == "input" or (leak and reads == "value"):  # a leak recomputes v
-            lines.append(f"    const {ct} net = {e.ptr('buf', op.net)}[{e.index(op.net, 0)}];")
-        if leak:
-            gprev = f"&{e.ptr('grad', op.out, True)}[{e.index(op.out, 1)}]"
-            lines.append(f"    gr_atomic_add({gprev}, {e.lit(1 - op.leak)} * g);")
-            lines.append(f"    g = g * {e.lit(op.leak)};")
-        if reads == "value":
-            value = (_activation(e, op, "net") if leak
-                     else f"{e.ptr('buf', op.out)}[{e.index(op.out, 0)}]")
-            lines.append(f"    const {ct} v = {value};")
-        lines.append(f"    const {ct} dn = {_local_grad(e, op, 'g', 'v', 'net')};")
+        lines += _output_steps(e, k, op, steps, plan)
         if op.net in plan.dnet_stores:
             lines.append(f"    {gnet()} = dn;")
-    product = op.combine == "product" and len(op.terms) > 1
-    if product:
-        for i, term in enumerate(op.terms):
-            lines.append(f"    const {ct} a{i} = {_term_value(e, term, {})};")
-    for i, term in enumerate(op.terms):
-        if term.kind != "full" and term.src in no_grad:
-            continue
-        d = "dn" + "".join(f" * a{m}" for m in range(len(op.terms)) if m != i and product)
-        if term.kind == "full":
-            if term.src in plan.aliases:  # the same gradient as its twin's: one write
-                continue
-            col = f"{term.cols[0]} + j"
-            target = f"{e.ptr('grad', term.src, True)}[{e.index(term.src, 0, col)}]"
-            lines.append(f"    {target} {'=' if term.src in plan.overwrites else '+='} {d};")
-            continue
-        if term.kind == "diagonal":
-            factor = f"{e.ptr('param', term.param)}[j]"
-            d = f"({d}) * " + (f"({e.lit(term.scale)} * {factor})" if term.scale != 1 else factor)
-        elif term.scale != 1:
-            d = f"({d}) * {e.lit(term.scale)}"
-        if term.delay == 0 and term.src in plan.in_registers:
-            lines.append(f"    g{members[term.src]} += {d};")
-            continue
-        target = f"{e.ptr('grad', term.src, True)}[{e.index(term.src, term.delay)}]"
-        if term.delay > 0:
-            lines.append(f"    gr_atomic_add(&{target}, {d});")
-        else:
-            lines.append(f"    {target} += {d};")
+    for i in sorted({j for s in all_shares for j in s.product_of}):
+        lines.append(f"    const {ct} a{i} = {_term_value(e, op.terms[i], {})};")
+    for share in sends:
+        lines += _share(e, share, plan, members)
     lines.append("  }")
     return lines
+
+
+def _output_steps(e: _Emitter, k: int, op: NodeUpdate, steps, plan: KernelPlan) -> list[str]:
+    """``g`` (the output's gradient, from memory and registers) through the steps before the
+    shares, down to ``dn``."""
+    ct = e.ctype
+    parts = ([f"{e.ptr('grad', op.out, True)}[{e.index(op.out, 0)}]"]
+             if op.out in plan.grad_in_memory else [])
+    parts += [f"g{k}"] if op.out in plan.in_registers else []
+    lines = [f"    {ct} g = {' + '.join(parts) or '0'};"]
+    if node_update_vjp.reads_net(steps):
+        lines.append(f"    const {ct} net = {e.ptr('buf', op.net)}[{e.index(op.net, 0)}];")
+    recomputed = False
+    for step in steps:
+        if isinstance(step, LeakSplit):
+            gprev = f"&{e.ptr('grad', op.out, True)}[{e.index(op.out, 1)}]"
+            lines.append(f"    gr_atomic_add({gprev}, {e.lit(1 - step.leak)} * g);")
+            lines.append(f"    g = g * {e.lit(step.leak)};")
+        elif isinstance(step, RecomputeValue):
+            lines.append(f"    const {ct} v = {_activation(e, op, 'net')};")
+            recomputed = True
+        elif isinstance(step, LocalGrad):
+            if step.reads == "value" and not recomputed:
+                lines.append(f"    const {ct} v = {e.ptr('buf', op.out)}[{e.index(op.out, 0)}];")
+            lines.append(f"    const {ct} dn = {_local_grad(e, op, step, 'g', 'v', 'net')};")
+    return lines
+
+
+def _share(e: _Emitter, share: TermShare, plan: KernelPlan, members: dict[str, int]) -> list[str]:
+    """One term's share added where the plan keeps its target's gradient."""
+    d = "dn" + "".join(f" * a{m}" for m in share.product_of)
+    src = share.target.src
+    if share.target.cols is not None:
+        if src in plan.aliases:  # the same gradient as its twin's: one write
+            return []
+        col = f"{share.target.cols[0]} + j"
+        target = f"{e.ptr('grad', src, True)}[{e.index(src, share.target.delay, col)}]"
+        return [f"    {target} {'=' if src in plan.overwrites else '+='} {d};"]
+    if share.factor == "weight":
+        factor = f"{e.ptr('param', share.weight)}[j]"
+        d = f"({d}) * " + (f"({e.lit(share.scale)} * {factor})" if share.scale != 1 else factor)
+    elif share.factor == "scale":
+        d = f"({d}) * {e.lit(share.scale)}"
+    if share.target.delay == 0 and src in plan.in_registers:
+        return [f"    g{members[src]} += {d};"]
+    target = f"{e.ptr('grad', src, True)}[{e.index(src, share.target.delay)}]"
+    if share.target.delay > 0:
+        return [f"    gr_atomic_add(&{target}, {d});"]
+    return [f"    {target} += {d};"]
 
 
 def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "float32",

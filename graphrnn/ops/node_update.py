@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from graphrnn.compiler.ir import NodeUpdate, Term
+from graphrnn.ops import node_update_vjp
 from graphrnn.ops.activations import REGISTRY
+from graphrnn.ops.node_update_vjp import LeakSplit, RecomputeValue, TermShare
 
 
 class NodeUpdateKernel:
@@ -122,47 +124,60 @@ class NodeUpdateKernel:
     # -- backward -------------------------------------------------------------------------
 
     def backward(self, lo: int, hi: int) -> None:
-        """Turn ``d out`` into ``d net`` and add each term's share to its source's gradient."""
+        """Turn ``d out`` into ``d net`` and add each term's share to its source's gradient:
+        the steps of :func:`~graphrnn.ops.node_update_vjp.vjp_steps`, with ``xp`` calls."""
         op, xp = self.op, self.run.xp
         if self._grad_windows is None:
+            steps = node_update_vjp.vjp_steps(op)
+            shares = node_update_vjp.shares(steps)
+            self._send_factors = {s.index: s.scale if s.factor == "scale" else
+                                  xp.asarray(s.scale * self.run.params[s.weight])
+                                  for s in shares if s.factor != "one"}
+            dsources = {s.index: self.window(s.target.src, s.target.delay, grad=True)
+                        for s in shares if s.target.cols is not None
+                        or s.target.src in self.run.grads_wanted}
+            #: the steps, each with its target's gradient window (shares nobody reads: none)
+            self._vjp = tuple((step, dsources.get(step.index) if type(step) is TermShare
+                               else None) for step in steps
+                              if type(step) is not TermShare or step.index in dsources)
             self._grad_windows = (self.window(op.out, grad=True), self.window(op.net, grad=True),
-                                  self.window(op.out, 1, grad=True) if self.prev else None,
-                                  [self.window(t.src, t.delay, grad=True)
-                                   if t.kind == "full" or t.src in self.run.grads_wanted
-                                   else None for t in op.terms])
-        dout, dnet_w, dprev, dsources = self._grad_windows
+                                  self.window(op.out, 1, grad=True) if self.prev else None)
+        dout, dnet_w, dprev = self._grad_windows
         g, net, dnet, value = dout(lo, hi), self.net(lo, hi), dnet_w(lo, hi), self.out(lo, hi)
-        if op.leak is not None:
-            gprev = dprev(lo, hi)
-            gprev += xp.multiply(g, 1 - op.leak, out=self.scratch("gprev", g))
-            g = xp.multiply(g, op.leak, out=self.scratch("gleak", g))
-            value = self.scratch("act", net)
-            self.activate(net, value, self.uniforms(lo, hi))
-        self.act.grad(xp, g, value, net, dnet, self.act_params)
-        for k, term in enumerate(op.terms):
-            if dsources[k] is not None:
-                self._send(k, term, dsources[k](lo, hi), self.term_grad(k, dnet, lo, hi))
+        for step, dsrc in self._vjp:
+            kind = type(step)
+            if kind is TermShare:
+                self._send(step, dsrc(lo, hi), self.term_grad(step, dnet, lo, hi))
+            elif kind is LeakSplit:
+                gprev = dprev(lo, hi)
+                gprev += xp.multiply(g, 1 - step.leak, out=self.scratch("gprev", g))
+                g = xp.multiply(g, step.leak, out=self.scratch("gleak", g))
+            elif kind is RecomputeValue:
+                value = self.scratch("act", net)
+                self.activate(net, value, self.uniforms(lo, hi))
+            else:  # LocalGrad
+                REGISTRY[step.activation].grad(xp, g, value, net, dnet, self.act_params)
 
-    def term_grad(self, k: int, dnet, lo: int, hi: int, sources=None):
-        """``d term_k``: ``d net`` for a sum, ``d net`` times the other factors for a product."""
-        if self.op.combine == "sum" or len(self.op.terms) == 1:
+    def term_grad(self, share: TermShare, dnet, lo: int, hi: int, sources=None):
+        """``d term``: ``d net`` times the values of the share's ``product_of`` terms."""
+        if not share.product_of:
             return dnet
-        d = self.scratch(("dterm", k), dnet)
+        d = self.scratch(("dterm", share.index), dnet)
         self.run.xp.copyto(d, dnet)
-        for j, term in enumerate(self.op.terms):
-            if j != k:
-                d *= self.value(j, term, lo, hi, sources)
+        for j in share.product_of:
+            d *= self.value(j, self.op.terms[j], lo, hi, sources)
         return d
 
-    def _send(self, k: int, term: Term, dsrc, d) -> None:
-        """Add the k-th term's share ``d`` to its source's gradient window ``dsrc``."""
-        if term.kind == "full":
-            dsrc = dsrc[..., term.cols[0]:term.cols[1]]
-            dsrc += d
-        elif term.kind == "identity" and term.scale == 1:
+    def _send(self, share: TermShare, dsrc, d) -> None:
+        """Add ``d`` times the share's factor to its target's gradient window ``dsrc``."""
+        if share.target.cols is not None:
+            dsrc = dsrc[..., share.target.cols[0]:share.target.cols[1]]
+        if share.factor == "one":
             dsrc += d
         else:
-            dsrc += self.run.xp.multiply(d, self.factors[k], out=self.scratch(("send", k), d))
+            k = share.index
+            dsrc += self.run.xp.multiply(d, self._send_factors[k],
+                                         out=self.scratch(("send", k), d))
 
     def param_grads(self) -> None:
         """Bias and diagonal-weight gradients: one reduction over every step at once."""
@@ -172,11 +187,11 @@ class NodeUpdateKernel:
         if op.bias in run.trainable:
             run.add_param_grad(op.bias, dnet.sum(axis=(0, 1)))
         slabs = [run.window(t.src, t.delay) for t in op.terms]
-        for k, term in enumerate(op.terms):
-            if term.kind == "diagonal" and term.param in run.trainable:
-                d = self.term_grad(k, dnet, 0, steps, slabs)
-                src = slabs[k](0, steps)
-                run.add_param_grad(term.param, term.scale * (d * src).sum(axis=(0, 1)))
+        for share in node_update_vjp.shares(node_update_vjp.vjp_steps(op)):
+            if share.factor == "weight" and share.weight in run.trainable:
+                d = self.term_grad(share, dnet, 0, steps, slabs)
+                src = slabs[share.index](0, steps)
+                run.add_param_grad(share.weight, share.scale * (d * src).sum(axis=(0, 1)))
 
 
 def _own_matrix(xp, params, term: Term, size: int):
