@@ -46,8 +46,9 @@ _PROBE = '#include "host.h"\nfloat gr_probe(float x) { return gr_tanh(x) + gr_si
 MAX_CACHED = 2000
 #: the suffix of a library's digest record (its SHA-256 in hex, written when it was built)
 DIGEST_SUFFIX = ".sha256"
-_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_NO_LINKS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_OPEN_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NO_LINKS
+_OPEN_FILE = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | _NO_LINKS
 _STATE: dict = {}
 _LIBS: dict[str, ctypes.CDLL] = {}
 
@@ -308,15 +309,15 @@ def _trim(folder: str | os.PathLike, most: int = MAX_CACHED) -> None:
 
 
 def _compile(text: str, key: str, flags: tuple[str, ...]) -> bytes:
-    """``text`` compiled in a private temp folder: the library's bytes."""
+    """``text`` compiled in a private temp folder: the library's bytes (the same bytes in every
+    process: the compiler sees only relative names)."""
     with tempfile.TemporaryDirectory(prefix="graphrnn-build-") as tmp:
-        src, out = Path(tmp) / f"{key}.c", Path(tmp) / f"{key}.so"
-        src.write_text(text)
-        cmd = [_STATE["cc"], *FLAGS, *flags, "-o", str(out), str(src), "-lm"]
-        config.debug(4, f"[graphrnn] {' '.join(cmd)}")
+        (Path(tmp) / f"{key}.c").write_text(text)
+        cmd = [_STATE["cc"], *FLAGS, *flags, "-o", f"{key}.so", f"{key}.c", "-lm"]
+        config.debug(4, f"[graphrnn] (in {tmp}) {' '.join(cmd)}")
         with config.timed(1, f"compiled a CPU kernel ({key})"):
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         if done.returncode != 0:
             raise RuntimeError(f"{_STATE['cc']} could not compile a generated kernel:\n"
                                f"{done.stderr.strip()}")
-        return out.read_bytes()
+        return (Path(tmp) / f"{key}.so").read_bytes()
