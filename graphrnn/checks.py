@@ -157,7 +157,7 @@ def memory_limit() -> tuple[int, str]:
 def format_bytes(n: int) -> str:
     """``1536`` -> ``"1.5 KiB"``; huge numbers in powers of ten of bytes."""
     if n >= 2**70:
-        return f"{float(n):.3g} bytes"
+        return f"about 10^{int((n.bit_length() - 1) * 0.30103)} bytes"
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
         if n < 1024 or unit == "EiB":
             return f"{n} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
