@@ -4,11 +4,11 @@
 from graphrnn import config, hopfield  # noqa: F401
 from graphrnn.errors import DataError, SpecError
 from graphrnn.frontend.network import Edge, Network, Node, Param
-from graphrnn.frontend.spec import load_spec
+from graphrnn.frontend.spec import load_spec, spec_path
 from graphrnn.frontend.unroll import unroll
 from graphrnn.model import Model, compile  # noqa: A004
 from graphrnn.training.loop import TrainResult, train
 
 __all__ = ["DataError", "Edge", "Model", "Network", "Node", "Param", "SpecError", "TrainResult",
-           "compile", "hopfield", "load_spec", "train", "unroll"]
+           "compile", "hopfield", "load_spec", "spec_path", "train", "unroll"]
 __version__ = "0.1.0"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from graphrnn import config
 from graphrnn.errors import DataError
 from graphrnn.frontend.network import Network
 from graphrnn.frontend.validate import did_you_mean
@@ -71,7 +74,7 @@ def check_inputs(net: Network, inputs: dict, steps: int | None) -> tuple[int, in
 
 def check_state(net: Network, state: dict | None, batch: int | None) -> int:
     """Validate a passed state; return the batch size (from the state when inputs gave none)."""
-    state = state or {}
+    state = {} if state is None else state
     if not isinstance(state, dict):
         raise DataError(f"state must be a dict of arrays, not {type(state).__name__}")
     check_names("state key", state, net.state_keys, required=False)
@@ -79,6 +82,8 @@ def check_state(net: Network, state: dict | None, batch: int | None) -> int:
         name = key.split("@")[0]
         a = check_array("state", key, value, (batch, net.size(name)))
         batch = a.shape[0] if batch is None else batch
+        if batch == 0:
+            raise DataError(f"state {key!r} has an empty batch (B = 0)")
     return 1 if batch is None else batch
 
 
@@ -101,8 +106,13 @@ def check_targets(net: Network, targets: dict, loss: str, steps: int, batch: int
 
 
 def check_mask(name: str, mask, steps: int, batch: int) -> np.ndarray:
-    """A per-step weight ``(T, B)`` (e.g. 1 on the last step only)."""
-    return check_array("mask", name, mask, (steps, batch))
+    """A per-step weight ``(T, B)`` (e.g. 1 on the last step only), never negative."""
+    a = check_array("mask", name, mask, (steps, batch))
+    if a.size and a.min() < 0:
+        t, b = np.unravel_index(int(np.argmin(a)), a.shape)
+        raise DataError(f"mask {name!r} has a negative weight ({a[t, b]} at step {t}, sequence "
+                        f"{b}); weights are >= 0 (0 skips a step)")
+    return a
 
 
 def first_nonfinite(a) -> tuple[int, ...] | None:
@@ -143,3 +153,83 @@ def check_data_array(a: np.ndarray, name: str, shape: tuple, ref: str, what: str
         raise DataError(f"data[{name!r}] contains NaN or inf (first at step {bad[0]}, "
                         f"sequence {bad[1]})")
     return a if dtype is None else a.astype(dtype, copy=False)
+
+
+def check_outputs_finite(run, names) -> None:
+    """One pass over the outputs of a run whose inputs, parameters and state were finite: a
+    NaN or inf there is an overflow, reported with the first step it appears at."""
+    xp = run.xp
+    for name in names:
+        y = run.rows(name, 0, run.steps)
+        if bool(xp.isfinite(y).all()):
+            continue
+        bad = ~xp.isfinite(y).reshape(run.steps, -1).all(axis=1)
+        t = int(xp.argmax(bad))
+        raise DataError(f"output {name!r} is NaN or inf from step {t} on, although the inputs, "
+                        f"parameters and state are finite: the values overflowed "
+                        f"{np.dtype(run.dtype).name}; scale the inputs or parameters down")
+
+
+# -- memory -----------------------------------------------------------------------------------
+
+def available_memory() -> int:
+    """Bytes of memory available now (``MemAvailable``; else the physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**62
+
+
+def memory_limit() -> tuple[int, str]:
+    """The most bytes one call may need, and where that limit comes from (for messages)."""
+    if config.MAX_MEMORY is not None:
+        return config.MAX_MEMORY, "GRAPHRNN_MAX_MEMORY"
+    return available_memory(), "the memory available; GRAPHRNN_MAX_MEMORY sets another limit"
+
+
+def format_bytes(n: int) -> str:
+    """``1536`` -> ``"1.5 KiB"``; huge numbers in powers of ten of bytes."""
+    if n >= 2**70:
+        return f"about 10^{int((n.bit_length() - 1) * 0.30103)} bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
+def run_bytes(net: Network, program, steps: int, batch: int, dtype, backward: bool) -> int:
+    """Bytes a call of ``steps`` steps on ``batch`` sequences allocates: the run's buffers
+    (history rows included), their gradients for ``backward``, the random numbers of
+    stochastic and asynchronous units and the copies of the outputs handed back."""
+    item = np.dtype(dtype).itemsize
+    rows = sum((b.pad + steps) * b.size for b in program.buffers.values())
+    total = rows * batch * item * (2 if backward else 1)
+    outputs = sum(net.size(o) for o in net.outputs) * steps * batch * item
+    total += outputs * (2 if backward else 1)
+    for node in net.nodes.values():
+        if node.activation == "bernoulli":
+            total += steps * batch * node.size * 8
+        if node.update == "asynchronous":
+            total += steps * node.size * 16
+    return total
+
+
+def check_run_memory(net: Network, program, steps: int, batch: int, dtype,
+                     backward: bool) -> None:
+    """Refuse, before allocating, a call that needs more memory than :func:`memory_limit`."""
+    need = run_bytes(net, program, steps, batch, dtype, backward)
+    limit, source = memory_limit()
+    if need > limit:
+        what = "gradients" if backward else "forward"
+        raise DataError(f"{what} of {steps:,} steps on a batch of {batch:,} "
+                        f"({np.dtype(dtype).name}) needs about {format_bytes(need)}, more than "
+                        f"the {format_bytes(limit)} limit ({source}); use fewer steps or a "
+                        "smaller batch, e.g. in chunks passing the final state on")

@@ -38,6 +38,31 @@ CUDA_GRAPHS = os.environ.get("GRAPHRNN_CUDA_GRAPHS", "1") not in ("", "0")
 #: memory on CuPy, host memory on NumPy).
 POOL_MB = _number("GRAPHRNN_POOL_MB", 8192.0, float)
 
+def _bytes(name: str) -> int | None:
+    """Environment variable ``name`` as a number of bytes (``8G``, ``512M``, ``1e9``); unset or
+    empty: ``None``; unreadable: ``None`` too, with one line on stderr saying so."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(text[-1:].upper(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+        if not value > 0 or value != value or value == float("inf"):
+            raise ValueError(text)
+        return int(value)
+    except ValueError:
+        print(f"[graphrnn] ignoring {name}={text!r}: not a size such as 8G or 512M",
+              file=sys.stderr)
+        return None
+
+
+#: The most memory (bytes; ``8G``, ``512M`` also read) one model call, or a spec's parameters
+#: and history, may need; unset: the memory available when the call starts (``MemAvailable``).
+MAX_MEMORY = _bytes("GRAPHRNN_MAX_MEMORY")
+
+#: The most vertices :func:`graphrnn.unroll` (and ``graphrnn inspect``) builds.
+MAX_VERTICES = _number("GRAPHRNN_MAX_VERTICES", 100_000)
+
 #: NumPy backend: run fused element-wise chains as C compiled on first use (vectorised loops,
 #: one call a step) when a C compiler works; ``GRAPHRNN_NATIVE=0`` keeps them in NumPy ufuncs.
 NATIVE = os.environ.get("GRAPHRNN_NATIVE", "1") not in ("", "0")

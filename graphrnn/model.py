@@ -72,6 +72,7 @@ class Model:
         run = self._run(params, inputs, state, steps, seed)
         with config.timed(1, "forward"):
             run.forward()
+        checks.check_outputs_finite(run, self.net.outputs)
         return self._outputs(run), self._final_state(run)
 
     def gradients(self, params: dict, inputs: dict, targets: dict, loss: str = "mse",
@@ -107,12 +108,13 @@ class Model:
             if node.update == "asynchronous":
                 raise DataError(f"node {name!r} updates asynchronously: gradients through "
                                 "asynchronous updates are not supported")
-        run = self._run(params, inputs, state, steps, seed)
+        run = self._run(params, inputs, state, steps, seed, backward=True)
         checks.check_targets(self.net, targets, loss, run.steps, run.batch)
         masks = mask if isinstance(mask, dict) else {name: mask for name in targets}
         checks.check_names("mask (an output)", masks, list(targets), required=False)
         with config.timed(1, "forward"):
             run.forward()
+        checks.check_outputs_finite(run, targets)
         run.zero_grads()
         total = 0.0
         for name, target in targets.items():
@@ -134,11 +136,12 @@ class Model:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _run(self, params, inputs, state, steps, seed) -> Run:
+    def _run(self, params, inputs, state, steps, seed, backward: bool = False) -> Run:
         net, b = self.net, self.backend
         checks.check_params(net, params)
         t, batch = checks.check_inputs(net, inputs, steps)
         batch = checks.check_state(net, state, batch)
+        checks.check_run_memory(net, self.program, t, batch, self.dtype, backward)
         noise = draw_noise(net, t, batch, config.DEFAULT_SEED if seed is None else seed)
         device_params = {k: b.asarray(v, self.dtype) for k, v in params.items()}
         trainable = {k for k, p in net.params.items() if p.trainable}

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
 
 import yaml
 
+from graphrnn import checks
 from graphrnn.errors import SpecError
 from graphrnn.frontend.network import Edge, Network, Node, default_param_name
 from graphrnn.frontend.validate import did_you_mean, validate
+
+#: The specs shipped with the package (``gr.spec_path("lstm")``, ``graphrnn check lstm``).
+BUNDLED = Path(__file__).resolve().parents[1] / "specs"
 
 #: Top-level sections of a spec (``inputs`` may be left out; ``name`` is optional).
 SECTIONS = ("name", "inputs", "nodes", "edges", "outputs")
@@ -22,6 +27,8 @@ EDGE_KEYS = ("from", "to", "delay", "weight", "scale", "name", "trainable", "ini
 #: Edge keys that only make sense for an edge with a parameter (not ``identity``).
 PARAM_KEYS = ("name", "init", "transpose", "trainable")
 EDGE_SYNTAX = "SRC -> DST [@DELAY] [full|diagonal|identity]"
+#: The deepest nesting of lists and mappings a spec may have.
+MAX_DEPTH = 32
 
 
 def load_spec(path_or_text: str | os.PathLike) -> Network:
@@ -31,7 +38,9 @@ def load_spec(path_or_text: str | os.PathLike) -> Network:
     ----------
     path_or_text : str or os.PathLike
         A path (a ``Path``, a string naming an existing file, or a string ending in
-        ``.yaml``/``.yml``), or the spec's YAML text itself.
+        ``.yaml``/``.yml``), the name of a bundled spec (``"lstm"``: a word without a path
+        separator or suffix that is not an existing file; see :func:`spec_path`), or the
+        spec's YAML text itself.
 
     Returns
     -------
@@ -41,7 +50,9 @@ def load_spec(path_or_text: str | os.PathLike) -> Network:
     Raises
     ------
     SpecError
-        For a spec that is not valid; the message carries the file, line and key.
+        For a spec that is not valid, or one whose parameters or delays alone need more memory
+        than the limit (``GRAPHRNN_MAX_MEMORY``, default the memory available); the message
+        carries the file, line and key.
     OSError
         When a path cannot be read.
     """
@@ -49,17 +60,63 @@ def load_spec(path_or_text: str | os.PathLike) -> Network:
     parser = _Parser(source)
     net = parser.parse(text)
     validate(net, parser.lines)
+    _check_limits(net, parser.lines)
     return net
+
+
+def bundled_names() -> list[str]:
+    """The names of the specs shipped with graphrnn (``lstm``, ``gru``, ...), sorted."""
+    return sorted(p.stem for p in BUNDLED.glob("*.yaml"))
+
+
+def spec_path(name: str) -> Path:
+    """The file of a bundled spec.
+
+    Parameters
+    ----------
+    name : str
+        A bundled spec's name, e.g. ``"lstm"`` (``"lstm.yaml"`` also works).
+
+    Returns
+    -------
+    pathlib.Path
+        The spec file inside the installed package.
+
+    Raises
+    ------
+    SpecError
+        For a name that is not bundled; it suggests the closest and lists them all.
+    """
+    stem = str(name).removesuffix(".yaml")
+    path = BUNDLED / f"{stem}.yaml"
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", stem) and path.is_file():
+        return path
+    names = bundled_names()
+    hint = did_you_mean(stem, names)
+    hint = f"{hint} " if hint.startswith("did") else ""
+    raise SpecError(f"no file or bundled spec named {str(name)!r}; {hint}bundled specs: "
+                    f"{', '.join(names)}", str(name))
+
+
+def _bundled_name(s: str) -> bool:
+    """Whether ``s`` reads as a bundled spec's name: one word, no separator, no suffix."""
+    return (re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]*", s) is not None
+            and not _is_file(s))
 
 
 def _read(path_or_text: str | os.PathLike) -> tuple[str, str | None]:
     if isinstance(path_or_text, os.PathLike):
         path = Path(path_or_text)
+        if _bundled_name(str(path_or_text)):
+            path = spec_path(str(path_or_text))
     elif isinstance(path_or_text, str):
         s = path_or_text
-        if "\n" in s or not (s.strip().endswith((".yaml", ".yml")) or _is_file(s)):
+        if _bundled_name(s):
+            path = spec_path(s)
+        elif "\n" in s or not (s.strip().endswith((".yaml", ".yml")) or _is_file(s)):
             return s, None
-        path = Path(s)
+        else:
+            path = Path(s)
     else:
         raise TypeError(f"load_spec takes a path or spec text, not {type(path_or_text).__name__}")
     data = path.read_bytes()
@@ -67,7 +124,7 @@ def _read(path_or_text: str | os.PathLike) -> tuple[str, str | None]:
         return data.decode("utf-8"), str(path)
     except UnicodeDecodeError as e:
         raise SpecError(f"not UTF-8 text (byte {e.start}); save the spec as UTF-8",
-                        str(path)) from None
+                        str(path), data.count(b"\n", 0, e.start) + 1) from None
 
 
 def _is_file(s: str) -> bool:
@@ -75,6 +132,11 @@ def _is_file(s: str) -> bool:
         return len(s) < 4096 and Path(s).is_file()
     except (OSError, ValueError):
         return False
+
+
+def _short(text: str, most: int = 40) -> str:
+    """``text``, cut to ``most`` characters with an ellipsis (for messages)."""
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def _line(node: yaml.Node) -> int:
@@ -85,6 +147,57 @@ def _is_empty(node: yaml.Node) -> bool:
     if isinstance(node, yaml.ScalarNode):
         return node.tag == "tag:yaml.org,2002:null"
     return not node.value
+
+
+_FLOW_CHARS = re.compile(r"""[\[\]{}'"\n]|(?:^|(?<=\s))#""")
+
+
+def _too_deep(text: str) -> int | None:
+    """The line where ``[``/``{`` brackets first nest deeper than :data:`MAX_DEPTH` (outside
+    quotes and comments), or None. A cheap pass before YAML's scanner, which looks ahead over
+    every open bracket for a possible key: 0.1 s for a thousand of them."""
+    depth, line, quote, comment = 0, 1, "", False
+    for m in _FLOW_CHARS.finditer(text):
+        c = m.group()
+        if c == "\n":
+            line, comment = line + 1, False
+            if quote == "'":  # a quoted scalar may span lines; a plain one cannot hold '
+                continue
+        elif comment:
+            continue
+        elif quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c if m.start() == 0 or text[m.start() - 1] in " \t[{,:\n-" else ""
+        elif c == "#":
+            comment = True
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+    return None
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing nesting deeper than :data:`MAX_DEPTH` as it reads (a spec
+    nests four levels; scanning 20,000 brackets to a RecursionError took 0.6 s)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 class _Parser:
@@ -99,14 +212,22 @@ class _Parser:
         raise SpecError(message, self.source, _line(node) if node is not None else None, key)
 
     def parse(self, text: str) -> Network:
+        deep = _too_deep(text)
+        if deep:
+            raise SpecError(f"not valid YAML: brackets nested more than {MAX_DEPTH} levels deep",
+                            self.source, deep)
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = yaml.compose(text, Loader=_Loader)
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             what = "; ".join(str(p) for p in (e.context, e.problem) if p)
             raise SpecError(f"not valid YAML: {what}; check the indentation, quotes and "
                             "brackets here", self.source,
                             mark.line + 1 if mark else None) from None
+        except yaml.reader.ReaderError as e:
+            line = text.count("\n", 0, e.position) + 1 if isinstance(e.position, int) else None
+            raise SpecError(f"not valid YAML: {' '.join(str(e).split())}", self.source,
+                            line) from None
         except yaml.YAMLError as e:
             raise SpecError(f"not valid YAML: {' '.join(str(e).split())}",
                             self.source) from None
@@ -170,6 +291,14 @@ class _Parser:
         except yaml.YAMLError as e:
             self.fail(f"cannot read this value: {' '.join(str(e.problem or e).split())}",
                       node, key)
+        except Exception as e:  # noqa: BLE001 - a tag's constructor failing on this text
+            if "digits" in str(e):
+                self.fail(f"the number {_short(node.value)} ({len(node.value):,} characters) "
+                          "is too long to read", node, key)
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            reason = " ".join(str(e).split())[:100]
+            self.fail(f"cannot read {_short(node.value)!r} as {tag} ({type(e).__name__}: "
+                      f"{reason}); drop the tag or write a plain value", node, key)
 
     def section(self, key: yaml.Node, value: yaml.Node, name: str, kind, example: str):
         if _is_empty(value):
@@ -258,6 +387,9 @@ class _Parser:
                 continue
             number = word[1:]
             if re.fullmatch(r"[+-]?\d+", number):
+                if len(number) > 30:
+                    self.fail(f"edge {_short(text)!r}: delay {_short(word)} is far too long "
+                              "(more than 30 digits)", item, path)
                 delay = int(number)
             elif re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?", number):
                 delay = float(number)
@@ -298,7 +430,7 @@ class _Parser:
             param = None if weight == "identity" else default_param_name(
                 opts["from"], opts["to"], delay)
         scale = opts.get("scale", 1.0)
-        if isinstance(scale, int) and not isinstance(scale, bool):
+        if isinstance(scale, int) and not isinstance(scale, bool) and abs(scale) < 2**1023:
             scale = float(scale)
         return Edge(src=opts["from"], dst=opts["to"], delay=delay, weight=weight, scale=scale,
                     param=param, trainable=opts.get("trainable", True), init=opts.get("init"),
@@ -318,3 +450,34 @@ class _Parser:
                 self.fail("an output is a node name", item, f"outputs[{i}]")
             out.append(item.value)
         return out
+
+
+def _check_limits(net: Network, lines: dict[str, int]) -> None:
+    """Refuse delays and parameters that alone need more memory than the limit (a batch of
+    one sequence, float32), before anything is allocated."""
+    limit, source = checks.memory_limit()
+    where = net.source
+
+    def fail(message: str, key: str, line: int | None) -> None:
+        raise SpecError(f"{message}, more than the {checks.format_bytes(limit)} limit ({source})",
+                        where, lines.get(key, line), key)
+
+    for i, e in enumerate(net.edges):
+        need = abs(e.delay) * net.size(e.src) * 4
+        if need > limit:
+            fail(f"delay {e.delay:,} keeps {abs(e.delay):,} past steps of {e.src} (size "
+                 f"{net.size(e.src):,}): {checks.format_bytes(need)} for one sequence",
+                 f"edges[{i}]", e.line)
+    sizes = {name: math.prod(p.shape) * 4 for name, p in net.params.items()}
+    need = sum(sizes.values())
+    if need > limit:
+        biggest = max(sizes, key=sizes.get)
+        edges = net.params[biggest].edges
+        if edges:
+            index = net.edges.index(edges[0])
+            key, line = f"edges[{index}]", edges[0].line
+        else:  # a bias or learned initial state NODE.bias / NODE.init
+            node = net.nodes[biggest.rsplit(".", 1)[0]]
+            key, line = f"nodes.{node.name}.size", node.line
+        fail(f"the parameters need {checks.format_bytes(need)} in float32 (the largest, "
+             f"{biggest!r}, has shape {net.params[biggest].shape})", key, line)

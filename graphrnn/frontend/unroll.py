@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import networkx as nx
 
+from graphrnn import config
+from graphrnn.errors import DataError
 from graphrnn.frontend.network import Network
 
 
@@ -13,7 +15,7 @@ def _check_steps(steps: object) -> int:
     return steps
 
 
-def unroll(net: Network, steps: int) -> nx.DiGraph:
+def unroll(net: Network, steps: int, max_vertices: int | None = None) -> nx.DiGraph:
     """The acyclic graph of ``net`` over ``steps`` time steps.
 
     Parameters
@@ -22,6 +24,9 @@ def unroll(net: Network, steps: int) -> nx.DiGraph:
         A validated network.
     steps : int
         T >= 1, the number of steps.
+    max_vertices : int, optional
+        Refuse a graph of more vertices than this (default ``GRAPHRNN_MAX_VERTICES``, 100,000:
+        a networkx graph takes about 1 KB a vertex).
 
     Returns
     -------
@@ -43,8 +48,11 @@ def unroll(net: Network, steps: int) -> nx.DiGraph:
     ------
     ValueError
         When ``steps`` is not an integer >= 1.
+    DataError
+        When the graph would have more than ``max_vertices`` vertices (before building it).
     """
     T = _check_steps(steps)
+    _check_vertices(net, T, config.MAX_VERTICES if max_vertices is None else max_vertices)
     g = nx.DiGraph(name=net.name, steps=T)
     # Shared attributes go in as keywords (one dict update per vertex/edge, no per-item
     # dicts): about 3x faster than (id, dict) tuples for T = 10,000.
@@ -82,6 +90,18 @@ def unroll(net: Network, steps: int) -> nx.DiGraph:
                              param=None, delay=1, weight="state", scale=1.0, transpose=False,
                              edge=None, state=True)
     return g
+
+
+def _check_vertices(net: Network, steps: int, limit: int) -> None:
+    vertices, _ = expected_counts(net, steps)
+    if vertices <= limit:
+        return
+    per_step = len(net.inputs) + len(net.nodes)
+    most = (limit - sum(net.history.values())) // per_step if per_step else 0
+    fewer = f"use at most {most:,} steps" if most >= 1 else "shorten the delays"
+    raise DataError(f"unrolling {net.name} over {steps:,} steps gives {vertices:,} vertices, "
+                    f"more than the limit of {limit:,}; {fewer}, or raise the limit with "
+                    "GRAPHRNN_MAX_VERTICES (about 1 KB of memory a vertex)")
 
 
 def _ids(name: str, steps: int) -> list[str]:
