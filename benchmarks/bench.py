@@ -19,6 +19,7 @@ from functools import partial
 
 import numpy as np
 
+from graphrnn.cli.base import CommandParser
 from graphrnn.files import write_atomic
 
 try:
@@ -209,16 +210,9 @@ def parse_sizes(text: str) -> list[tuple[int, int, int, int]]:
     return sizes
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one line on stderr and exit status 2 (house rule)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def make_parser() -> argparse.ArgumentParser:
     """The command line of ``graphrnn bench``."""
-    p = _Parser(prog="graphrnn bench", description=__doc__.split("\n\n")[0])
+    p = CommandParser(prog="graphrnn bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats (about a minute)")
     p.add_argument("--out", metavar="MD", help="write the markdown report here (atomically)")
     p.add_argument("--cells", default=",".join(CELLS),

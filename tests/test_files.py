@@ -55,7 +55,6 @@ def test_refuses_a_fifo_and_a_folder(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["dir", "pipe"]
 
 
-
 @pytest.mark.parametrize("make, kind", [
     (lambda p: os.mkfifo(p), "FIFO"),
     (lambda p: os.symlink(p.parent / "t.npz", p), "symbolic link"),
@@ -80,11 +79,35 @@ def test_cli_refuses_what_is_not_a_regular_file(tmp_path, capsys, make, kind):
     assert not (tmp_path / "t.npz").exists()  # a link's target is never written
 
 
-def test_dev_null_and_dev_stdout_are_written_through():
-    write_atomic(os.devnull, "discarded")
-    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+def test_streams_are_written_through(tmp_path):
+    # Never writes to the real /dev/null or /dev/stdout: code that replaced them (as before
+    # this change, run as root) would break the machine. A pipe's /proc/self/fd/N is safe:
+    # nothing can be renamed into /proc.
+    from graphrnn.files import check_writable, stream_fd
+
+    assert stream_fd("/dev/stdout") == 1 and stream_fd("/dev/fd/7") == 7
+    check_writable(os.devnull)  # written through, so not refused
+    with pytest.raises(OSError, match="is a character device"):
+        check_writable("/dev/full")
+    read, write = os.pipe()
+    try:
+        save_npz(f"/proc/self/fd/{write}", {"x": np.arange(3)})
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            (tmp_path / "got.npz").write_bytes(pipe.read())
+    finally:
+        for fd in (read, write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    with np.load(tmp_path / "got.npz") as z:
+        assert z["x"].tolist() == [0, 1, 2]
+
+
+def test_cli_writes_through_its_own_stdout():
     proc = subprocess.run([sys.executable, "-m", "graphrnn", "inspect", ELMAN, "--steps", "2",
-                           "-o", "/dev/stdout"], cwd=ROOT, capture_output=True, text=True,
+                           "-o", "/proc/self/fd/1"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("# elman unrolled over 2 steps")

@@ -11,8 +11,8 @@ from graphrnn.model import compile
 from graphrnn.training.io import load_data
 
 
-def add_run_command(subparsers) -> None:
-    """Register ``run`` on the CLI's subparsers."""
+def add_run_command(subparsers) -> argparse.ArgumentParser:
+    """Add ``run SPEC -o OUT.npz [--inputs ...]``; handler :func:`run_command`."""
     p = subparsers.add_parser(
         "run", help="run a network forward over arrays from .npz files",
         description="Run SPEC over the sequences in --inputs (arrays named after the spec's "
@@ -29,10 +29,12 @@ def add_run_command(subparsers) -> None:
     p.add_argument("--backend", default="numpy", choices=BACKENDS)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("-o", "--output", required=True, help="where to write the results (.npz)")
-    p.set_defaults(handler=run_command)
+    p.set_defaults(func=run_command)
+    return p
 
 
 def run_command(args: argparse.Namespace) -> int:
+    """``graphrnn run``: forward over the inputs; outputs and ``state:KEY`` arrays to ``-o``."""
     net = load_spec(args.spec)
     model = compile(net, backend=args.backend, dtype=args.dtype)
     params = load_data(args.params) if args.params else model.init_params(args.seed)
