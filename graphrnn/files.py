@@ -50,13 +50,19 @@ def stream_fd(path: str | os.PathLike) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def is_stream(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is written through as a stream (``/dev/stdout``, ``/dev/null``, ...):
+    a command then cannot read its output back, and prints its report to stderr."""
+    return stream_fd(path) is not None or os.fspath(path) == os.devnull
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Raise ``OSError`` (one line) when ``path`` exists and is not a regular file.
 
     Stream paths (see :data:`STREAMS`, ``/dev/fd/N``, ``/dev/null``) pass: they are written
     through.
     """
-    if stream_fd(path) is not None or os.fspath(path) == os.devnull:
+    if is_stream(path):
         return
     try:
         mode = os.lstat(path).st_mode
@@ -95,7 +101,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator:
     anything is written); stream paths are written through (see the module's docstring).
     """
     check_writable(path)
-    if stream_fd(path) is not None or os.fspath(path) == os.devnull:
+    if is_stream(path):
         with _write_through(path) as handle:
             yield handle
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import subprocess
@@ -111,3 +112,14 @@ def test_cli_writes_through_its_own_stdout():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("# elman unrolled over 2 steps")
+
+
+def test_cli_writes_data_to_its_stdout_and_reports_on_stderr():
+    for argv in (["task", "xor", "--batch", "3"],
+                 ["run", str(ROOT / "specs" / "boltzmann.yaml"), "--steps", "2"]):
+        proc = subprocess.run([sys.executable, "-m", "graphrnn", *argv, "-o", "/proc/self/fd/1"],
+                              cwd=ROOT, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.decode().startswith("wrote /proc/self/fd/1")
+        with np.load(io.BytesIO(proc.stdout)) as z:
+            assert z.files

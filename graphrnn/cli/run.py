@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from graphrnn.backends import BACKENDS
-from graphrnn.files import save_npz
+from graphrnn.files import is_stream, save_npz
 from graphrnn.frontend.spec import load_spec
 from graphrnn.model import compile
 from graphrnn.training.io import load_data
@@ -46,5 +47,6 @@ def run_command(args: argparse.Namespace) -> int:
     outputs, final = model.forward(params, inputs, state=state, steps=args.steps, seed=args.seed)
     save_npz(args.output, {**outputs, **{f"state:{k}": v for k, v in final.items()}})
     shapes = ", ".join(f"{k} {v.shape}" for k, v in outputs.items())
-    print(f"wrote {args.output}: {shapes}")
+    print(f"wrote {args.output}: {shapes}",
+          file=sys.stderr if is_stream(args.output) else sys.stdout)
     return 0
