@@ -185,3 +185,26 @@ def environment(torch=None, jax=None) -> dict[str, str]:
         info["XLA_FLAGS"] = os.environ["XLA_FLAGS"]
     info["BLAS environment"] = ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in BLAS_ENV)
     return info
+
+
+def load_warning(load: float, cpus: int | None) -> str | None:
+    """A warning when the 1-minute load average says other work competes for the CPUs.
+
+    Parameters
+    ----------
+    load : float
+        ``os.getloadavg()[0]``, taken before the benchmark starts (so it is others' load).
+    cpus : int or None
+        ``os.cpu_count()``.
+
+    Returns
+    -------
+    str or None
+        The one-line warning, or ``None`` when at most half the CPUs are busy.
+    """
+    cpus = cpus or 1
+    if load <= 0.5 * cpus:
+        return None
+    return (f"load average {load:.1f} on {cpus} CPU(s): other work competes for them, so this "
+            "run is slower and its times noisier than on an idle machine (the paired ratios "
+            "suffer least; --threads 1 helps)")

@@ -49,6 +49,40 @@ def header() -> str:
     return f"{'cell':<7} {'T,B,H,I':<15} {'mode':<7} {'graphrnn ms':>11}{cols}"
 
 
+def legend() -> str:
+    """What the console table's columns mean (printed above it)."""
+    return "\n".join([
+        "How to read the table: 'graphrnn ms' is graphrnn's median time per call; each other "
+        "column is",
+        "  'its median ms (R x  B x)': R = median of graphrnn's time / its time, the two "
+        "timed back to back",
+        "  (order alternating; a drifting machine hardly moves it), B = graphrnn's fastest / "
+        "its fastest.",
+        "  Below 1x graphrnn is faster. '-' = not run (a library missing, or no such "
+        "variant).",
+        "  GEMM floor: only the matrix products graphrnn's schedule needs, in NumPy "
+        "(torch GEMM floor: the",
+        "  same via torch.matmul); torch.nn: torch.nn.RNN/LSTM/GRU + nn.Linear; torch loop: "
+        "the cell as a",
+        "  Python loop of nn.Linear; jax: the cell under jax.lax.scan, jitted. train = "
+        "forward + backward."])
+
+
+def progress(done: int, total: int, what: str, elapsed: float) -> str:
+    """``[bench] case 3/14: lstm 100,32,512,256 (41 s elapsed, about 2 min left)`` (stderr)."""
+    if done == 0:
+        left = "estimate after the first case"
+    else:
+        left = f"about {_duration(elapsed / done * (total - done))} left"
+    return f"[bench] case {done + 1}/{total}: {what} ({_duration(elapsed)} elapsed, {left})"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def _cell(record: dict, col: str, md: bool = False) -> str:
     if col not in record["others"]:
         return "—" if md else "-"

@@ -31,7 +31,8 @@ def check_array(kind: str, name: str, array, shape: tuple, finite: bool = True) 
         raise DataError(f"{kind} {name!r} is not an array: {exc}") from None
     if a.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, a.shape,
                                                                               strict=True)):
-        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + \
+            ("," if len(shape) == 1 else "") + ")"  # (16,) as NumPy prints a 1-tuple
         raise DataError(f"{kind} {name!r} has shape {a.shape}, expected {want}")
     if a.dtype.kind not in "biuf":
         raise DataError(f"{kind} {name!r} has dtype {a.dtype}, expected numbers")

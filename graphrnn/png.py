@@ -1,4 +1,4 @@
-"""A tiny dependency-free PNG writer (zlib + struct), image grids and a bare line plot."""
+"""A tiny dependency-free PNG writer (zlib + struct), image grids with labels, a bare line plot."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
 
 
 def image_grid(rows: Sequence[Sequence[np.ndarray]], scale: int = 8, pad: int = 1,
-               background: float = 0.5) -> np.ndarray:
+               background: float = 0.5, labels: Sequence[str] | None = None,
+               text_scale: int = 2) -> np.ndarray:
     """Tile ±1 (or ``[0, 1]``) images into one grayscale grid, each pixel a ``scale`` square.
 
     Parameters
@@ -74,12 +75,19 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], scale: int = 8, pad: int = 
         Gap between images, in image pixels.
     background : float
         Gray level of the gaps (0 black, 1 white).
+    labels : sequence of str, optional
+        One label per row, drawn in black on white to the left of the row (lowercase letters
+        and spaces of :data:`FONT`), centred on it; see :func:`label_origin`.
+    text_scale : int
+        Screen pixels per font pixel of the labels.
 
     Returns
     -------
     numpy.ndarray
         ``uint8`` grayscale image, ready for :func:`write_png`.
     """
+    if labels is not None and len(labels) != len(rows):
+        raise ValueError(f"image_grid: {len(labels)} labels for {len(rows)} rows")
     if not rows or not rows[0]:
         raise ValueError("image_grid needs at least one image")
     h, w = np.asarray(rows[0][0]).shape
@@ -95,7 +103,62 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], scale: int = 8, pad: int = 
             y, x = pad + r * (h + pad), pad + c * (w + pad)
             grid[y:y + h, x:x + w] = 1.0 - ink
     big = np.kron(grid, np.ones((scale, scale)))
+    if labels is not None:
+        texts = [text_image(label, text_scale) for label in labels]
+        margin = max(t.shape[1] for t in texts) + 4 * text_scale
+        big = np.concatenate([np.ones((big.shape[0], margin)), big], axis=1)
+        for r, text in enumerate(texts):
+            y, x = label_origin(r, text.shape, h, pad, scale, text_scale)
+            big[y:y + text.shape[0], x:x + text.shape[1]][text] = 0.0
     return _to_uint8(big)
+
+
+def label_origin(row: int, text_shape: tuple[int, int], height: int, pad: int, scale: int,
+                 text_scale: int) -> tuple[int, int]:
+    """Top-left screen pixel of row ``row``'s label in :func:`image_grid` (its vertical middle)."""
+    top = (pad + row * (height + pad)) * scale
+    return top + (height * scale - text_shape[0]) // 2, 2 * text_scale
+
+
+#: A 5x7 bitmap font for labels: the lowercase letters of a few words, and space.
+FONT = {ch: rows.split() for ch, rows in {
+    "a": "..... ..... .###. ....# .#### #...# .####",
+    "c": "..... ..... .###. #.... #.... #...# .###.",
+    "d": "....# ....# .##.# #..## #...# #...# .####",
+    "e": "..... ..... .###. #...# ##### #.... .###.",
+    "l": ".##.. ..#.. ..#.. ..#.. ..#.. ..#.. .###.",
+    "o": "..... ..... .###. #...# #...# #...# .###.",
+    "p": "..... ..... ####. #...# ####. #.... #....",
+    "r": "..... ..... #.##. ##..# #.... #.... #....",
+    "s": "..... ..... .#### #.... .###. ....# ####.",
+    "t": ".#... .#... ###.. .#... .#... .#..# ..##.",
+    "u": "..... ..... #...# #...# #...# #..## .##.#",
+    " ": "..... ..... ..... ..... ..... ..... .....",
+}.items()}
+
+
+def text_image(text: str, scale: int = 1) -> np.ndarray:
+    """``text`` in :data:`FONT` as a boolean ink mask ``(7 * scale, 6 * len(text) * scale)``.
+
+    Parameters
+    ----------
+    text : str
+        Characters of :data:`FONT` (lowercase letters of the labels, space).
+    scale : int
+        Screen pixels per font pixel.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``bool`` array, True where there is ink (one blank column after each character).
+    """
+    missing = sorted({c for c in text if c not in FONT})
+    if missing:
+        raise ValueError(f"text_image: no glyph for {''.join(missing)!r}; the font has "
+                         f"{''.join(sorted(FONT))!r}")
+    glyphs = [np.array([[c == "#" for c in row + "."] for row in FONT[ch]]) for ch in text]
+    mask = np.concatenate(glyphs, axis=1) if glyphs else np.zeros((7, 0), bool)
+    return np.kron(mask, np.ones((scale, scale), bool))
 
 
 def line_plot(xs: np.ndarray, series: Sequence[np.ndarray], *, vlines: Sequence[float] = (),

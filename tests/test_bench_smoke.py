@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from benchmarks import bench, common, report
 from graphrnn.cli.main import main
 
 
@@ -20,3 +23,40 @@ def test_bench_runs_on_tiny_sizes(tmp_path, capsys):
 def test_bench_bad_arguments_exit_2(capsys):
     assert main(["bench", "--sizes", "nonsense"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_bench_shows_progress_a_legend_and_the_load(capsys, monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.5, 7.5, 7.5))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    code = main(["bench", "--quick", "--sizes", "4,2,3,2;5,1,2,2", "--no-torch", "--no-jax",
+                 "--cells", "elman,gru", "--modes", "forward"])
+    assert code == 0
+    out, err = capsys.readouterr()
+    assert "How to read the table" in out and "Below 1x graphrnn is faster" in out
+    assert out.index("How to read the table") < out.index("graphrnn ms")
+    lines = [line for line in err.splitlines() if line.startswith("[bench] case")]
+    assert [line.split(":")[0] for line in lines] == [f"[bench] case {i}/5" for i in
+                                                     range(1, 6)]
+    assert "elman 4,2,3,2 (forward)" in lines[0] and "estimate after the first case" in lines[0]
+    assert all(" left)" in line for line in lines[1:])
+    assert "per-call overhead" in lines[-1]
+    assert "graphrnn bench: warning: load average 7.5 on 2 CPU(s)" in err
+
+
+def test_progress_estimates_what_is_left_from_what_took():
+    assert report.progress(0, 4, "x", 0.0).endswith("(0 s elapsed, estimate after the first "
+                                                    "case)")
+    assert report.progress(2, 4, "lstm 1,1,1,1", 30.0) == \
+        "[bench] case 3/4: lstm 1,1,1,1 (30 s elapsed, about 30 s left)"
+    assert "about 10 min left" in report.progress(1, 11, "x", 60.0)
+
+
+def test_load_warning_only_when_others_compete():
+    assert common.load_warning(0.9, 2) is None
+    assert "load average 1.6 on 2 CPU(s)" in common.load_warning(1.6, 2)
+    assert common.load_warning(6.0, 16) is None
+
+
+def test_quick_help_says_what_it_does_not_a_minute():
+    text = bench.make_parser().format_help()
+    assert "about a minute" not in text and "0.5 s of timing" in text

@@ -18,7 +18,7 @@ def add_accuracy_command(subparsers) -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
-        The subcommand's parser (``handler`` is :func:`run_accuracy`).
+        The subcommand's parser (``func`` is :func:`run_accuracy`).
     """
     p = subparsers.add_parser(
         "accuracy", help="score trained parameters on held-out embedded Reber strings",
@@ -32,7 +32,7 @@ def add_accuracy_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--train", metavar="D.npz", default=None,
                    help="the training data, to also score strings never seen in training")
     p.add_argument("--threshold", type=float, default=0.5, help="output threshold")
-    p.set_defaults(handler=run_accuracy)
+    p.set_defaults(func=run_accuracy)
     return p
 
 

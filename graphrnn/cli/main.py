@@ -1,81 +1,48 @@
-"""The ``graphrnn`` command line: one function per subcommand, registered with ``@subcommand``.
+"""The ``graphrnn`` command line: the subcommands' list, and :func:`main`.
 
-To add a subcommand, write one function taking the parsed arguments and returning an exit
-code, and declare its arguments in the decorator::
+A subcommand is one function ``add_NAME_command(subparsers)`` that adds its parser (its
+arguments and help) and sets ``func``, the handler ``args -> exit code``; list it in
+:data:`COMMANDS`. For example::
 
-    @subcommand("run", "run a spec on data", arg("spec"), arg("--steps", type=int))
-    def run(args: argparse.Namespace) -> int:
-        ...
-        return 0
+    def add_check_command(subparsers) -> argparse.ArgumentParser:
+        p = subparsers.add_parser("check", help="validate a spec")
+        p.add_argument("spec")
+        p.set_defaults(func=check)
+        return p
 
-A module may instead define an argparse-style ``add_X_command(subparsers)`` that adds its
-parser and sets ``handler`` (a function ``args -> int``); list it in ``ADDERS``.
-
-Errors from user input (``SpecError``, ``DataError``, ``OSError``, ``ValueError``) become one
-line on stderr and exit code 2; anything else is a bug: traceback and exit code 1.
+Handlers raise on bad input; :func:`graphrnn.cli.base.exit_code` (the one place) turns
+``SpecError``, ``DataError``, ``OSError``, ``ValueError`` and ``ImportError`` into one line on
+stderr and exit code 2; anything else is a bug: traceback and exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
-import traceback
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 
-from graphrnn import config
 from graphrnn.backends import BACKENDS
-from graphrnn.errors import DataError, SpecError
+from graphrnn.cli.base import CommandParser, exit_code, fail
 from graphrnn.files import write_atomic
 
-#: Errors caused by what the user gave us (exit 2, one line, no traceback).
-USER_ERRORS = (SpecError, DataError, OSError, ValueError)
-
-_COMMANDS: dict[str, tuple[str, tuple, Callable[[argparse.Namespace], int]]] = {}
-
-#: ``"module:function"`` adders called with the subparsers (argparse style, ``handler=``).
-ADDERS: list[str] = ["graphrnn.cli.run:add_run_command", "graphrnn.cli.train:add_train_command",
-                     "graphrnn.cli.train:add_task_command",
-                     "graphrnn.cli.accuracy:add_accuracy_command"]
-
-
-def arg(*flags: str, **kwargs) -> tuple[tuple[str, ...], dict]:
-    """An argument of a subcommand: the arguments of ``ArgumentParser.add_argument``."""
-    return flags, kwargs
-
-
-def subcommand(name: str, help: str, *arguments: tuple[tuple[str, ...], dict]):  # noqa: A002
-    """Register the decorated function as ``graphrnn NAME`` with the given arguments."""
-    def register(func: Callable[[argparse.Namespace], int]):
-        _COMMANDS[name] = (help, arguments, func)
-        return func
-    return register
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (and exit 2), as the house rules ask."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+#: Every subcommand as ``"module:add_NAME_command"``, in the order ``--help`` lists them.
+COMMANDS: list[str] = [
+    "graphrnn.cli.main:add_check_command", "graphrnn.cli.main:add_inspect_command",
+    "graphrnn.cli.main:add_hopfield_command", "graphrnn.cli.main:add_bench_command",
+    "graphrnn.cli.run:add_run_command", "graphrnn.cli.train:add_train_command",
+    "graphrnn.cli.train:add_task_command", "graphrnn.cli.accuracy:add_accuracy_command"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``graphrnn`` parser with every registered subcommand."""
-    parser = _Parser(prog="graphrnn", description="Compile, check and inspect recurrent "
-                     "networks declared as cyclic graphs with delays.")
+    """The ``graphrnn`` parser with every subcommand of :data:`COMMANDS`."""
+    parser = CommandParser(prog="graphrnn", description="Compile, check and inspect recurrent "
+                           "networks declared as cyclic graphs with delays.")
     from graphrnn import __version__
     parser.add_argument("--version", action="version", version=f"graphrnn {__version__}")
-    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     subs.required = True
-    for name, (help_text, arguments, func) in _COMMANDS.items():
-        sub = subs.add_parser(name, help=help_text, description=help_text)
-        for flags, kwargs in arguments:
-            sub.add_argument(*flags, **kwargs)
-        sub.set_defaults(func=func)
-    for spec in ADDERS:
+    for spec in COMMANDS:
         module, _, function = spec.partition(":")
         getattr(importlib.import_module(module), function)(subs)
     return parser
@@ -97,43 +64,20 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, --version, or a bad argument (already printed)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            handler = getattr(args, "func", None) or args.handler
-            return int(handler(args) or 0)
-    except USER_ERRORS as e:
-        if config.DEBUG:
-            traceback.print_exc()
-        print(f"graphrnn: {_one_line(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("graphrnn: interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        print("graphrnn: internal error (a bug in graphrnn; please report it with the "
-              "traceback above)", file=sys.stderr)
-        return 1
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    if isinstance(e, OSError) and not isinstance(e, SpecError) and e.filename and e.strerror:
-        text = f"{e.filename}: {e.strerror}"
-    return text
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"graphrnn: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    return exit_code(args.func, args)
 
 
 # -- subcommands ------------------------------------------------------------------------------
 
-_SPEC = arg("spec", help="the spec file (YAML)")
+def add_check_command(subparsers) -> argparse.ArgumentParser:
+    """Add ``check SPEC``; handler :func:`check`."""
+    p = subparsers.add_parser("check", help="validate a spec and print a summary of the network",
+                              description="validate a spec and print a summary of the network")
+    p.add_argument("spec", help="the spec file (YAML)")
+    p.set_defaults(func=check)
+    return p
 
 
-@subcommand("check", "validate a spec and print a summary of the network", _SPEC)
 def check(args: argparse.Namespace) -> int:
     """``graphrnn check SPEC``: the summary of :func:`graphrnn.frontend.render.summarize`."""
     from graphrnn.frontend.render import summarize
@@ -143,15 +87,24 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
-@subcommand("inspect", "unroll a spec over T steps and show the acyclic graph", _SPEC,
-            arg("--steps", "-T", type=int, default=3, metavar="T",
-                help="number of time steps (default 3)"),
-            arg("--format", "-f", choices=("text", "json", "dot", "svg", "png"), default=None,
-                help="output format (default: from the -o suffix, else text); svg and png "
-                     "need Graphviz's dot"),
-            arg("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)"),
-            arg("--schedule", action="store_true",
-                help="print the compiled Program (stages and ops) instead of the unrolled graph"))
+def add_inspect_command(subparsers) -> argparse.ArgumentParser:
+    """Add ``inspect SPEC [--steps T] [--format F] [-o FILE] [--schedule]``."""
+    what = "unroll a spec over T steps and show the acyclic graph"
+    p = subparsers.add_parser("inspect", help=what, description=what)
+    p.add_argument("spec", help="the spec file (YAML)")
+    p.add_argument("--steps", "-T", type=int, default=3, metavar="T",
+                   help="number of time steps (default 3)")
+    p.add_argument("--format", "-f", choices=("text", "json", "dot", "svg", "png"), default=None,
+                   help="output format (default: from the -o suffix, else text); svg and png "
+                        "need Graphviz's dot")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)")
+    p.add_argument("--schedule", action="store_true",
+                   help="print the compiled Program (stages and ops) instead of the unrolled "
+                        "graph")
+    p.set_defaults(func=inspect)
+    return p
+
+
 def inspect(args: argparse.Namespace) -> int:
     """``graphrnn inspect SPEC --steps T --format F [-o FILE]`` or ``--schedule``."""
     from graphrnn.frontend import render
@@ -172,7 +125,7 @@ def inspect(args: argparse.Namespace) -> int:
         fmt = {"txt": "text", "gv": "dot"}.get(suffix, suffix)
         fmt = fmt if fmt in render.FORMATS else "text"
     if fmt == "png" and not args.output:
-        raise ValueError("--format png writes binary data; give -o FILE.png")
+        fail("--format png writes binary data; give -o FILE.png")
     dag = unroll(load_spec(Path(args.spec)), steps=args.steps)
     if fmt == "text":
         data: str | bytes = render.to_text(dag)
@@ -192,13 +145,20 @@ def inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-@subcommand("hopfield", "store the bundled letters in a Hopfield net, corrupt and recall them",
-            arg("--out", default="out", help="folder for hopfield_recall.png (default out)"),
-            arg("--noise", type=float, default=0.15, help="fraction of pixels flipped"),
-            arg("--rule", default="pseudo_inverse", choices=("hebbian", "storkey",
-                                                              "pseudo_inverse")),
-            arg("--seed", type=int, default=0),
-            arg("--backend", default="numpy", choices=BACKENDS))
+def add_hopfield_command(subparsers) -> argparse.ArgumentParser:
+    """Add ``hopfield [--out DIR] [--noise F] [--rule R] [--seed S] [--backend B]``."""
+    what = "store the bundled letters in a Hopfield net, corrupt and recall them"
+    p = subparsers.add_parser("hopfield", help=what, description=what)
+    p.add_argument("--out", default="out", help="folder for hopfield_recall.png (default out)")
+    p.add_argument("--noise", type=float, default=0.15, help="fraction of pixels flipped")
+    p.add_argument("--rule", default="pseudo_inverse",
+                   choices=("hebbian", "storkey", "pseudo_inverse"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="numpy", choices=BACKENDS)
+    p.set_defaults(func=hopfield)
+    return p
+
+
 def hopfield(args: argparse.Namespace) -> int:
     """``graphrnn hopfield``: the recall demo of :func:`graphrnn.hopfield.demo`."""
     from graphrnn.hopfield import demo
@@ -209,9 +169,16 @@ def hopfield(args: argparse.Namespace) -> int:
     return 0
 
 
-@subcommand("bench", "time graphrnn against PyTorch (and JAX) on this machine",
-            arg("bench_args", nargs=argparse.REMAINDER,
-                help="the options of benchmarks/bench.py (graphrnn bench --help lists them)"))
+def add_bench_command(subparsers) -> argparse.ArgumentParser:
+    """Add ``bench ...`` (for ``--help``: :func:`main` hands its options to benchmarks/bench.py)."""
+    what = "time graphrnn against PyTorch (and JAX) on this machine"
+    p = subparsers.add_parser("bench", help=what, description=what)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER,
+                   help="the options of benchmarks/bench.py (graphrnn bench --help lists them)")
+    p.set_defaults(func=bench)
+    return p
+
+
 def bench(args: argparse.Namespace) -> int:
     """``graphrnn bench ...``: runs ``benchmarks/bench.py`` of a source checkout."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from graphrnn.backends import BACKENDS
-from graphrnn.files import save_npz
+from graphrnn.files import is_stream, save_npz
 from graphrnn.frontend.spec import load_spec
 from graphrnn.model import compile
 from graphrnn.training.data import NpzData, load_data, run_inputs
 
 
-def add_run_command(subparsers) -> None:
-    """Register ``run`` on the CLI's subparsers."""
+def add_run_command(subparsers) -> argparse.ArgumentParser:
+    """Add ``run SPEC -o OUT.npz [--inputs ...]``; handler :func:`run_command`."""
     p = subparsers.add_parser(
         "run", help="run a network forward over arrays from .npz files",
         description="Run SPEC over the sequences in --inputs (arrays named after the spec's "
@@ -29,10 +30,12 @@ def add_run_command(subparsers) -> None:
     p.add_argument("--backend", default="numpy", choices=BACKENDS)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("-o", "--output", required=True, help="where to write the results (.npz)")
-    p.set_defaults(handler=run_command)
+    p.set_defaults(func=run_command)
+    return p
 
 
 def run_command(args: argparse.Namespace) -> int:
+    """``graphrnn run``: forward over the inputs; outputs and ``state:KEY`` arrays to ``-o``."""
     net = load_spec(args.spec)
     model = compile(net, backend=args.backend, dtype=args.dtype)
     params = load_data(args.params) if args.params else model.init_params(args.seed)
@@ -44,5 +47,6 @@ def run_command(args: argparse.Namespace) -> int:
     outputs, final = model.forward(params, inputs, state=state, steps=args.steps, seed=args.seed)
     save_npz(args.output, {**outputs, **{f"state:{k}": v for k, v in final.items()}})
     shapes = ", ".join(f"{k} {v.shape}" for k, v in outputs.items())
-    print(f"wrote {args.output}: {shapes}")
+    print(f"wrote {args.output}: {shapes}",
+          file=sys.stderr if is_stream(args.output) else sys.stdout)
     return 0

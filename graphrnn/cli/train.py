@@ -10,7 +10,8 @@ import sys
 import numpy as np
 
 from graphrnn.backends import BACKENDS
-from graphrnn.files import save_npz
+from graphrnn.cli.base import fail, reports_errors
+from graphrnn.files import is_stream, save_npz
 from graphrnn.training.tasks import TASKS, save_task
 
 __all__ = ["add_task_command", "add_train_command", "run_task", "run_train"]
@@ -20,8 +21,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _fail(command: str, message: str) -> int:
-    print(f"graphrnn {command}: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    fail(message)  # reported by @reports_errors (graphrnn.cli.base): one line, exit 2
 
 
 def _tbptt(text: str):
@@ -105,10 +105,11 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--last", action="store_true",
                    help="keep the last epoch's parameters, not the best epoch's")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_train, handler=run_train)
+    p.set_defaults(func=run_train)
     return p
 
 
+@reports_errors("graphrnn train: error")
 def run_train(args: argparse.Namespace) -> int:
     """Handle ``graphrnn train``; returns the exit code (2: bad input, one line on stderr)."""
     import graphrnn as gr
@@ -127,40 +128,35 @@ def run_train(args: argparse.Namespace) -> int:
     elif args.momentum is not None or args.nesterov:
         return _fail("train", "--momentum/--nesterov apply to --optimizer sgd only")
     lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 1e-2)
+    net = gr.load_spec(args.spec)
+    model = gr.compile(net, backend=args.backend, dtype=args.dtype)
+    params = model.init_params(seed=args.seed)
+    if args.init:
+        loaded = load_data(args.init, params)
+        missing = sorted(set(params) - set(loaded))
+        if missing:
+            return _fail("train", f"{args.init} lacks parameters {', '.join(missing)}")
+        params = {k: np.asarray(loaded[k], dtype=params[k].dtype) for k in params}
+    settings = dict(targets=args.target, loss=args.loss, optimizer=args.optimizer, lr=lr,
+                    optimizer_kw=opt_kw, epochs=args.epochs, batch_size=args.batch_size,
+                    clip=args.clip, val_fraction=args.val_fraction,
+                    patience=args.patience, checkpoint=args.checkpoint,
+                    resume=args.resume, progress=not args.no_progress, seed=args.seed,
+                    tbptt=args.tbptt, mask_key=args.mask_key, restore_best=not args.last,
+                    bucket=args.bucket)
+    data = NpzData(args.data)  # read once, checked here and trained on
+    if not args.output:
+        check_training(model, params, data, **settings)
+        print("graphrnn train: no -o given: trained parameters will not be saved",
+              file=sys.stderr)
     try:
-        net = gr.load_spec(args.spec)
-        model = gr.compile(net, backend=args.backend, dtype=args.dtype)
-        params = model.init_params(seed=args.seed)
-        if args.init:
-            loaded = load_data(args.init, params)
-            missing = sorted(set(params) - set(loaded))
-            if missing:
-                return _fail("train", f"{args.init} lacks parameters {', '.join(missing)}")
-            params = {k: np.asarray(loaded[k], dtype=params[k].dtype) for k in params}
-        settings = dict(targets=args.target, loss=args.loss, optimizer=args.optimizer, lr=lr,
-                        optimizer_kw=opt_kw, epochs=args.epochs, batch_size=args.batch_size,
-                        clip=args.clip, val_fraction=args.val_fraction,
-                        patience=args.patience, checkpoint=args.checkpoint,
-                        resume=args.resume, progress=not args.no_progress, seed=args.seed,
-                        tbptt=args.tbptt, mask_key=args.mask_key, restore_best=not args.last,
-                        bucket=args.bucket)
-        data = NpzData(args.data)  # read once, checked here and trained on
-        if not args.output:
-            check_training(model, params, data, **settings)
-            print("graphrnn train: no -o given: trained parameters will not be saved",
-                  file=sys.stderr)
         result = train(model, params, data, **settings)
     except DivergenceError as exc:  # the advice in the CLI's words
         return _fail("train", f"{exc.reason}. Try a lower --lr or --clip MAX_NORM")
-    except (ValueError, ImportError, OSError) as exc:  # SpecError, DataError...
-        return _fail("train", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    try:
-        if args.output:
-            save_npz(args.output, {k: np.asarray(v) for k, v in result.params.items()})
-        if args.plot and result.history:
-            plot_history(result.history, args.plot, title=f"{net.name}: loss per epoch")
-    except OSError as exc:
-        return _fail("train", str(exc))
+    if args.output:
+        save_npz(args.output, {k: np.asarray(v) for k, v in result.params.items()})
+    if args.plot and result.history:
+        plot_history(result.history, args.plot, title=f"{net.name}: loss per epoch")
     h = result.history[-1] if result.history else None
     summary = f"{net.name}: {len(result.history)} epoch(s), {result.stopped_reason}"
     if h is not None:
@@ -197,10 +193,11 @@ def add_task_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--input-name", default="x", help="name of the inputs array (default x)")
     p.add_argument("--output-name", default="y", help="name of the targets array (default y)")
-    p.set_defaults(func=run_task, handler=run_task)
+    p.set_defaults(func=run_task)
     return p
 
 
+@reports_errors("graphrnn task: error")
 def run_task(args: argparse.Namespace) -> int:
     """Handle ``graphrnn task``; returns the exit code."""
     accepted = inspect.signature(TASKS[args.name]).parameters
@@ -213,11 +210,11 @@ def run_task(args: argparse.Namespace) -> int:
         if key not in accepted:
             return _fail("task", f"task {args.name!r} does not take {flag}")
         kw[key] = value
-    try:
-        path = save_task(args.name, args.output, input_name=args.input_name,
-                         output_name=args.output_name, **kw)
-    except (ValueError, OSError) as exc:
-        return _fail("task", str(exc))
+    path = save_task(args.name, args.output, input_name=args.input_name,
+                     output_name=args.output_name, **kw)
+    if is_stream(path):  # written through; nothing to read back
+        print(f"wrote {path}", file=sys.stderr)
+        return 0
     with np.load(path) as z:
         shapes = ", ".join(f"{k} {z[k].shape}" for k in z.files)
     print(f"wrote {path}: {shapes}")

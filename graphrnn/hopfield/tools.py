@@ -325,7 +325,8 @@ def demo(out_dir: str | os.PathLike, seed: int = 0, noise: float = 0.15,
     exact = np.all(result.states == stored, axis=1)
     images, side = (stored, probes, result.states), (bitmaps.SIZE, bitmaps.SIZE)
     rows = [[img.reshape(side) for img in block] for block in images]
-    path = png.write_png(Path(out_dir) / "hopfield_recall.png", png.image_grid(rows))
+    picture = png.image_grid(rows, labels=("stored", "corrupted", "recalled"))
+    path = png.write_png(Path(out_dir) / "hopfield_recall.png", picture)
     text = [f"{title} ({rule}, {int(round(noise * 100))}% noise):" if i == 1 else f"{title}:"
             for i, title in enumerate(("stored", "corrupted", "recalled"))]
     blocks = [f"{t}\n{bitmaps.render(b, per_line=5)}" for t, b in zip(text, images, strict=True)]

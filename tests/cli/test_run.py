@@ -51,3 +51,17 @@ def test_run_bad_data_is_one_line_and_exit_2(tmp_path, capsys, make, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_wrong_vector_shape_prints_a_python_tuple(tmp_path, capsys):
+    net = gr.load_spec(SPECS / "elman.yaml")
+    params = gr.compile(net).init_params(seed=0)
+    size = params["h.bias"].shape[0]
+    params["h.bias"] = np.zeros(size + 1, np.float32)
+    np.savez(tmp_path / "p.npz", **params)
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 1, net.inputs["x"]), np.float32))
+    code = main(["run", str(SPECS / "elman.yaml"), "--params", str(tmp_path / "p.npz"),
+                 "--inputs", str(tmp_path / "x.npz"), "-o", str(tmp_path / "o.npz")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"parameter 'h.bias' has shape ({size + 1},), expected ({size},)" in err

@@ -318,7 +318,7 @@ def test_demo_reference(tmp_path):
     text = hopfield.demo(tmp_path, backend="reference")
     assert "recalled 10/10 letters exactly" in text and "█" in text
     decoded, _ = decode_png((tmp_path / "hopfield_recall.png").read_bytes())
-    assert decoded.shape == (8 * 34, 8 * 111)
+    assert decoded.shape[0] == 8 * 34 and decoded.shape[1] > 8 * 111  # + the labels
 
 
 # === needs the compiler (gr.compile): the lead removes this skip at integration ==============
