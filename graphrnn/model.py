@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from graphrnn import checks, config
@@ -17,6 +19,10 @@ from graphrnn.noise import draw_noise
 from graphrnn.training.losses import LOSSES, loss_and_grad
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+#: Runs a model keeps for the next call of the same shapes (the least recently used dropped)
+RUNS_KEPT = 4
+#: a Run whose buffers are larger than this is not kept (its setup is small beside its work)
+RUN_KEPT_BYTES = 64 * 2**20
 
 
 class Model:
@@ -24,6 +30,8 @@ class Model:
 
     def __init__(self, net: Network, program: Program, backend, dtype):
         self.net, self.program, self.backend, self.dtype = net, program, backend, dtype
+        #: Runs by (shapes, given state rows, program, loop knobs), for the next such call
+        self._runs: OrderedDict = OrderedDict()
 
     def __repr__(self) -> str:
         return (f"Model({self.net.name!r}, backend={self.backend.name!r}, "
@@ -141,11 +149,10 @@ class Model:
         batch = checks.check_state(net, state, batch)
         noise = draw_noise(net, t, batch, config.DEFAULT_SEED if seed is None else seed)
         device_params = {k: b.asarray(v, self.dtype) for k, v in params.items()}
-        trainable = {k for k, p in net.params.items() if p.trainable}
         state = state or {}
         given = {(name, k) for name, depth in net.history.items() for k in range(1, depth + 1)
                  if state_key(name, -k) in state}
-        run = Run(self.program, b, device_params, t, batch, self.dtype, noise, trainable, given)
+        run = self._kept_run(device_params, t, batch, noise, given)
         for name in net.inputs:
             run.rows(name, 0, t)[...] = b.asarray(inputs[name], self.dtype)
         learned = {op.out for _, op in self.program.ops() if isinstance(op, InitState)}
@@ -156,6 +163,27 @@ class Model:
                     row[...] = b.asarray(state[state_key(name, -k)], self.dtype)
                 elif name not in learned:  # a learned state's InitState op writes the rest
                     row.fill(0)
+        return run
+
+    def _kept_run(self, params: dict, steps: int, batch: int, noise, given: set) -> Run:
+        """The Run of the last call of these shapes, rebound to ``params``
+        (:meth:`Run.rebind`), or a new one (kept where the backend reuses Runs, the network
+        draws no noise and its buffers are not large)."""
+        key = (steps, batch, frozenset(given), config.LOOP_THREADS, config.LOOP_MAX_MACS)
+        run = self._runs.get(key)
+        if run is not None and run.prog is self.program:
+            self._runs.move_to_end(key)
+            run.rebind(params)
+            return run
+        trainable = {k for k, p in self.net.params.items() if p.trainable}
+        run = Run(self.program, self.backend, params, steps, batch, self.dtype, noise,
+                  trainable, given)
+        if (getattr(self.backend, "reuses_runs", False) and not noise.uniforms
+                and not noise.orders
+                and sum(a.nbytes for a in run.arrays.values()) <= RUN_KEPT_BYTES):
+            self._runs[key] = run
+            while len(self._runs) > RUNS_KEPT:
+                self._runs.popitem(last=False)
         return run
 
     def _outputs(self, run: Run) -> dict:
