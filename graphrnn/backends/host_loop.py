@@ -9,8 +9,9 @@ GEMM columns its ranges read (all four gates of its LSTM units), so the threads 
 after each chain forward, and after each chain and each run of GEMMs backward; no BLAS call.
 The C code reads the weights through a table of their rows, pointers into the parameter
 arrays themselves (no copy: an in-place update is seen by the next call), packing them for a
-register-tiled GEMM once per call where the call has :data:`PACK_ROWS` rows or more. :func:`plan_loop` says which
-stages qualify and how they split; other stages run step by step as before.
+register-tiled GEMM once per call where the call has :data:`PACK_ROWS` rows or more.
+:func:`plan_loop` says which stages qualify and how they split; other stages run step by
+step as before.
 """
 
 from __future__ import annotations
