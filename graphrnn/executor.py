@@ -122,7 +122,14 @@ class Run:
 
     def zero_grads(self) -> None:
         """Fresh zero gradients for the buffers BPTT needs (the loss then seeds the outputs),
-        each made on first use: a compiled kernel keeps some gradients in registers only."""
+        each made on first use: a compiled kernel keeps some gradients in registers only.
+        A Run serving another call zeroes the arrays it made before, in place: kernels hold
+        windows and pointer tables into them."""
+        if isinstance(self.grads, _ZeroGrads):
+            for name, array in self.grads.items():
+                if name not in self.grads_assigned and name not in self.grad_aliases:
+                    array.fill(0)
+            return
         self.grads = _ZeroGrads(self)
         self._step_views = {k: v for k, v in self._step_views.items() if not k[1]}
 

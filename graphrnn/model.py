@@ -32,6 +32,8 @@ class Model:
         self.net, self.program, self.backend, self.dtype = net, program, backend, dtype
         #: Runs by (shapes, given state rows, program, loop knobs), for the next such call
         self._runs: OrderedDict = OrderedDict()
+        #: the parameter arrays of the last call that passed every check, with their shapes
+        self._checked: dict | None = None
 
     def __repr__(self) -> str:
         return (f"Model({self.net.name!r}, backend={self.backend.name!r}, "
@@ -144,7 +146,7 @@ class Model:
 
     def _run(self, params, inputs, state, steps, seed) -> Run:
         net, b = self.net, self.backend
-        checks.check_params(net, params)
+        self._check_params(params)
         t, batch = checks.check_inputs(net, inputs, steps)
         batch = checks.check_state(net, state, batch)
         noise = draw_noise(net, t, batch, config.DEFAULT_SEED if seed is None else seed)
@@ -164,6 +166,20 @@ class Model:
                 elif name not in learned:  # a learned state's InitState op writes the rest
                     row.fill(0)
         return run
+
+    def _check_params(self, params: dict) -> None:
+        """:func:`checks.check_params`, but where ``params`` holds the very arrays of the last
+        call that passed it, shapes unchanged, only what an in-place update can change: that
+        every value is finite."""
+        last = self._checked
+        if (last is not None and isinstance(params, dict) and len(params) == len(last)
+                and all(params.get(k) is a and a.shape == shape for k, (a, shape) in last.items())):
+            if _all_finite(a for a, _ in last.values()):
+                return
+        self._checked = None
+        checks.check_params(self.net, params)
+        if all(isinstance(v, np.ndarray) for v in params.values()):
+            self._checked = {k: (v, v.shape) for k, v in params.items()}
 
     def _kept_run(self, params: dict, steps: int, batch: int, noise, given: set) -> Run:
         """The Run of the last call of these shapes, rebound to ``params``
@@ -207,6 +223,17 @@ class Model:
                 grads[f"state:{key}"] = self.backend.export(
                     run.rows(name, -k, -k + 1, grad=True)[0])
         return grads
+
+
+def _all_finite(arrays) -> bool:
+    """Whether every value of every array is finite, in one pass over each (a dot product,
+    no temporaries): a sum of squares is finite only if every square is; an overflowing sum
+    of finite values says False, and the caller's exact check then decides."""
+    total = 0.0
+    for a in arrays:
+        flat = a.reshape(-1)
+        total += float(np.dot(flat, flat))
+    return bool(np.isfinite(total))
 
 
 def compile(net: Network, backend: str = "numpy", dtype: str = "float32") -> Model:  # noqa: A001
