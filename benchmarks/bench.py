@@ -234,6 +234,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-overhead", action="store_true", help="skip the per-call table")
     p.add_argument("--profile", action="store_true",
                    help="print the cProfile breakdown of the profiled case's forward pass")
+    p.add_argument("--small", action="store_true",
+                   help="the small-size grid and the streaming row (benchmarks/small.py)")
     return p
 
 
@@ -241,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit status (2 for bad arguments)."""
     parser = make_parser()
     args = parser.parse_args(argv)
+    if args.small:
+        from benchmarks import small
+        return small.main(["--threads", str(args.threads or 1)])
     cells = [c for c in args.cells.split(",") if c]
     modes = [m for m in args.modes.split(",") if m]
     bad = [c for c in cells if c not in CELLS] + [m for m in modes if m not in MODES]

@@ -6,6 +6,9 @@ import numpy as np
 
 from graphrnn.compiler.ir import Program, StageKind
 from graphrnn.noise import Noise
+from graphrnn.ops.fused import FusedKernel
+from graphrnn.ops.init_state import InitStateKernel
+from graphrnn.ops.node_update import NodeUpdateKernel
 
 
 class Run:
@@ -15,6 +18,9 @@ class Run:
     write windows of rows (:meth:`rows`), so the time loop allocates nothing. ``given_rows``:
     the history rows ``(buffer, k)`` (row ``-k``) the caller fills, which an
     :class:`~graphrnn.compiler.ir.InitState` then leaves alone.
+
+    A Run serves many calls of the same shapes (:meth:`rebind`): kernels, pointer tables and
+    buffers stay; the parameters are read in place, and copies made of them are refreshed.
     """
 
     def __init__(self, prog: Program, backend, params: dict, steps: int, batch: int, dtype,
@@ -39,7 +45,26 @@ class Run:
         self._looped = {o.uid for s in prog.stages if s.kind == StageKind.LOOP for op in s.ops
                         for o in (*getattr(op, "ops", ()), op)}
         self._step_views: dict = {}
-        self.kernels = [(stage, backend.stage_kernels(stage, self)) for stage in prog.stages]
+        self._make_kernels()
+
+    def _make_kernels(self) -> None:
+        self.kernels = [(stage, self.backend.stage_kernels(stage, self))
+                        for stage in self.prog.stages]
+        self._refresh = _refreshers(k for _, ks in self.kernels for k in ks)
+
+    def rebind(self, params: dict) -> None:
+        """Take another call's parameters (same names and shapes): where they are the very
+        arrays of the last call, kernels keep their pointer tables and bring the copies they
+        made of them up to date (the values may have changed in place); other arrays, or a
+        kernel that cannot refresh, get kernels made anew."""
+        same = len(params) == len(self.params) and all(
+            params.get(k) is v for k, v in self.params.items())
+        self.params, self.param_grads = params, {}
+        if not same or self._refresh is None:
+            self._make_kernels()
+            return
+        for fn in self._refresh:
+            fn()
 
     def rows(self, name: str, lo: int, hi: int, delay: int = 0, grad: bool = False):
         """Steps ``[lo - delay, hi - delay)`` of a buffer (or of its gradient): a view."""
@@ -97,7 +122,14 @@ class Run:
 
     def zero_grads(self) -> None:
         """Fresh zero gradients for the buffers BPTT needs (the loss then seeds the outputs),
-        each made on first use: a compiled kernel keeps some gradients in registers only."""
+        each made on first use: a compiled kernel keeps some gradients in registers only.
+        A Run serving another call zeroes the arrays it made before, in place: kernels hold
+        windows and pointer tables into them."""
+        if isinstance(self.grads, _ZeroGrads):
+            for name, array in self.grads.items():
+                if name not in self.grads_assigned and name not in self.grad_aliases:
+                    array.fill(0)
+            return
         self.grads = _ZeroGrads(self)
         self._step_views = {k: v for k, v in self._step_views.items() if not k[1]}
 
@@ -116,6 +148,24 @@ class Run:
                                   reverse=True)
             for k in kernels:
                 k.param_grads()
+
+
+def _refreshers(kernels) -> list | None:
+    """What brings each kernel's copies of the parameters up to date (none for a kernel that
+    reads them in place at every call), or None where some kernel cannot."""
+    fns, todo = [], list(kernels)
+    while todo:
+        k = todo.pop()
+        if hasattr(k, "refresh"):
+            fns.append(k.refresh)
+        elif isinstance(k, FusedKernel):
+            todo.extend(k.members)
+        elif isinstance(k, NodeUpdateKernel):
+            if k.op.own or any(t.kind == "diagonal" for t in k.op.terms):
+                return None  # its factors are copies, made at construction
+        elif not isinstance(k, InitStateKernel):
+            return None
+    return fns
 
 
 def _whole(stage, kernels) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from graphrnn import checks, config
@@ -17,6 +19,10 @@ from graphrnn.noise import draw_noise
 from graphrnn.training.losses import LOSSES, loss_and_grad
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+#: Runs a model keeps for the next call of the same shapes (the least recently used dropped)
+RUNS_KEPT = 4
+#: a Run whose buffers are larger than this is not kept (its setup is small beside its work)
+RUN_KEPT_BYTES = 64 * 2**20
 
 
 class Model:
@@ -24,6 +30,10 @@ class Model:
 
     def __init__(self, net: Network, program: Program, backend, dtype):
         self.net, self.program, self.backend, self.dtype = net, program, backend, dtype
+        #: Runs by (shapes, given state rows, program, loop knobs), for the next such call
+        self._runs: OrderedDict = OrderedDict()
+        #: the parameter arrays of the last call that passed every check, with their shapes
+        self._checked: dict | None = None
 
     def __repr__(self) -> str:
         return (f"Model({self.net.name!r}, backend={self.backend.name!r}, "
@@ -138,17 +148,16 @@ class Model:
 
     def _run(self, params, inputs, state, steps, seed, backward: bool = False) -> Run:
         net, b = self.net, self.backend
-        checks.check_params(net, params)
+        self._check_params(params)
         t, batch = checks.check_inputs(net, inputs, steps)
         batch = checks.check_state(net, state, batch)
         checks.check_run_memory(net, self.program, t, batch, self.dtype, backward)
         noise = draw_noise(net, t, batch, config.DEFAULT_SEED if seed is None else seed)
         device_params = {k: b.asarray(v, self.dtype) for k, v in params.items()}
-        trainable = {k for k, p in net.params.items() if p.trainable}
         state = state or {}
         given = {(name, k) for name, depth in net.history.items() for k in range(1, depth + 1)
                  if state_key(name, -k) in state}
-        run = Run(self.program, b, device_params, t, batch, self.dtype, noise, trainable, given)
+        run = self._kept_run(device_params, t, batch, noise, given)
         for name in net.inputs:
             run.rows(name, 0, t)[...] = b.asarray(inputs[name], self.dtype)
         learned = {op.out for _, op in self.program.ops() if isinstance(op, InitState)}
@@ -159,6 +168,41 @@ class Model:
                     row[...] = b.asarray(state[state_key(name, -k)], self.dtype)
                 elif name not in learned:  # a learned state's InitState op writes the rest
                     row.fill(0)
+        return run
+
+    def _check_params(self, params: dict) -> None:
+        """:func:`checks.check_params`, but where ``params`` holds the very arrays of the last
+        call that passed it, shapes unchanged, only what an in-place update can change: that
+        every value is finite."""
+        last = self._checked
+        if (last is not None and isinstance(params, dict) and len(params) == len(last)
+                and all(params.get(k) is a and a.shape == shape for k, (a, shape) in last.items())):
+            if _all_finite(a for a, _ in last.values()):
+                return
+        self._checked = None
+        checks.check_params(self.net, params)
+        if all(isinstance(v, np.ndarray) for v in params.values()):
+            self._checked = {k: (v, v.shape) for k, v in params.items()}
+
+    def _kept_run(self, params: dict, steps: int, batch: int, noise, given: set) -> Run:
+        """The Run of the last call of these shapes, rebound to ``params``
+        (:meth:`Run.rebind`), or a new one (kept where the backend reuses Runs, the network
+        draws no noise and its buffers are not large)."""
+        key = (steps, batch, frozenset(given), config.LOOP_THREADS, config.LOOP_MAX_MACS)
+        run = self._runs.get(key)
+        if run is not None and run.prog is self.program:
+            self._runs.move_to_end(key)
+            run.rebind(params)
+            return run
+        trainable = {k for k, p in self.net.params.items() if p.trainable}
+        run = Run(self.program, self.backend, params, steps, batch, self.dtype, noise,
+                  trainable, given)
+        if (getattr(self.backend, "reuses_runs", False) and not noise.uniforms
+                and not noise.orders
+                and sum(a.nbytes for a in run.arrays.values()) <= RUN_KEPT_BYTES):
+            self._runs[key] = run
+            while len(self._runs) > RUNS_KEPT:
+                self._runs.popitem(last=False)
         return run
 
     def _outputs(self, run: Run) -> dict:
@@ -182,6 +226,17 @@ class Model:
                 grads[f"state:{key}"] = self.backend.export(
                     run.rows(name, -k, -k + 1, grad=True)[0])
         return grads
+
+
+def _all_finite(arrays) -> bool:
+    """Whether every value of every array is finite, in one pass over each (a dot product,
+    no temporaries): a sum of squares is finite only if every square is; an overflowing sum
+    of finite values says False, and the caller's exact check then decides."""
+    total = 0.0
+    for a in arrays:
+        flat = a.reshape(-1)
+        total += float(np.dot(flat, flat))
+    return bool(np.isfinite(total))
 
 
 def compile(net: Network, backend: str = "numpy", dtype: str = "float32") -> Model:  # noqa: A001

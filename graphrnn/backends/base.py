@@ -51,6 +51,9 @@ class Backend:
     xp = np
     #: run buffers kept for the next run of the same shape (None: fresh memory every run)
     pool: BufferPool | None = None
+    #: whether a model keeps its Runs for the next call of the same shapes (its kernels then
+    #: see the parameters through :meth:`~graphrnn.executor.Run.rebind`)
+    reuses_runs = False
 
     def asarray(self, array, dtype):
         return self.xp.asarray(array, dtype=dtype)

@@ -6,9 +6,12 @@ GEMM at all, a locally recurrent net's ``d * h[t - 1]``) runs as one call of
 ``kernels/host_loop.c`` per pass instead of a Python call per op and step. Each of
 ``config.LOOP_THREADS`` threads owns a range of every chain's columns and computes only the
 GEMM columns its ranges read (all four gates of its LSTM units), so the threads meet only
-after each chain forward, and after each chain and each run of GEMMs backward; no BLAS call:
-the weights are packed once per call for a register-tiled GEMM. :func:`plan_loop` says which
-stages qualify and how they split; other stages run step by step as before.
+after each chain forward, and after each chain and each run of GEMMs backward; no BLAS call.
+The C code reads the weights through a table of their rows, pointers into the parameter
+arrays themselves (no copy: an in-place update is seen by the next call), packing them for a
+register-tiled GEMM once per call where the call has :data:`PACK_ROWS` rows or more.
+:func:`plan_loop` says which stages qualify and how they split; other stages run step by
+step as before.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ ALIGN = 16
 #: at most this many threads (kernels/host_loop.h's GR_MAX_THREADS)
 MAX_THREADS = 64
 LANES = {"float32": 8, "float64": 4}
+#: a call of at least this many rows (steps x batch) packs its weights first (a pass over
+#: them, repaid by the tiled GEMM); fewer read the parameters in place (dot products forward,
+#: row updates backward)
+PACK_ROWS = 16
 #: for the loop library only: fused multiply-adds in the GEMM (the chains keep each rounding
 #: step, so fused and unfused chains agree bit for bit), and threads
 LOOP_FLAGS = ("-ffp-contract=fast", "-pthread")
@@ -124,7 +131,7 @@ def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan
 
 
 class _Gemm(ctypes.Structure):
-    _fields_ = [("a", ctypes.c_void_p), ("c", ctypes.c_void_p), ("weight", ctypes.c_void_p),
+    _fields_ = [("a", ctypes.c_void_p), ("c", ctypes.c_void_p), ("rows", ctypes.c_void_p),
                 ("packed", ctypes.c_void_p), ("a_step", ctypes.c_long),
                 ("c_step", ctypes.c_long), ("k", ctypes.c_int), ("n", ctypes.c_int),
                 ("transposed", ctypes.c_int), ("accumulate", ctypes.c_int)]
@@ -173,6 +180,16 @@ def available(dtype) -> bool:
     return _library(np.dtype(dtype).name) is not None
 
 
+def _row_table(kernel) -> np.ndarray:
+    """The addresses of the rows of a MatMulKernel's ``(out, src)`` weight, row ``j`` of the
+    GEMM's output in the part of the block holding column ``j``."""
+    table = np.zeros(kernel.run.size(kernel.op.out), dtype=np.uintp)
+    for part, block in zip(kernel.parts, kernel.op.blocks, strict=True):
+        a, b = block.cols
+        table[a:b] = part.ctypes.data + np.arange(b - a, dtype=np.uintp) * part.strides[0]
+    return table
+
+
 class CompiledLoopKernel:
     """A loop stage (see :func:`plan_loop`) run by one C call per pass.
 
@@ -191,9 +208,10 @@ class CompiledLoopKernel:
         self.chains = [k for k in kernels if not isinstance(k.op, MatMul)]
         self.gemms = [k.op for k in self.gemm_kernels]
         self.loop_run = _library(np.dtype(run.dtype).name)
-        #: (out, src) weights, contiguous in the run's dtype
-        self.weights = [np.ascontiguousarray(k.weight, dtype=run.dtype)
-                        for k in self.gemm_kernels]
+        #: per GEMM, the addresses of its (out, src) weight's rows: in the blocks' own arrays
+        #: (a MatMulKernel's parts, the parameters or copies it refreshes in place)
+        self.row_tables = [_row_table(k) for k in self.gemm_kernels]
+        self.packs = run.steps * run.batch >= PACK_ROWS
         self._keep: list = []  # what the C structures point into
         self.forward_loop = self._loop(False)
         self.backward_loop, self._grads = None, None
@@ -223,11 +241,12 @@ class CompiledLoopKernel:
         for i, g in enumerate(self.gemms):
             src, out = (g.out, g.src) if backward else (g.src, g.out)
             a_delay, c_delay = (0, g.delay) if backward else (g.delay, 0)
-            packed = run.backend.empty(("packed", g.out, backward), (max(offsets[i], 1),),
-                                       run.dtype)
+            packed = (run.backend.empty(("packed", g.out, backward), (max(offsets[i], 1),),
+                                        run.dtype) if self.packs else None)
             a = self._base(table[src], src, a_delay) if wanted[i] else None
             c = self._base(table[out], out, c_delay) if wanted[i] else None
-            gemms[i] = _Gemm(a, c, self.weights[i].ctypes.data, packed.ctypes.data,
+            gemms[i] = _Gemm(a, c, self.row_tables[i].ctypes.data,
+                             None if packed is None else packed.ctypes.data,
                              run.batch * run.size(src), run.batch * run.size(out),
                              run.size(src), run.size(out), int(not backward), int(backward))
             self._keep.append(packed)
@@ -244,6 +263,12 @@ class CompiledLoopKernel:
         self._keep += [gemms, chains, ranges, ops]
         return _Loop(gemms, chains, ranges, ops, len(ops), len(entries), plan.threads,
                      run.batch, int(backward))
+
+    def refresh(self) -> None:
+        """The parameters' values may have changed in place: the kernels' copies follow (the
+        row tables point into the same memory)."""
+        for k in self.kernels:
+            k.refresh()
 
     def forward(self, lo: int, hi: int) -> None:
         if self.loop_run(ctypes.byref(self.forward_loop), lo, hi - lo) != 0:

@@ -74,6 +74,14 @@ class FusedHostKernel:
         self.bwd_args, self._grads = None, None
         self.generic = None
 
+    def refresh(self) -> None:
+        """The parameters' values may have changed in place (same arrays): copies made of them
+        (where one was not contiguous) take the new values; the pointer tables stay."""
+        for (kind, name), array in self.store.items():
+            if kind == "param" and array is not self.run.params[name]:
+                np.copyto(array, self.run.params[name])
+        self.generic = None  # param_grads' NodeUpdateKernels hold copies: made again
+
     def _contiguous(self, arg):
         table = self.run.params if arg.kind == "param" else self.run.uniforms
         return np.ascontiguousarray(table[arg.name], dtype=self.run.dtype)

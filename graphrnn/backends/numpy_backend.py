@@ -20,11 +20,13 @@ class NumpyBackend(Backend):
     C compiled on first use (:mod:`graphrnn.backends.host_ops`) when a C compiler works and
     ``compiled`` is not False, else as NumPy ufuncs; both compute the same function. Run
     buffers come from a pool (:class:`~graphrnn.backends.base.BufferPool`): the next call of
-    the same shape reuses the memory, warm, instead of faulting in fresh pages.
+    the same shape reuses the memory, warm, instead of faulting in fresh pages; a model keeps
+    its Runs (``reuses_runs``), so such a call also skips building kernels and tables.
     """
 
     name = "numpy"
     xp = np
+    reuses_runs = True
 
     def __init__(self, compiled: bool | None = None):
         if compiled is None:

@@ -10,21 +10,46 @@ from graphrnn.compiler.ir import MatMul
 class MatMulKernel:
     """Runs one MatMul on the arrays of a run (any NumPy-like ``xp``)."""
 
+    #: at most this many rows (steps x batch) in a window: one GEMM per block into the output's
+    #: columns, reading the parameters in place; more: one GEMM on the blocks stacked (a copy
+    #: per call, small beside the product)
+    BLOCKWISE_ROWS = 32
+
     def __init__(self, op: MatMul, run):
         self.op, self.run = op, run
         self.looped = run.looped(op)
         self.src = run.window(op.src, op.delay, looped=self.looped)
         self.out = run.window(op.out, looped=self.looped)
         self._grad_windows = None
-        #: each block's ``(rows, src)`` weight, scaled
-        self.parts = [_scaled(run.params[b.param], b) for b in op.blocks]
+        #: each block's ``(rows, src)`` weight, scaled, C-contiguous: the parameter itself where
+        #: it is one already, else a copy that :meth:`refresh` brings up to date in place
+        self.parts = [_scaled(run.xp, run.params[b.param], b) for b in op.blocks]
         self.bias = None
         if any(b.bias for b in op.blocks):
-            self.bias = run.xp.concatenate([
-                run.params[b.bias] if b.bias else run.xp.zeros(b.cols[1] - b.cols[0], run.dtype)
-                for b in op.blocks])
+            self.bias = (run.params[op.blocks[0].bias] if len(op.blocks) == 1 else
+                         run.xp.concatenate([run.params[b.bias] if b.bias else
+                                             run.xp.zeros(b.cols[1] - b.cols[0], run.dtype)
+                                             for b in op.blocks]))
         self.grad_src = op.src in run.grads_wanted
         self._scratch = None
+
+    def refresh(self) -> None:
+        """Bring every copy made from the parameters up to date (the arrays are the caller's,
+        unchanged in identity, their values maybe changed in place): same memory, new values."""
+        run, xp = self.run, self.run.xp
+        for part, b in zip(self.parts, self.op.blocks, strict=True):
+            p = run.params[b.param]
+            if part is not p:
+                xp.multiply(p.T if b.transpose else p, b.scale, out=part)
+        if self.bias is not None and len(self.op.blocks) > 1:
+            xp.concatenate([run.params[b.bias] if b.bias else
+                            xp.zeros(b.cols[1] - b.cols[0], run.dtype) for b in self.op.blocks],
+                           out=self.bias)
+        if "weight" in self.__dict__ and len(self.parts) > 1:
+            xp.concatenate(self.parts, out=self.__dict__["weight"])
+        if "weight_t" in self.__dict__:
+            _transposed(xp, self.parts, run.size(self.op.src), run.size(self.op.out),
+                        into=self.__dict__["weight_t"])
 
     @cached_property
     def weight_t(self):
@@ -42,9 +67,13 @@ class MatMulKernel:
 
     def forward(self, lo: int, hi: int) -> None:
         src, out = self.src(lo, hi), self.out(lo, hi)
-        self.run.xp.matmul(src.reshape(-1, src.shape[-1]),
-                           self.weight_t if self.looped else self.weight.T,
-                           out=out.reshape(-1, out.shape[-1]))
+        matmul = self.run.xp.matmul
+        a, c = src.reshape(-1, src.shape[-1]), out.reshape(-1, out.shape[-1])
+        if len(self.parts) > 1 and c.shape[0] <= self.BLOCKWISE_ROWS and not self.looped:
+            for part, b in zip(self.parts, self.op.blocks, strict=True):
+                matmul(a, part.T, out=c[:, b.cols[0]:b.cols[1]])
+        else:
+            matmul(a, self.weight_t if self.looped else self.weight.T, out=c)
         if self.bias is not None:
             out += self.bias
 
@@ -79,17 +108,21 @@ class MatMulKernel:
             run.add_param_grad(b.param, part.T if b.transpose else part)
 
 
-def _scaled(p, block):
-    """A block's weight as ``(rows, src)``: ``scale * (P.T if transpose else P)``."""
+def _scaled(xp, p, block):
+    """A block's weight as a C-contiguous ``(rows, src)``: ``scale * (P.T if transpose else
+    P)``; ``P`` itself where that is it."""
     w = p.T if block.transpose else p
-    return w if block.scale == 1 else block.scale * w
+    if block.scale == 1 and w.flags.c_contiguous:
+        return w
+    return xp.ascontiguousarray(w if block.scale == 1 else block.scale * w)
 
 
-def _transposed(xp, parts, src: int, out: int, rows: int = 64):
-    """The blocks side by side as one contiguous ``(src, out)`` array, copied a band of
-    ``rows`` at a time (a band's transpose stays in cache: twice as fast as one big copy)."""
+def _transposed(xp, parts, src: int, width: int, rows: int = 64, into=None):
+    """The blocks side by side as one contiguous ``(src, width)`` array (into ``into`` where
+    given), copied a band of ``rows`` at a time (a band's transpose stays in cache: twice as
+    fast as one big copy)."""
     dtype = parts[0].dtype
-    weight_t = xp.empty((src, out), dtype=dtype)
+    weight_t = xp.empty((src, width), dtype=dtype) if into is None else into
     col = 0
     for part in parts:
         for i in range(0, part.shape[0], rows):

@@ -3,7 +3,9 @@
 // graphrnn/codegen.py), each GEMM read by one chain. Each thread owns a range of every chain's
 // columns and computes just the GEMM columns its ranges read, so the threads meet only after
 // each chain (forward), and after each chain and each run of GEMMs (backward). Weights are
-// packed once per call. Define GR_T and GR_LANES first (see host_loop.h).
+// read in place, through a table of their rows (the caller's arrays: nothing to copy, nothing
+// stale), and packed once per call where a call has rows enough to repay it (`packed` set).
+// Define GR_T and GR_LANES first (see host_loop.h).
 #include "host_loop.h"
 
 // a generated chain kernel: steps [t0, t0 + steps), batch B, columns [j0, j1)
@@ -16,8 +18,8 @@ typedef void (*gr_chain_fn)(int t0, int steps, int B, void* const* P, int j0, in
 typedef struct {
     const GR_T* a;     // A at step 0
     GR_T* c;           // C at step 0
-    const GR_T* weight;  // (out, src) row-major
-    GR_T* packed;      // room for this GEMM's panels (every thread's)
+    const GR_T* const* rows;  // the (out, src) weight: row j (src values) at rows[j]
+    GR_T* packed;      // room for this GEMM's panels (every thread's); NULL: read rows in place
     long a_step, c_step;  // elements from one step to the next: B * k, B * n
     int k, n;          // A's and C's widths
     int transposed;    // X' is weight^T (forward)
@@ -64,8 +66,17 @@ static void gr_loop_gemm_step(const gr_loop* L, int id, int gemm, int tt) {
         if (r->thread != id || r->gemm != gemm) continue;
         const gr_loop_gemm* g = &L->gemms[gemm];
         if (!g->c) continue;
-        gr_gemm(g->a + tt * g->a_step, g->k, L->batch, g->k, g->packed + r->offset, r->count,
-                g->c + tt * g->c_step + r->col, g->n, g->accumulate);
+        const GR_T* a = g->a + tt * g->a_step;
+        GR_T* c = g->c + tt * g->c_step + r->col;
+        if (g->packed)
+            gr_gemm(a, g->k, L->batch, g->k, g->packed + r->offset, r->count, c, g->n,
+                    g->accumulate);
+        else if (g->transposed)
+            gr_gemm_dot(a, g->k, L->batch, g->k, g->rows, r->col, r->count, c, g->n,
+                        g->accumulate);
+        else
+            gr_gemm_axpy(a, g->k, L->batch, g->k, g->rows, r->col, r->count, c, g->n,
+                         g->accumulate);
     }
 }
 
@@ -80,9 +91,8 @@ static void gr_loop_part(void* arg, int id) {
     for (int i = 0; i < L->nranges; ++i) {
         const gr_loop_range* r = &L->ranges[i];
         const gr_loop_gemm* g = &L->gemms[r->gemm];
-        if (r->thread != id || !g->c) continue;
-        const long ld = g->transposed ? g->k : g->n;
-        gr_pack(g->weight, ld, g->k, r->col, r->count, g->transposed, g->packed + r->offset);
+        if (r->thread != id || !g->c || !g->packed) continue;
+        gr_pack(g->rows, g->k, r->col, r->count, g->transposed, g->packed + r->offset);
     }
     for (int s = 0; s < call->steps; ++s) {
         if (!L->backward) {

@@ -1,5 +1,6 @@
 // graphrnn: what host_loop.c's time loops are made of: a register-tiled GEMM on weights packed
-// once per call, a spin barrier, and threads started for one call. Include after defining GR_T
+// once per call, GEMMs reading the weights in place (few rows: no packing), a spin barrier,
+// and threads started for one call. Include after defining GR_T
 // (float or double) and GR_LANES (GR_T values in 32 bytes); the GEMM then works on vectors of
 // 32 bytes (AVX on x86, two NEON registers on ARM).
 #ifndef GRAPHRNN_HOST_LOOP_H
@@ -31,9 +32,9 @@ typedef GR_T gr_vec __attribute__((vector_size(32)));
 #endif
 
 // Panels of columns [c0, c0 + n) of the matrix X' (k rows): dst[p][r][GR_PANEL], the last panel
-// zero-padded. X' is w itself (k x ld, row-major) or, with `transposed`, w's transpose (w is
-// then n' x ld with X'[r][c] = w[c * ld + r]).
-static void gr_pack(const GR_T* w, long ld, int k, int c0, int n, int transposed, GR_T* dst) {
+// zero-padded. The weight is given by its rows (row j at w[j]): X' is the weight itself
+// (X'[r][c] = w[r][c]) or, with `transposed`, its transpose (X'[r][c] = w[c][r]).
+static void gr_pack(const GR_T* const* w, int k, int c0, int n, int transposed, GR_T* dst) {
     for (int p = 0; p * GR_PANEL < n; ++p) {
         const int width = n - p * GR_PANEL < GR_PANEL ? n - p * GR_PANEL : GR_PANEL;
         GR_T* panel = dst + (long)p * k * GR_PANEL;
@@ -41,11 +42,11 @@ static void gr_pack(const GR_T* w, long ld, int k, int c0, int n, int transposed
         const int col = c0 + p * GR_PANEL;
         if (!transposed) {
             for (int r = 0; r < k; ++r)
-                memcpy(panel + (long)r * GR_PANEL, w + r * ld + col, sizeof(GR_T) * width);
+                memcpy(panel + (long)r * GR_PANEL, w[r] + col, sizeof(GR_T) * width);
             continue;
         }
         for (int c = 0; c < width; ++c) {
-            const GR_T* row = w + (col + c) * ld;
+            const GR_T* row = w[col + c];
             for (int r = 0; r < k; ++r) panel[(long)r * GR_PANEL + c] = row[r];
         }
     }
@@ -129,6 +130,87 @@ static void gr_gemm(const GR_T* a, long lda, int rows, int k, const GR_T* packed
             gr_tile(a + r * lda, lda, k, panel, cp + r * ldc, ldc, width, accumulate);
         for (; r < rows; ++r)
             gr_tile_row(a + r * lda, k, panel, cp + r * ldc, width, accumulate);
+    }
+}
+
+static inline GR_T gr_hsum(gr_vec v) {
+    GR_T out[GR_LANES], s = 0;
+    memcpy(out, &v, sizeof v);
+    for (int i = 0; i < GR_LANES; ++i) s += out[i];
+    return s;
+}
+
+// C[b, j] (= or +=) sum_r A[b, r] w[c0 + j][r] for b < rows, j < n: dot products of A's rows
+// with the weight's rows read in place (a forward GEMM on few rows: no packing). 8 weight rows
+// at a time stay in L1 for every row of A.
+static void gr_gemm_dot(const GR_T* a, long lda, int rows, int k, const GR_T* const* w, int c0,
+                        int n, GR_T* c, long ldc, int accumulate) {
+    const int kv = k / GR_LANES * GR_LANES;
+    for (int j0 = 0; j0 < n; j0 += 8) {
+        const int m = n - j0 < 8 ? n - j0 : 8;
+        for (int b = 0; b < rows; ++b) {
+            const GR_T* x = a + b * lda;
+            gr_vec acc[8];
+            for (int j = 0; j < 8; ++j) acc[j] = (gr_vec){0};
+            for (int r = 0; r < kv; r += GR_LANES) {
+                gr_vec v;
+                memcpy(&v, x + r, sizeof v);
+                for (int j = 0; j < m; ++j) {
+                    gr_vec u;
+                    memcpy(&u, w[c0 + j0 + j] + r, sizeof u);
+                    acc[j] += v * u;
+                }
+            }
+            GR_T* out = c + b * ldc + j0;
+            for (int j = 0; j < m; ++j) {
+                const GR_T* row = w[c0 + j0 + j];
+                GR_T s = gr_hsum(acc[j]);
+                for (int r = kv; r < k; ++r) s += x[r] * row[r];
+                out[j] = accumulate ? out[j] + s : s;
+            }
+        }
+    }
+}
+
+// C[b, 0:n] (= or +=) sum_r A[b, r] w[r][c0:c0 + n] for b < rows: a backward GEMM on few rows
+// reading the weight's rows in place, 2 vectors of columns at a time.
+static void gr_gemm_axpy(const GR_T* a, long lda, int rows, int k, const GR_T* const* w, int c0,
+                         int n, GR_T* c, long ldc, int accumulate) {
+    for (int b = 0; b < rows; ++b) {
+        const GR_T* x = a + b * lda;
+        GR_T* out = c + b * ldc;
+        int j = 0;
+        for (; j + GR_PANEL <= n; j += GR_PANEL) {
+            gr_vec s0 = (gr_vec){0}, s1 = (gr_vec){0}, t0 = (gr_vec){0}, t1 = (gr_vec){0};
+            int r = 0;
+            for (; r + 1 < k; r += 2) {  // two independent sums: half the dependency chain
+                gr_vec w0, w1, w2, w3;
+                memcpy(&w0, w[r] + c0 + j, sizeof w0);
+                memcpy(&w1, w[r] + c0 + j + GR_LANES, sizeof w1);
+                memcpy(&w2, w[r + 1] + c0 + j, sizeof w2);
+                memcpy(&w3, w[r + 1] + c0 + j + GR_LANES, sizeof w3);
+                const gr_vec v = GR_SPLAT(x[r]), u = GR_SPLAT(x[r + 1]);
+                s0 += v * w0;
+                s1 += v * w1;
+                t0 += u * w2;
+                t1 += u * w3;
+            }
+            if (r < k) {
+                gr_vec w0, w1;
+                memcpy(&w0, w[r] + c0 + j, sizeof w0);
+                memcpy(&w1, w[r] + c0 + j + GR_LANES, sizeof w1);
+                const gr_vec v = GR_SPLAT(x[r]);
+                s0 += v * w0;
+                s1 += v * w1;
+            }
+            gr_vec acc[1][2] = {{s0 + t0, s1 + t1}};
+            gr_store(acc, 1, out + j, 0, GR_PANEL, accumulate);
+        }
+        for (; j < n; ++j) {
+            GR_T s = 0;
+            for (int r = 0; r < k; ++r) s += x[r] * w[r][c0 + j];
+            out[j] = accumulate ? out[j] + s : s;
+        }
     }
 }
 

@@ -1,0 +1,132 @@
+"""The small-size grid and the streaming row: graphrnn against torch.nn, paired medians.
+
+Run ``python -m benchmarks.small [--pairs N]`` from the repository root. Each row times
+graphrnn and torch.nn alternately (one call each, ``pairs`` times) on the same parameters and
+prints both medians, the median of the per-pair ratios (graphrnn / torch.nn; below 1:
+graphrnn is faster) and that ratio's interquartile spread. The streaming row runs one step a
+call, carrying the state: ``out, state = model.forward(params, {"x": x_t}, state=state)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+try:
+    from benchmarks import common, refs
+except ImportError:  # run as a script
+    import common
+    import refs
+
+#: (cell, mode, T, B, H, I): the cases of the issue "Speed at the small end"
+SMALL_GRID = [("lstm", "forward", 1, 1, 256, 256), ("lstm", "forward", 1, 1, 64, 64),
+              ("lstm", "forward", 10, 1, 256, 256), ("lstm", "forward", 50, 1, 256, 256),
+              ("lstm", "train", 20, 8, 128, 64), ("elman", "forward", 1, 1, 128, 128),
+              ("gru", "forward", 1, 1, 256, 256)]
+#: the streaming row: LSTM H = I = 256, B = 1, one step a call, state carried
+STREAM = ("lstm", 256, 256)
+
+
+def _pairs(ours, theirs, pairs: int) -> dict:
+    """Both timed alternately; medians (us), the median ratio and its quartiles."""
+    for _ in range(10):
+        ours(), theirs()
+    a, b = [], []
+    for _ in range(pairs):
+        t0 = time.perf_counter()
+        ours()
+        t1 = time.perf_counter()
+        theirs()
+        t2 = time.perf_counter()
+        a.append(t1 - t0)
+        b.append(t2 - t1)
+    ratios = sorted(x / y for x, y in zip(a, b, strict=True))
+    q = statistics.quantiles(ratios, n=4)
+    return {"ours_us": 1e6 * statistics.median(a), "torch_us": 1e6 * statistics.median(b),
+            "ratio": statistics.median(ratios), "q1": q[0], "q3": q[2]}
+
+
+def case(torch, cell: str, mode: str, steps: int, batch: int, hidden: int, inputs: int,
+         pairs: int) -> dict:
+    """One row of :data:`SMALL_GRID`."""
+    model = common.build(cell, hidden, inputs)
+    params = model.init_params(0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((steps, batch, inputs)).astype(np.float32)
+    y = rng.standard_normal((steps, batch, model.net.size("y"))).astype(np.float32)
+    ref = refs.torch_nn(torch, cell, params, x, y)
+    if mode == "forward":
+        def ours():
+            return model.forward(params, {"x": x})
+        theirs = ref.forward
+    else:
+        def ours():
+            return model.gradients(params, {"x": x}, {"y": y})
+        theirs = ref.train_step
+    return _pairs(ours, theirs, pairs)
+
+
+def streaming(torch, pairs: int) -> dict:
+    """One LSTM step a call with the state carried, against torch.nn.LSTM with (h, c)."""
+    cell, hidden, inputs = STREAM
+    model = common.build(cell, hidden, inputs)
+    params = model.init_params(0)
+    x = np.random.default_rng(0).standard_normal((1, 1, inputs)).astype(np.float32)
+    state = {"box": None}
+    w = refs.stacked(cell, params)
+    lstm = torch.nn.LSTM(inputs, hidden)
+    out = torch.nn.Linear(hidden, w["wo"].shape[0])
+    with torch.no_grad():
+        for ours_name, theirs_name in (("wx", "weight_ih_l0"), ("wh", "weight_hh_l0"),
+                                       ("bx", "bias_ih_l0"), ("bh", "bias_hh_l0")):
+            getattr(lstm, theirs_name).copy_(torch.from_numpy(w[ours_name]))
+    xt, hc = torch.from_numpy(x), {"box": None}
+
+    def ours():
+        _, state["box"] = model.forward(params, {"x": x}, state=state["box"])
+
+    def theirs():
+        with torch.inference_mode():
+            h, hc["box"] = lstm(xt, hc["box"])
+            return out(h)
+    return _pairs(ours, theirs, pairs)
+
+
+def rows(pairs: int = 200, threads: int = 1) -> list[tuple[str, dict]]:
+    """Every row: (label, timings)."""
+    import torch
+    torch.set_num_threads(threads)
+    got = []
+    for cell, mode, t, b, h, i in SMALL_GRID:
+        label = f"{cell.upper() if cell != 'elman' else 'Elman'} {mode} T={t}, B={b}, H={h}, I={i}"
+        got.append((label, case(torch, cell, mode, t, b, h, i, pairs)))
+    got.append(("LSTM streaming (T=1 a call, state carried), B=1, H=I=256",
+                streaming(torch, pairs)))
+    return got
+
+
+def table(results: list[tuple[str, dict]]) -> str:
+    """A Markdown table of :func:`rows`."""
+    lines = ["| case | graphrnn | torch.nn | ratio (median, IQR) |", "|---|---|---|---|"]
+    for label, r in results:
+        lines.append(f"| {label} | {r['ours_us']:.0f} µs | {r['torch_us']:.0f} µs | "
+                     f"{r['ratio']:.2f} ({r['q1']:.2f}-{r['q3']:.2f}) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.small", description=__doc__)
+    parser.add_argument("--pairs", type=int, default=200, help="paired calls a row")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for BLAS, graphrnn's loops and torch (default 1)")
+    args = parser.parse_args(argv)
+    common.limit_threads(args.threads)
+    print(table(rows(args.pairs, args.threads)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""Models keep their Runs between calls: reused results equal fresh ones after every change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphrnn as gr
+from graphrnn.errors import DataError
+from tests.helpers import SPECS, assert_close, random_case
+
+#: compiled loops packed (T x B >= 16 rows) and read in place (fewer); a scaled and transposed
+#: shared weight (modern_hopfield: copies the kernels must refresh); a GRU (scaled identity)
+CASES = [("lstm", 1, 1), ("lstm", 2, 3), ("lstm", 9, 4), ("gru", 1, 2), ("elman", 6, 3),
+         ("modern_hopfield", 3, 2)]
+BACKENDS = ["numpy", "numpy-ufuncs"]
+
+
+def load(name: str):
+    return gr.load_spec(SPECS / f"{name}.yaml")
+
+
+def case(net, steps, batch, seed=0):
+    inputs, state = random_case(net, steps=steps, batch=batch, seed=seed)
+    extra = {} if net.inputs else {"steps": steps}
+    return inputs, state, extra
+
+
+def fresh(net, backend, params, inputs, state, extra, dtype="float64"):
+    """The same call on a model compiled anew (nothing kept from earlier calls)."""
+    return gr.compile(net, backend=backend, dtype=dtype).forward(params, inputs, state, **extra)
+
+
+def targets_for(net, steps, batch):
+    rng = np.random.default_rng(7)
+    return {o: rng.normal(size=(steps, batch, net.size(o))) for o in net.outputs}
+
+
+def test_a_second_call_of_the_same_shapes_keeps_the_run_and_its_kernels():
+    net = load("lstm")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(1)
+    inputs, state, _ = case(net, 3, 2)
+    first = model._run(params, inputs, state, None, None)
+    kernels = [k for _, ks in first.kernels for k in ks]
+    second = model._run(params, inputs, state, None, None)
+    assert second is first
+    assert [k for _, ks in second.kernels for k in ks] == kernels
+    other = model._run(params, *case(net, 4, 2)[:2], None, None)  # new shapes: a new Run
+    assert other is not first
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name,steps,batch", CASES)
+def test_in_place_updates_between_calls_are_seen(name, steps, batch, backend):
+    net = load(name)
+    model = gr.compile(net, backend=backend, dtype="float64")
+    params = model.init_params(1)
+    inputs, state, extra = case(net, steps, batch)
+    model.forward(params, inputs, state, **extra)
+    rng = np.random.default_rng(2)
+    for k in params:  # both kinds of in-place update, on every parameter
+        if rng.random() < 0.5:
+            params[k][...] = rng.normal(size=params[k].shape)
+        else:
+            params[k] -= 0.3 * rng.normal(size=params[k].shape)
+    got = model.forward(params, inputs, state, **extra)
+    want = fresh(net, backend, params, inputs, state, extra)
+    for a, b in zip(got, want, strict=True):
+        assert_close(a, b)
+
+
+@pytest.mark.parametrize("name,steps,batch", CASES)
+def test_gradients_after_an_optimizer_step_equal_fresh_gradients(name, steps, batch):
+    net = load(name)
+    if any(n.update == "asynchronous" for n in net.nodes.values()):
+        pytest.skip("no gradients through asynchronous updates")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(1)
+    inputs, state, extra = case(net, steps, batch)
+    targets = targets_for(net, steps, batch)
+    _, grads = model.gradients(params, inputs, targets, state=state, **extra)
+    for k in params:
+        params[k] -= 0.05 * grads[k]
+    loss, grads = model.gradients(params, inputs, targets, state=state, **extra)
+    want_loss, want = gr.compile(net, dtype="float64").gradients(params, inputs, targets,
+                                                                 state=state, **extra)
+    assert abs(loss - want_loss) <= 1e-12 * abs(want_loss)
+    assert_close(grads, want)
+
+
+def test_new_parameter_arrays_new_shapes_and_back_equal_fresh_results():
+    net = load("lstm")
+    model = gr.compile(net, dtype="float64")
+    for seed, (steps, batch) in enumerate([(3, 2), (3, 2), (1, 1), (5, 4), (3, 2)]):
+        params = model.init_params(seed % 2)  # new arrays; twice the same values
+        inputs, state, extra = case(net, steps, batch, seed)
+        got = model.forward(params, inputs, state if seed % 2 else None)
+        want = fresh(net, "numpy", params, inputs, state if seed % 2 else None, extra)
+        for a, b in zip(got, want, strict=True):
+            assert_close(a, b)
+
+
+def test_parameters_of_another_dtype_or_layout_updated_in_place_are_seen():
+    net = load("lstm")
+    model = gr.compile(net, dtype="float32")
+    params = {k: np.asfortranarray(v.astype(np.float64)) for k, v in
+              model.init_params(1).items()}  # converted and made contiguous each call
+    inputs, _, _ = case(net, 2, 3)
+    model.forward(params, inputs)
+    for k in params:
+        params[k] *= 0.5
+    got = model.forward(params, inputs)
+    want = gr.compile(net, dtype="float32").forward(params, inputs)
+    for a, b in zip(got, want, strict=True):
+        assert_close(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["lstm", "gru", "elman"])
+def test_streaming_one_step_a_call_equals_one_call_over_the_sequence(name, backend):
+    net = load(name)
+    model = gr.compile(net, backend=backend, dtype="float64")
+    params = model.init_params(3)
+    inputs, state, _ = case(net, 20, 2)
+    whole, final = model.forward(params, inputs, state)
+    steps, carried = [], state
+    for t in range(20):
+        out, carried = model.forward(params, {k: v[t:t + 1] for k, v in inputs.items()},
+                                     state=carried)
+        steps.append(out)
+    assert_close({k: np.concatenate([o[k] for o in steps]) for k in whole}, whole)
+    assert_close(carried, final)
+
+
+def test_the_output_of_a_kept_run_is_the_callers_own():
+    net = load("lstm")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(1)
+    inputs, state, _ = case(net, 3, 2)
+    first = model.forward(params, inputs, state)
+    kept = {k: v.copy() for k, v in first[0].items()}
+    model.forward(params, *case(net, 3, 2, seed=5)[:2])
+    assert_close(first[0], kept, rtol=0)
+
+
+def test_a_value_made_nan_in_place_is_still_refused():
+    net = load("lstm")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(1)
+    inputs, _, _ = case(net, 3, 2)
+    model.forward(params, inputs)
+    params["h->i@1"][0, 0] = np.nan
+    with pytest.raises(DataError, match="'h->i@1' contains NaN or inf"):
+        model.forward(params, inputs)
+    params["h->i@1"][0, 0] = 0.0
+    params["x->i"].shape = (params["x->i"].size,)  # reshaped in place
+    with pytest.raises(DataError, match="'x->i' has shape"):
+        model.forward(params, inputs)
