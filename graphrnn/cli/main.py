@@ -88,15 +88,17 @@ def check(args: argparse.Namespace) -> int:
 
 
 def add_inspect_command(subparsers) -> argparse.ArgumentParser:
-    """Add ``inspect SPEC [--steps T] [--format F] [-o FILE] [--schedule]``."""
+    """Add ``inspect SPEC [--steps T] [--format F] [--layout L] [-o FILE] [--schedule]``."""
     what = "unroll a spec over T steps and show the acyclic graph"
     p = subparsers.add_parser("inspect", help=what, description=what)
     p.add_argument("spec", help="the spec file (YAML)")
     p.add_argument("--steps", "-T", type=int, default=3, metavar="T",
                    help="number of time steps (default 3)")
-    p.add_argument("--format", "-f", choices=("text", "json", "dot", "svg", "png"), default=None,
-                   help="output format (default: from the -o suffix, else text); svg and png "
-                        "need Graphviz's dot")
+    p.add_argument("--format", "-f", choices=("text", "json", "dot", "svg", "png", "html"),
+                   default=None, help="output format (default: from the -o suffix, else text); "
+                   "html: an interactive page (folded, unrolled, schedule)")
+    p.add_argument("--layout", choices=("own", "dot"), default="own",
+                   help="svg/png layout: graphrnn's own (default) or Graphviz's dot")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)")
     p.add_argument("--schedule", action="store_true",
                    help="print the compiled Program (stages and ops) instead of the unrolled "
@@ -122,19 +124,12 @@ def inspect(args: argparse.Namespace) -> int:
     fmt = args.format
     if fmt is None:
         suffix = Path(args.output).suffix.lstrip(".").lower() if args.output else ""
-        fmt = {"txt": "text", "gv": "dot"}.get(suffix, suffix)
+        fmt = {"txt": "text", "gv": "dot", "htm": "html"}.get(suffix, suffix)
         fmt = fmt if fmt in render.FORMATS else "text"
     if fmt == "png" and not args.output:
         fail("--format png writes binary data; give -o FILE.png")
-    dag = unroll(load_spec(Path(args.spec)), steps=args.steps)
-    if fmt == "text":
-        data: str | bytes = render.to_text(dag)
-    elif fmt == "json":
-        data = render.to_json(dag)
-    else:
-        data = render.to_dot(dag)
-        if fmt in ("svg", "png"):
-            data = render.render_image(data, fmt)
+    net = load_spec(Path(args.spec))
+    data = render.render(unroll(net, steps=args.steps), fmt, net=net, layout=args.layout)
     if args.output:
         write_atomic(args.output, data)
     elif isinstance(data, bytes):

@@ -1,4 +1,5 @@
-"""Show networks to people: the check summary, and unrolled graphs as text, JSON, DOT, SVG, PNG."""
+"""Show networks to people: the check summary; unrolled graphs as text, JSON, DOT, SVG, PNG, HTML.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import networkx as nx
 
 from graphrnn.frontend.network import Network
 
-#: Formats ``inspect`` writes; the last two need Graphviz's ``dot``.
-FORMATS = ("text", "json", "dot", "svg", "png")
+#: Formats ``inspect`` writes. svg and png use graphrnn's own layout (or Graphviz's ``dot``
+#: with ``layout="dot"``); html is the interactive page of :mod:`graphrnn.frontend.html`.
+FORMATS = ("text", "json", "dot", "svg", "png", "html")
+#: How svg and png pictures are laid out: graphrnn's own layout, or Graphviz's ``dot``.
+LAYOUTS = ("own", "dot")
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
             "#17becf", "#bcbd22", "#7f7f7f")
 
@@ -257,6 +261,54 @@ def _edge_style(e: dict, colours: dict[str, str]) -> str:
             f"label={_q(label)}")
 
 
+def render(dag: nx.DiGraph, fmt: str, *, net: Network | None = None,
+           layout: str = "own") -> str | bytes:
+    """The unrolled graph ``dag`` in format ``fmt`` (one of :data:`FORMATS`).
+
+    Parameters
+    ----------
+    dag : networkx.DiGraph
+        From :func:`graphrnn.frontend.unroll.unroll`.
+    fmt : str
+        text, json, dot, svg, png or html.
+    net : Network, optional
+        The network ``dag`` unrolls; html needs it (folded graph and compiled schedule).
+    layout : str
+        For svg and png: ``"own"`` (graphrnn's layout, no Graphviz needed) or ``"dot"``.
+
+    Returns
+    -------
+    str or bytes
+        Text, or PNG bytes.
+
+    Raises
+    ------
+    GraphvizError
+        With ``layout="dot"`` when Graphviz's ``dot`` is missing or fails.
+    """
+    if fmt not in FORMATS or layout not in LAYOUTS:
+        raise ValueError(f"cannot render format {fmt!r} with layout {layout!r}; formats are "
+                         f"{', '.join(FORMATS)} and layouts {', '.join(LAYOUTS)}")
+    if fmt == "text":
+        return to_text(dag)
+    if fmt == "json":
+        return to_json(dag)
+    if fmt == "dot" or (fmt in ("svg", "png") and layout == "dot"):
+        text = to_dot(dag)
+        return text if fmt == "dot" else render_image(text, fmt)
+    if fmt == "html":
+        if net is None:
+            raise ValueError("the html format needs the network (net=...)")
+        from graphrnn.frontend.html import to_html
+        return to_html(net, dag)
+    from graphrnn.frontend import layout as own
+    if fmt == "svg":
+        return own.to_svg(dag)
+    from graphrnn.frontend.raster import rasterise
+    from graphrnn.png import encode_png
+    return encode_png(rasterise(own.draw_unrolled(dag)))
+
+
 def render_image(dot_text: str, fmt: str) -> bytes:
     """Render DOT text to ``svg`` or ``png`` bytes with Graphviz's ``dot``.
 
@@ -271,7 +323,8 @@ def render_image(dot_text: str, fmt: str) -> bytes:
     if exe is None:
         raise GraphvizError(f"--format {fmt} needs Graphviz's 'dot' program, which is not "
                             "installed (apt-get install graphviz, brew install graphviz, or "
-                            "conda install graphviz); --format dot writes the DOT text instead")
+                            "conda install graphviz); without --layout dot graphrnn draws it "
+                            "itself, and --format dot writes the DOT text")
     try:
         done = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode(), capture_output=True,
                               timeout=300, check=False)
