@@ -16,6 +16,13 @@ $(VENV)/.installed: pyproject.toml
 $(VENV)/.torch: $(VENV)/.installed
 	-$(PY) -m pip install -q torch==2.13.0 && touch $@
 
+# Headless Chromium lets the browser test of `inspect --format html` run (Debian's package, as
+# root; the test skips, saying why, where it cannot be installed).
+$(VENV)/.chromium: $(VENV)/.installed
+	-command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	touch $@
+
 demo: $(VENV)/.installed
 	@mkdir -p $(OUT)
 	$(GR) check specs/lstm.yaml
@@ -28,7 +35,7 @@ demo: $(VENV)/.installed
 	$(GR) accuracy specs/reber_lstm.yaml $(OUT)/reber_params.npz \
 		--train $(OUT)/reber.npz
 
-test: $(VENV)/.installed $(VENV)/.torch
+test: $(VENV)/.installed $(VENV)/.torch $(VENV)/.chromium
 	$(VENV)/bin/ruff check graphrnn tests benchmarks
 	$(PY) -m pytest
 
