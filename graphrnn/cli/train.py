@@ -114,8 +114,21 @@ def run_train(args: argparse.Namespace) -> int:
     import graphrnn as gr
     from graphrnn.errors import DivergenceError
     from graphrnn.training.data import NpzData, load_data
+    from graphrnn.training.distributed import (
+        DistributedError,
+        use_local_device,
+        world_from_launcher,
+    )
     from graphrnn.training.loop import check_training, train
     from graphrnn.training.progress import plot_history
+
+    try:  # mpirun/mpiexec/srun with several ranks: data-parallel, rank 0 prints and writes
+        comm = world_from_launcher()
+    except ImportError as exc:
+        return _fail("train", str(exc))
+    quiet = comm is not None and comm.Get_rank() != 0  # the same error on every rank: say once
+    if comm is not None and args.backend == "cupy":
+        use_local_device()
 
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         return _fail("train", "--plot needs matplotlib: pip install 'graphrnn[plot]'")
@@ -143,17 +156,27 @@ def run_train(args: argparse.Namespace) -> int:
                         patience=args.patience, checkpoint=args.checkpoint,
                         resume=args.resume, progress=not args.no_progress, seed=args.seed,
                         tbptt=args.tbptt, mask_key=args.mask_key, restore_best=not args.last,
-                        bucket=args.bucket)
+                        bucket=args.bucket, comm=comm)
         data = NpzData(args.data)  # read once, checked here and trained on
         if not args.output:
-            check_training(model, params, data, **settings)
-            print("graphrnn train: no -o given: trained parameters will not be saved",
-                  file=sys.stderr)
+            check_training(model, params, data,
+                           **{k: v for k, v in settings.items() if k != "comm"})
+            if not quiet:
+                print("graphrnn train: no -o given: trained parameters will not be saved",
+                      file=sys.stderr)
         result = train(model, params, data, **settings)
     except DivergenceError as exc:  # the advice in the CLI's words
-        return _fail("train", f"{exc.reason}. Try a lower --lr or --clip MAX_NORM")
+        return EXIT_BAD_INPUT if quiet else _fail(
+            "train", f"{exc.reason}. Try a lower --lr or --clip MAX_NORM")
     except (ValueError, ImportError, OSError) as exc:  # SpecError, DataError...
-        return _fail("train", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return EXIT_BAD_INPUT if quiet else _fail(
+            "train", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except DistributedError as exc:  # a rank failed: every rank stops at the same step
+        if not quiet:
+            _fail("train", str(exc).splitlines()[0])
+        return 1
+    if quiet:  # rank 0 writes the files and prints the summary
+        return EXIT_INTERRUPTED if result.stopped_reason == "interrupted" else 0
     try:
         if args.output:
             save_npz(args.output, {k: np.asarray(v) for k, v in result.params.items()})

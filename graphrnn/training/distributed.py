@@ -163,11 +163,11 @@ class Distributed:
         """After a sum whose FAILED slot is ``n_failed``: raise the failures on every rank."""
         if n_failed <= 0:
             return
-        self.rendezvous(f"collecting the failure {where}")
+        self.rendezvous(f"collecting the failure{where}")
         text = None if local is None else f"{type(local).__name__}: {local}".splitlines()[0]
         texts = self.comm.allgather(text)
         first = next(r for r, t in enumerate(texts) if t is not None)
-        raise DistributedError(f"rank {first} failed {where}: {texts[first]}")
+        raise DistributedError(f"rank {first} failed{where}: {texts[first]}")
 
     def from_root(self, fn: Callable[[], Any], what: str) -> Any:
         """Run ``fn`` on rank 0 only; every rank gets its result, or raises its exception."""

@@ -192,7 +192,7 @@ def _validation_loss(state: TrainState, plan: Plan) -> float | None:
     if dist is not None:
         sums = dist.sum_host(np.array([total, weight, float(failure is not None), 0.0]),
                              "the validation loss sum")
-        dist.raise_failures(failure, sums[FAILED], "in validation")
+        dist.raise_failures(failure, sums[FAILED], " in validation")
         total, weight = float(sums[0]), float(sums[1])
     return total / weight if weight else None
 

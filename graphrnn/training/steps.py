@@ -75,7 +75,7 @@ class Stepper:
                 self._apply(params, loss, grads, "")
                 return loss * w_all, w_all
             w = _weight(mask, 0, t, b)
-            loss, grads = self._sum(params, w, w_all, "", lambda: self.model.gradients(
+            loss, grads, _ = self._sum(params, w, w_all, "", lambda: self.model.gradients(
                 params, inputs, targets, loss=self.loss, mask=mask, **self._steps(t)))
             self._apply(params, loss, grads, "")
             return loss * w_all, w_all
