@@ -11,8 +11,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Distributed", "DistributedError", "launcher_local_rank", "launcher_size",
-           "shard_rows", "world_from_launcher"]
+from graphrnn.backends import to_numpy
+from graphrnn.training.checkpoints import assign
+
+__all__ = ["Distributed", "DistributedError", "adopt", "host_copy", "launcher_local_rank",
+           "launcher_size", "shard_batch", "shard_rows", "use_local_device",
+           "world_from_launcher"]
 
 #: (world size, local rank) variables each launcher sets: Open MPI, MPICH/Intel MPI (hydra),
 #: MVAPICH, Slurm's srun. The first present size wins.
@@ -75,10 +79,37 @@ def shard_rows(idx: np.ndarray, rank: int, size: int) -> np.ndarray:
     return np.array_split(np.asarray(idx), size)[rank]
 
 
+def shard_batch(plan, arrays: dict, idx: np.ndarray, mine: np.ndarray) -> dict:
+    """The sequences ``mine`` of the mini-batch ``idx``, up to the end of its longest."""
+    t = None if plan.ends is None else max(1, int(plan.ends[idx].max()))
+    return {k: v[:v.shape[0] if t is None else t, mine] for k, v in arrays.items()}
+
+
+def host_copy(loaded):
+    """A loaded checkpoint with host arrays, to broadcast."""
+    if loaded is None:
+        return None
+    run, best, params, opt_state = loaded
+    host = {k: to_numpy(v) for k, v in params.items()}
+    return run, None if best is None else {k: to_numpy(v) for k, v in best.items()}, host, \
+        opt_state
+
+
+def adopt(state, run, best, params, opt_state) -> None:
+    """Take what rank 0 read from a checkpoint (``best`` is replaced by device copies)."""
+    for k, v in params.items():
+        assign(state.params[k], v)
+    state.opt.load_state_dict(opt_state)
+    if best is not None:
+        copies = {k: state.params[k].copy() for k in state.params}
+        for k in copies:
+            assign(copies[k], best[k])
+        best.clear()
+        best.update(copies)
+
+
 def params_digest(params: Mapping[str, Any]) -> bytes:
     """A 16-byte digest of every parameter's name, dtype, shape and bytes (host copies)."""
-    from graphrnn.backends import to_numpy
-
     h = hashlib.blake2b(digest_size=16)
     for name in sorted(params):
         a = np.ascontiguousarray(to_numpy(params[name]))

@@ -11,17 +11,23 @@ from typing import Any
 
 import numpy as np
 
-from graphrnn.backends import to_numpy
 from graphrnn.errors import DivergenceError
 from graphrnn.training.checkpoints import (
     CheckpointError,
     CheckpointLock,
-    assign,
     clean_stale_temps,
     load_checkpoint,
     save_checkpoint,
 )
-from graphrnn.training.distributed import FAILED, Distributed, DistributedError, shard_rows
+from graphrnn.training.distributed import (
+    FAILED,
+    Distributed,
+    DistributedError,
+    adopt,
+    host_copy,
+    shard_batch,
+    shard_rows,
+)
 from graphrnn.training.optim import Optimizer
 from graphrnn.training.progress import Progress
 from graphrnn.training.setup import Plan, check_training, prepare
@@ -137,9 +143,9 @@ def run_epoch(state: TrainState, plan: Plan, bar: Progress) -> None:
             else:  # this rank's shard; the whole mini-batch's size and mask for the weights
                 mine = shard_rows(idx, dist.rank, dist.size)
                 total, weight = plan.stepper.batch(
-                    state.params, _shard(plan, plan.inputs, idx, mine),
-                    _shard(plan, plan.targets, idx, mine),
-                    _shard(plan, plan.masks, idx, mine).get("mask"),
+                    state.params, shard_batch(plan, plan.inputs, idx, mine),
+                    shard_batch(plan, plan.targets, idx, mine),
+                    shard_batch(plan, plan.masks, idx, mine).get("mask"),
                     whole=(len(idx), plan.batch(plan.masks, idx).get("mask")))
         except DivergenceError as exc:
             raise DivergenceError(f"training stopped at epoch {epoch + 1}, step "
@@ -161,12 +167,6 @@ def run_epoch(state: TrainState, plan: Plan, bar: Progress) -> None:
     bar.end(state.history[-1])
 
 
-def _shard(plan: Plan, arrays: dict, idx: np.ndarray, mine: np.ndarray) -> dict:
-    """The sequences ``mine`` of the mini-batch ``idx``, up to the end of its longest."""
-    t = None if plan.ends is None else max(1, int(plan.ends[idx].max()))
-    return {k: v[:v.shape[0] if t is None else t, mine] for k, v in arrays.items()}
-
-
 def _validation_loss(state: TrainState, plan: Plan) -> float | None:
     dist = plan.stepper.dist
     total = weight = 0.0
@@ -183,9 +183,9 @@ def _validation_loss(state: TrainState, plan: Plan) -> float | None:
         if failure is not None or not len(mine):
             continue
         try:
-            t, w = plan.scorer.batch(state.params, _shard(plan, plan.inputs, idx, mine),
-                                     _shard(plan, plan.targets, idx, mine),
-                                     _shard(plan, plan.masks, idx, mine).get("mask"))
+            t, w = plan.scorer.batch(state.params, shard_batch(plan, plan.inputs, idx, mine),
+                                     shard_batch(plan, plan.targets, idx, mine),
+                                     shard_batch(plan, plan.masks, idx, mine).get("mask"))
             total, weight = total + t, weight + w
         except Exception as exc:  # noqa: BLE001 - raised on every rank after the sum
             failure = exc
@@ -347,9 +347,9 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
                 loaded = load()
             else:  # rank 0 locks and reads; the others take what it read
                 dist.from_root(take_lock, "taking the checkpoint lock")
-                loaded = dist.from_root(lambda: _host(load()), "reading the checkpoint")
+                loaded = dist.from_root(lambda: host_copy(load()), "reading the checkpoint")
                 if loaded is not None and not dist.is_root:
-                    _adopt(state, *loaded)
+                    adopt(state, *loaded)
             if loaded is not None:
                 state.restore(*loaded[:2])
         shown = progress and (dist is None or dist.is_root)
@@ -360,29 +360,6 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
     result = state.best if restore_best and state.best is not None else state.params
     return TrainResult(result, state.history, state.best_epoch,
                        state.stopped_reason or "completed", path)
-
-
-def _host(loaded):
-    """A loaded checkpoint with host arrays, to broadcast."""
-    if loaded is None:
-        return None
-    run, best, params, opt_state = loaded
-    host = {k: to_numpy(v) for k, v in params.items()}
-    return run, None if best is None else {k: to_numpy(v) for k, v in best.items()}, host, \
-        opt_state
-
-
-def _adopt(state: TrainState, run, best, params, opt_state) -> None:
-    """Take what rank 0 read from a checkpoint (``best`` is replaced by device copies)."""
-    for k, v in params.items():
-        assign(state.params[k], v)
-    state.opt.load_state_dict(opt_state)
-    if best is not None:
-        copies = {k: state.params[k].copy() for k in state.params}
-        for k in copies:
-            assign(copies[k], best[k])
-        best.clear()
-        best.update(copies)
 
 
 def _run(state: TrainState, plan: Plan, epochs: int, bar: Progress, path: Path | None,
