@@ -115,8 +115,21 @@ def run_train(args: argparse.Namespace) -> int:
     import graphrnn as gr
     from graphrnn.errors import DivergenceError
     from graphrnn.training.data import NpzData, load_data
+    from graphrnn.training.distributed import (
+        DistributedError,
+        use_local_device,
+        world_from_launcher,
+    )
     from graphrnn.training.loop import check_training, train
     from graphrnn.training.progress import plot_history
+
+    try:  # mpirun/mpiexec/srun with several ranks: data-parallel, rank 0 prints and writes
+        comm = world_from_launcher()
+    except ImportError as exc:
+        return _fail("train", str(exc))
+    quiet = comm is not None and comm.Get_rank() != 0  # the same error on every rank: say once
+    if comm is not None and args.backend == "cupy":
+        use_local_device()
 
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         return _fail("train", "--plot needs matplotlib: pip install 'graphrnn[plot]'")
@@ -128,31 +141,44 @@ def run_train(args: argparse.Namespace) -> int:
     elif args.momentum is not None or args.nesterov:
         return _fail("train", "--momentum/--nesterov apply to --optimizer sgd only")
     lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 1e-2)
-    net = gr.load_spec(args.spec)
-    model = gr.compile(net, backend=args.backend, dtype=args.dtype)
-    params = model.init_params(seed=args.seed)
-    if args.init:
-        loaded = load_data(args.init, params)
-        missing = sorted(set(params) - set(loaded))
-        if missing:
-            return _fail("train", f"{args.init} lacks parameters {', '.join(missing)}")
-        params = {k: np.asarray(loaded[k], dtype=params[k].dtype) for k in params}
-    settings = dict(targets=args.target, loss=args.loss, optimizer=args.optimizer, lr=lr,
-                    optimizer_kw=opt_kw, epochs=args.epochs, batch_size=args.batch_size,
-                    clip=args.clip, val_fraction=args.val_fraction,
-                    patience=args.patience, checkpoint=args.checkpoint,
-                    resume=args.resume, progress=not args.no_progress, seed=args.seed,
-                    tbptt=args.tbptt, mask_key=args.mask_key, restore_best=not args.last,
-                    bucket=args.bucket)
-    data = NpzData(args.data)  # read once, checked here and trained on
-    if not args.output:
-        check_training(model, params, data, **settings)
-        print("graphrnn train: no -o given: trained parameters will not be saved",
-              file=sys.stderr)
     try:
+        net = gr.load_spec(args.spec)
+        model = gr.compile(net, backend=args.backend, dtype=args.dtype)
+        params = model.init_params(seed=args.seed)
+        if args.init:
+            loaded = load_data(args.init, params)
+            missing = sorted(set(params) - set(loaded))
+            if missing:
+                return _fail("train", f"{args.init} lacks parameters {', '.join(missing)}")
+            params = {k: np.asarray(loaded[k], dtype=params[k].dtype) for k in params}
+        settings = dict(targets=args.target, loss=args.loss, optimizer=args.optimizer, lr=lr,
+                        optimizer_kw=opt_kw, epochs=args.epochs, batch_size=args.batch_size,
+                        clip=args.clip, val_fraction=args.val_fraction,
+                        patience=args.patience, checkpoint=args.checkpoint,
+                        resume=args.resume, progress=not args.no_progress, seed=args.seed,
+                        tbptt=args.tbptt, mask_key=args.mask_key, restore_best=not args.last,
+                        bucket=args.bucket, comm=comm)
+        data = NpzData(args.data)  # read once, checked here and trained on
+        if not args.output:
+            check_training(model, params, data,
+                           **{k: v for k, v in settings.items() if k != "comm"})
+            if not quiet:
+                print("graphrnn train: no -o given: trained parameters will not be saved",
+                      file=sys.stderr)
         result = train(model, params, data, **settings)
     except DivergenceError as exc:  # the advice in the CLI's words
-        return _fail("train", f"{exc.reason}. Try a lower --lr or --clip MAX_NORM")
+        return EXIT_BAD_INPUT if quiet else _fail(
+            "train", f"{exc.reason}. Try a lower --lr or --clip MAX_NORM")
+    except DistributedError as exc:  # a rank failed: every rank stops at the same step
+        if not quiet:
+            print(f"graphrnn train: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except (ValueError, ImportError, OSError):  # SpecError, DataError...: said once, by rank 0
+        if quiet:
+            return EXIT_BAD_INPUT
+        raise
+    if quiet:  # rank 0 writes the files and prints the summary
+        return EXIT_INTERRUPTED if result.stopped_reason == "interrupted" else 0
     if args.output:
         save_npz(args.output, {k: np.asarray(v) for k, v in result.params.items()})
     if args.plot and result.history:

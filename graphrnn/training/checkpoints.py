@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks, no lock taken
     fcntl = None
 
-__all__ = ["CheckpointError", "CheckpointLock", "clean_stale_temps", "load_checkpoint",
+__all__ = ["CheckpointError", "CheckpointLock", "assign", "clean_stale_temps", "load_checkpoint",
            "save_checkpoint"]
 
 CHECKPOINT_FORMAT = "graphrnn-checkpoint"
@@ -86,12 +86,12 @@ def load_checkpoint(path: Path, params: dict, opt, config: Mapping[str, Any]):
                                   f"the model's has {params[k].shape}")
     _check_settings(path, meta, opt, config)
     for k, v in saved.items():
-        _assign(params[k], v)
+        assign(params[k], v)
     best = None
     if any(k.startswith("best:") for k in arrays):
         best = {k: params[k].copy() for k in params}
         for k in best:
-            _assign(best[k], arrays[f"best:{k}"])
+            assign(best[k], arrays[f"best:{k}"])
     buffers: dict[str, dict[str, np.ndarray]] = {}
     for k, v in arrays.items():
         if k.startswith("opt:"):
@@ -123,7 +123,8 @@ def _check_settings(path: Path, meta: Mapping[str, Any], opt, config: Mapping[st
             refuse(key, old, new_hyper.get(key))
 
 
-def _assign(dst, src: np.ndarray) -> None:
+def assign(dst, src: np.ndarray) -> None:
+    """Copy host array ``src`` into ``dst`` (a NumPy or CuPy array) in place."""
     if isinstance(dst, np.ndarray):
         dst[...] = src
     else:  # pragma: no cover - CuPy

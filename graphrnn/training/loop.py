@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from graphrnn.errors import DivergenceError
 from graphrnn.training.checkpoints import (
     CheckpointError,
@@ -16,6 +18,15 @@ from graphrnn.training.checkpoints import (
     clean_stale_temps,
     load_checkpoint,
     save_checkpoint,
+)
+from graphrnn.training.distributed import (
+    FAILED,
+    Distributed,
+    DistributedError,
+    adopt,
+    host_copy,
+    shard_batch,
+    shard_rows,
 )
 from graphrnn.training.optim import Optimizer
 from graphrnn.training.progress import Progress
@@ -119,18 +130,30 @@ def run_epoch(state: TrainState, plan: Plan, bar: Progress) -> None:
     """
     epoch = state.epoch
     order = plan.epoch_batches(epoch)
+    dist = plan.stepper.dist
     bar.start(epoch + 1, state.step)
     while state.step < plan.n_batches:
         idx = order[state.step]
         t0 = time.perf_counter()
         try:
-            total, weight = plan.stepper.batch(
-                state.params, plan.batch(plan.inputs, idx), plan.batch(plan.targets, idx),
-                plan.batch(plan.masks, idx).get("mask"))
+            if dist is None:
+                total, weight = plan.stepper.batch(
+                    state.params, plan.batch(plan.inputs, idx), plan.batch(plan.targets, idx),
+                    plan.batch(plan.masks, idx).get("mask"))
+            else:  # this rank's shard; the whole mini-batch's size and mask for the weights
+                mine = shard_rows(idx, dist.rank, dist.size)
+                total, weight = plan.stepper.batch(
+                    state.params, shard_batch(plan, plan.inputs, idx, mine),
+                    shard_batch(plan, plan.targets, idx, mine),
+                    shard_batch(plan, plan.masks, idx, mine).get("mask"),
+                    whole=(len(idx), plan.batch(plan.masks, idx).get("mask")))
         except DivergenceError as exc:
             raise DivergenceError(f"training stopped at epoch {epoch + 1}, step "
                                   f"{state.step + 1}: {exc.reason}", epoch + 1,
                                   state.step + 1) from None
+        except DistributedError as exc:
+            raise DistributedError(f"training stopped at epoch {epoch + 1}, step "
+                                   f"{state.step + 1}: {exc}") from None
         sums = state.sums
         sums[0] += total
         sums[1] += weight
@@ -145,13 +168,32 @@ def run_epoch(state: TrainState, plan: Plan, bar: Progress) -> None:
 
 
 def _validation_loss(state: TrainState, plan: Plan) -> float | None:
+    dist = plan.stepper.dist
     total = weight = 0.0
+    failure = None
     for lo in range(0, len(plan.val_idx), plan.batch_size):
         idx = plan.val_idx[lo:lo + plan.batch_size]
-        t, w = plan.scorer.batch(state.params, plan.batch(plan.inputs, idx),
-                                 plan.batch(plan.targets, idx),
-                                 plan.batch(plan.masks, idx).get("mask"))
-        total, weight = total + t, weight + w
+        if dist is None:
+            t, w = plan.scorer.batch(state.params, plan.batch(plan.inputs, idx),
+                                     plan.batch(plan.targets, idx),
+                                     plan.batch(plan.masks, idx).get("mask"))
+            total, weight = total + t, weight + w
+            continue
+        mine = shard_rows(idx, dist.rank, dist.size)
+        if failure is not None or not len(mine):
+            continue
+        try:
+            t, w = plan.scorer.batch(state.params, shard_batch(plan, plan.inputs, idx, mine),
+                                     shard_batch(plan, plan.targets, idx, mine),
+                                     shard_batch(plan, plan.masks, idx, mine).get("mask"))
+            total, weight = total + t, weight + w
+        except Exception as exc:  # noqa: BLE001 - raised on every rank after the sum
+            failure = exc
+    if dist is not None:
+        sums = dist.sum_host(np.array([total, weight, float(failure is not None), 0.0]),
+                             "the validation loss sum")
+        dist.raise_failures(failure, sums[FAILED], " in validation")
+        total, weight = float(sums[0]), float(sums[1])
     return total / weight if weight else None
 
 
@@ -179,8 +221,8 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
           batch_size: int = 32, clip: float | None = None, val_fraction: float = 0.1,
           patience: int | None = None, checkpoint: str | os.PathLike | None = None,
           resume: bool = False, progress: bool = True, seed: int = 0, tbptt=None,
-          mask_key: str = "mask", restore_best: bool = True, bucket: bool = False
-          ) -> TrainResult:
+          mask_key: str = "mask", restore_best: bool = True, bucket: bool = False,
+          comm=None) -> TrainResult:
     """Train ``params`` of a compiled model on time-major sequences.
 
     Parameters
@@ -240,6 +282,17 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
         mini-batches that run in shuffled order. Needs a mask. Every mini-batch, bucketed or
         not, runs only up to its longest sequence's end (exact: steps after it carry no loss),
         so bucketing saves the padding's time.
+    comm : mpi4py communicator, optional
+        Data-parallel training (call on every rank with the same arguments): each rank takes
+        its shard of every mini-batch (``batch_size`` is the global size; the rank count must
+        divide it), its gradient is its share of the global mean loss, an all-reduce sums
+        them, so N ranks give what one process gives. Parameters are checked equal on every
+        rank at the start and after every epoch; only rank 0 shows progress and writes the
+        checkpoint (it alone reads one to resume, under any dividing rank count). Every rank
+        returns the same parameters. A rank that raises makes every rank raise
+        :class:`~graphrnn.training.distributed.DistributedError` at the same step; one that
+        dies or hangs makes the others abort the job after ``GRAPHRNN_MPI_TIMEOUT`` seconds
+        (default 300) at most.
 
     Returns
     -------
@@ -262,33 +315,67 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
     Ctrl-C: the checkpoint is saved and ``stopped_reason`` is ``"interrupted"``.
     """
     path = Path(checkpoint) if checkpoint is not None else None
+    dist = Distributed(comm) if comm is not None and comm.Get_size() > 1 else None
+    if dist is not None and batch_size % dist.size:
+        raise ValueError(f"batch_size {batch_size} does not split evenly over {dist.size} "
+                         "ranks: use a rank count that divides the batch size")
     plan, config = prepare(model, params, data, targets=targets, loss=loss, optimizer=optimizer,
                            lr=lr, optimizer_kw=optimizer_kw, batch_size=batch_size, clip=clip,
                            val_fraction=val_fraction, patience=patience, seed=seed,
                            tbptt=tbptt, mask_key=mask_key, bucket=bucket,
                            keep_best=restore_best or path is not None)
     state = TrainState(plan.params, plan.stepper.opt)
-    lock = CheckpointLock(path).acquire() if path is not None else None
+    if dist is not None:
+        plan.stepper.dist = plan.scorer.dist = dist
+        dist.check_same(state.params, "at the start")
+    held: dict[str, CheckpointLock] = {}
+
+    def take_lock() -> None:
+        held["lock"] = CheckpointLock(path).acquire()
+        clean_stale_temps(path)
+
+    def load():
+        if not (resume and path.exists()):
+            return None
+        run, best = load_checkpoint(path, state.params, state.opt, config)
+        return run, best, state.params, state.opt.state_dict()
+
     try:
         if path is not None:
-            clean_stale_temps(path)
-            if resume and path.exists():
-                state.restore(*load_checkpoint(path, state.params, state.opt, config))
-        _run(state, plan, epochs, Progress(progress, epochs, plan.n_batches), path, config)
+            if dist is None:
+                take_lock()
+                loaded = load()
+            else:  # rank 0 locks and reads; the others take what it read
+                dist.from_root(take_lock, "taking the checkpoint lock")
+                loaded = dist.from_root(lambda: host_copy(load()), "reading the checkpoint")
+                if loaded is not None and not dist.is_root:
+                    adopt(state, *loaded)
+            if loaded is not None:
+                state.restore(*loaded[:2])
+        shown = progress and (dist is None or dist.is_root)
+        _run(state, plan, epochs, Progress(shown, epochs, plan.n_batches), path, config, dist)
     finally:
-        if lock is not None:
-            lock.release()
+        if "lock" in held:
+            held["lock"].release()
     result = state.best if restore_best and state.best is not None else state.params
     return TrainResult(result, state.history, state.best_epoch,
                        state.stopped_reason or "completed", path)
 
 
 def _run(state: TrainState, plan: Plan, epochs: int, bar: Progress, path: Path | None,
-         config: Mapping[str, Any]) -> None:
+         config: Mapping[str, Any], dist: Distributed | None = None) -> None:
     """Epochs until done or stopped, a checkpoint after each; Ctrl-C or SIGTERM: save, stop."""
     def save():
-        if path is not None:
+        if dist is not None:
+            dist.check_same(state.params, f"after epoch {state.epoch}, step {state.step}")
+        if path is None:
+            return
+        if dist is None:
             save_checkpoint(path, state.params, state.opt, state.progress(), state.best, config)
+        else:
+            dist.from_root(lambda: save_checkpoint(path, state.params, state.opt,
+                                                   state.progress(), state.best, config),
+                           "writing the checkpoint")
 
     try:
         with terminate_as_interrupt():

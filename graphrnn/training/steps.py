@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
+from graphrnn.backends import array_module
 from graphrnn.errors import DivergenceError
 from graphrnn.training.data import model_io
+from graphrnn.training.distributed import FAILED, INTERRUPTED, LOSS, N_SLOTS
 from graphrnn.training.losses import loss_and_grad
 from graphrnn.training.optim import Optimizer, clip_global_norm, global_norm
 
 __all__ = ["Stepper", "parse_tbptt"]
+
+
+def _weight(mask, lo: int, hi: int, b: int, dtype=None) -> float:
+    """The loss weight of steps ``lo..hi-1`` of ``b`` sequences (the mask's sum there)."""
+    if mask is None:
+        return float((hi - lo) * b)
+    return float(mask[lo:hi].sum(dtype=dtype))
 
 
 def parse_tbptt(tbptt) -> tuple[int, int] | None:
@@ -28,8 +38,9 @@ def parse_tbptt(tbptt) -> tuple[int, int] | None:
 class Stepper:
     """Runs one mini-batch: a full-sequence update, or truncated-BPTT windows."""
 
-    def __init__(self, model, loss: str, tbptt, opt: Optimizer | None, clip, keys):
+    def __init__(self, model, loss: str, tbptt, opt: Optimizer | None, clip, keys, dist=None):
         self.model, self.loss, self.tbptt, self.opt, self.clip = model, loss, tbptt, opt, clip
+        self.dist = dist  # a graphrnn.training.distributed.Distributed, or None
         self.keys = keys  # trainable parameter names
         self.no_inputs = not model_io(model)[0]
 
@@ -41,20 +52,33 @@ class Stepper:
         win = {k: v[lo:hi] for k, v in inputs.items()}
         return self.model.forward(params, win, state=state, **self._steps(hi - lo))
 
-    def batch(self, params, inputs, targets, mask) -> tuple[float, float]:
-        """Update ``params`` in place (or just score, without ``opt``): (loss sum, weight)."""
+    def batch(self, params, inputs, targets, mask, whole=None) -> tuple[float, float]:
+        """Update ``params`` in place (or just score, without ``opt``): (loss sum, weight).
+
+        With ``dist`` (data-parallel), ``inputs``/``targets``/``mask`` are this rank's shard
+        of a mini-batch and ``whole`` is ``(B, mask)`` of the whole mini-batch: each rank's
+        gradient is its share of the mean over the whole one, summed over the ranks, and the
+        returned sums are the whole mini-batch's.
+        """
         t = next(iter(targets.values())).shape[0]
         b = next(iter(targets.values())).shape[1]
         if self.opt is None:
             return self._score(params, inputs, targets, mask, t)
+        whole_b, whole_mask = whole if whole is not None else (b, mask)
         if self.tbptt is None:
-            w = float(mask.sum()) if mask is not None else float(t * b)
-            if w == 0:  # nothing to learn from this mini-batch: no step at all
+            w_all = _weight(whole_mask, 0, t, whole_b)
+            if w_all == 0:  # nothing to learn from this mini-batch: no step at all
                 return 0.0, 0.0
-            loss, grads = self.model.gradients(params, inputs, targets, loss=self.loss,
-                                               mask=mask, **self._steps(t))
+            if self.dist is None:
+                loss, grads = self.model.gradients(params, inputs, targets, loss=self.loss,
+                                                   mask=mask, **self._steps(t))
+                self._apply(params, loss, grads, "")
+                return loss * w_all, w_all
+            w = _weight(mask, 0, t, b)
+            loss, grads, _ = self._sum(params, w, w_all, "", lambda: self.model.gradients(
+                params, inputs, targets, loss=self.loss, mask=mask, **self._steps(t)))
             self._apply(params, loss, grads, "")
-            return loss * w, w
+            return loss * w_all, w_all
         k1, k2 = self.tbptt
         state, total, weight, prev_end = None, 0.0, 0.0, 0
         ends = list(range(k1, t, k1)) + [t]
@@ -67,23 +91,77 @@ class Stepper:
                 win_mask[:prev_end - lo] = 0
             nxt_lo = max(0, end - (k2 - k1))
             w = float(win_mask.sum()) if need_mask else float((end - lo) * b)
+            w_all = w if self.dist is None else _weight(whole_mask, prev_end, end, whole_b, float)
             final = None
-            if w > 0:
+            where = f" (window of steps {lo}..{end - 1})"
+
+            def window(lo=lo, end=end, win_mask=win_mask, state=state):
                 win_in = {k: v[lo:end] for k, v in inputs.items()}
                 win_t = {k: v[lo:end] for k, v in targets.items()}
-                loss, grads, final = self.model.gradients(
+                return self.model.gradients(
                     params, win_in, win_t, loss=self.loss, state=state, mask=win_mask,
                     return_state=True, **self._steps(end - lo))
+            if self.dist is None and w > 0:
+                loss, grads, final = window()
                 total, weight = total + loss * w, weight + w
+            elif self.dist is not None and w_all > 0:
+                loss, grads, final = self._sum(params, w, w_all, where, window)
+                total, weight = total + loss * w_all, weight + w_all
             if j + 1 < len(ends):  # the state at the next window's start, before this update
                 if nxt_lo == end and final is not None:
                     state = final
-                elif nxt_lo > lo:
+                elif nxt_lo > lo and b > 0:
                     state = self._fwd(params, inputs, state, lo, nxt_lo)[1]
-            if w > 0:
-                self._apply(params, loss, grads, f" (window of steps {lo}..{end - 1})")
+            if w_all > 0:
+                self._apply(params, loss, grads, where)
             prev_end, lo = end, nxt_lo
         return total, weight
+
+    def _sum(self, params, w: float, w_all: float, where: str, compute: Callable):
+        """This rank's ``compute()`` (loss, grads[, final]) over a shard of weight ``w``,
+        summed over the ranks as shares of a mean over weight ``w_all``: the whole batch's
+        (loss, grads[, this rank's final state]). A rank that raised makes every rank raise."""
+        keys = [k for k in params if k in self.keys]
+        failure, interrupted, loss_w, local, final = None, 0.0, 0.0, None, None
+        if w > 0:
+            try:
+                out = compute()
+                local, loss_w = out[1], out[0] * w
+                final = out[2] if len(out) > 2 else None
+            except KeyboardInterrupt:
+                interrupted = 1.0
+            except Exception as exc:  # noqa: BLE001 - raised on every rank after the sum
+                failure = exc
+        scale = w / w_all
+        slots = [loss_w, w, float(failure is not None), interrupted]
+        xp = array_module(params[keys[0]]) if keys else np
+        sizes = [int(np.prod(params[k].shape)) for k in keys]
+        if xp is np:
+            flat = np.zeros(sum(sizes) + N_SLOTS)
+            at = 0
+            for k, n in zip(keys, sizes, strict=True):
+                if local is not None:
+                    np.multiply(np.ravel(local[k]), scale, out=flat[at:at + n])
+                at += n
+            flat[at:] = slots
+            flat = self.dist.sum_gradients(flat, f"the gradient all-reduce{where}")
+            sums = flat[at:]
+        else:  # pragma: no cover - CuPy: gradients stay on the device (NCCL)
+            dtype = params[keys[0]].dtype
+            flat = xp.zeros(sum(sizes), dtype=dtype)
+            if local is not None:
+                flat[...] = xp.concatenate([xp.ravel(local[k]) * scale for k in keys])
+            flat = self.dist.sum_gradients(flat, f"the gradient all-reduce{where}")
+            sums = self.dist.sum_host(np.array(slots), f"the loss all-reduce{where}")
+        self.dist.raise_failures(failure, sums[FAILED], where)
+        if sums[INTERRUPTED] > 0:
+            raise KeyboardInterrupt
+        grads, at = {}, 0
+        for k, n in zip(keys, sizes, strict=True):
+            grads[k] = flat[at:at + n].reshape(params[k].shape).astype(params[k].dtype,
+                                                                      copy=False)
+            at += n
+        return float(sums[LOSS]) / w_all, grads, final
 
     def _apply(self, params, loss, grads, where: str) -> None:
         if not math.isfinite(loss):
