@@ -110,8 +110,9 @@ def check_tokens(name: str, tokens, vocab: int, shape: tuple = (None, None)) -> 
         bad = np.argwhere(~np.isfinite(a) | (a != np.round(a)))
         if bad.size:
             t, b = (int(i) for i in bad[0])
-            raise DataError(f"input {name!r} has the non-integer token {a[t, b]!r} at step {t}, "
-                            f"sequence {b}; a token input takes integer ids 0..{vocab - 1}")
+            raise DataError(f"input {name!r} has the non-integer token {a[t, b].item()!r} at "
+                            f"step {t}, sequence {b}; a token input takes integer ids "
+                            f"0..{vocab - 1}")
     bad = np.argwhere((a < 0) | (a >= vocab))
     if bad.size:
         t, b = (int(i) for i in bad[0])
