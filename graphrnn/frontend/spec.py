@@ -21,7 +21,7 @@ NODE_KEYS = ("size", "activation", "combine", "bias", "leak", "init_state", "upd
 EDGE_KEYS = ("from", "to", "delay", "weight", "scale", "name", "trainable", "init", "transpose")
 #: Edge keys that only make sense for an edge with a parameter (not ``identity``).
 PARAM_KEYS = ("name", "init", "transpose", "trainable")
-EDGE_SYNTAX = "SRC -> DST [@DELAY] [full|diagonal|identity|embedding]"
+EDGE_SYNTAX = "SRC -> DST [@DELAY] [full|diagonal|identity]"
 #: Keys of a token input's mapping (``tok: {vocab: 256}``).
 TOKEN_KEYS = ("vocab",)
 
