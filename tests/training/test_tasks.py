@@ -208,8 +208,8 @@ def test_text_task_numbers_symbols_by_frequency(tmp_path):
     assert vocab == ["the", "sat", "on", "<unk>"]
     words = path.read_text().split()
     ids = [vocab.index(w) if w in vocab else 3 for w in words]
-    assert data["x"].shape == (5, 2) and data["x"].dtype.kind == "i"
-    assert data["x"][:, 0].tolist() == ids[0:5] and data["y"][:, 0].tolist() == ids[1:6]
-    assert data["x"][:, 1].tolist() == ids[5:10] and data["y"][:, 1].tolist() == ids[6:11]
+    assert data["x"].shape == (6, 2) and data["x"].dtype.kind == "i"  # 13 words, 12 targets
+    assert data["x"][:, 0].tolist() == ids[0:6] and data["y"][:, 0].tolist() == ids[1:7]
+    assert data["x"][:, 1].tolist() == ids[6:12] and data["y"][:, 1].tolist() == ids[7:13]
     chars = text_lm(path, batch=3, steps=4)
     assert chars["x"].shape == (4, 3) and chars["vocabulary"][0] in (" ", "t")
