@@ -61,9 +61,13 @@ def check_inputs(net: Network, inputs: dict, steps: int | None) -> tuple[int, in
         t, b = steps, None
     else:
         first = next(iter(net.inputs))
-        t, b = check_array("input", first, inputs[first], (None, None, net.inputs[first])).shape[:2]
+        t, b = check_array("input", first, inputs[first], _input_shape(net, first, None, None),
+                           finite=False).shape[:2]
         for name, size in net.inputs.items():
-            check_array("input", name, inputs[name], (t, b, size))
+            if name in net.tokens:
+                check_tokens(name, inputs[name], size, (t, b))
+            else:
+                check_array("input", name, inputs[name], (t, b, size))
         if steps is not None and steps != t:
             raise DataError(f"steps={steps} but the inputs have {t} steps")
     if not isinstance(t, int | np.integer) or t < 1:
@@ -71,6 +75,56 @@ def check_inputs(net: Network, inputs: dict, steps: int | None) -> tuple[int, in
     if b == 0:
         raise DataError("the inputs have an empty batch (B = 0)")
     return int(t), b
+
+
+def _input_shape(net: Network, name: str, t, b) -> tuple:
+    return (t, b) if name in net.tokens else (t, b, net.inputs[name])
+
+
+def check_tokens(name: str, tokens, vocab: int, shape: tuple = (None, None)) -> np.ndarray:
+    """A token input: integers ``(T, B)`` in ``0..vocab-1``; the first bad one is named with
+    its position.
+
+    Parameters
+    ----------
+    name : str
+        The input's name (for the message).
+    tokens : array-like
+        The token ids; float arrays must hold whole numbers.
+    vocab : int
+        The vocabulary size V.
+    shape : tuple
+        The expected ``(T, B)`` (``None`` entries match anything).
+
+    Returns
+    -------
+    numpy.ndarray
+        The tokens as ``int64``.
+
+    Raises
+    ------
+    DataError
+        For a wrong shape, a non-number, a non-integer, a negative token or one >= V.
+    """
+    a = check_array("input", name, tokens, shape, finite=False)
+    if a.dtype.kind == "b":
+        raise DataError(f"input {name!r} holds booleans; a token input takes integer ids "
+                        f"0..{vocab - 1}")
+    if a.dtype.kind == "f":
+        bad = np.argwhere(~np.isfinite(a) | (a != np.round(a)))
+        if bad.size:
+            t, b = (int(i) for i in bad[0])
+            raise DataError(f"input {name!r} has the non-integer token {a[t, b].item()!r} at "
+                            f"step {t}, sequence {b}; a token input takes integer ids "
+                            f"0..{vocab - 1}")
+    bad = np.argwhere((a < 0) | (a >= vocab))
+    if bad.size:
+        t, b = (int(i) for i in bad[0])
+        value = a[t, b].item()
+        value = int(value) if float(value).is_integer() else value
+        raise DataError(f"input {name!r} has token {value} at step {t}, sequence {b}, outside "
+                        f"the vocabulary 0..{vocab - 1}")
+    return a.astype(np.int64, copy=False)
 
 
 def check_state(net: Network, state: dict | None, batch: int | None) -> int:

@@ -159,7 +159,8 @@ class Model:
                  if state_key(name, -k) in state}
         run = self._kept_run(device_params, t, batch, noise, given)
         for name in net.inputs:
-            run.rows(name, 0, t)[...] = b.asarray(inputs[name], self.dtype)
+            value = b.asarray(inputs[name], self.dtype)
+            run.rows(name, 0, t)[...] = value[..., None] if name in net.tokens else value
         learned = {op.out for _, op in self.program.ops() if isinstance(op, InitState)}
         for name, depth in net.history.items():
             for k in range(1, depth + 1):

@@ -6,8 +6,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from graphrnn.compiler.ir import Fused, InitState, MatMul, NodeUpdate
+from graphrnn.compiler.ir import Fused, Gather, InitState, MatMul, NodeUpdate
 from graphrnn.ops.fused import FusedKernel
+from graphrnn.ops.gather import GatherKernel
 from graphrnn.ops.init_state import InitStateKernel
 from graphrnn.ops.matmul import MatMulKernel
 from graphrnn.ops.node_update import NodeUpdateKernel
@@ -90,6 +91,8 @@ class Backend:
             return FusedKernel(op, run)
         if isinstance(op, InitState):
             return InitStateKernel(op, run)
+        if isinstance(op, Gather):
+            return GatherKernel(op, run)
         raise TypeError(f"no kernel for {type(op).__name__}")
 
     def stage_kernels(self, stage, run) -> list:

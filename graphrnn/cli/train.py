@@ -208,13 +208,19 @@ def add_task_command(subparsers) -> argparse.ArgumentParser:
         "task", help="generate a classic task's data file",
         description="Generate a task's data as an .npz file for graphrnn train: "
                     "xor (Elman 1990 temporal XOR), letters (Elman 1990 ba/dii/guuu), "
-                    "reber (embedded Reber grammar), adding (the adding problem).")
+                    "reber (embedded Reber grammar), adding (the adding problem), "
+                    "text (a character- or word-level language model of --file).")
     p.add_argument("name", metavar="NAME", choices=sorted(TASKS),
                    help=f"one of {', '.join(TASKS)}")
     p.add_argument("-o", "--output", required=True, metavar="D.npz")
     p.add_argument("--batch", type=int, default=None, help="number of sequences B")
     p.add_argument("--steps", type=int, default=None, help="sequence length T")
     p.add_argument("--max-length", type=int, default=None, help="reber: longest string")
+    p.add_argument("--file", default=None, metavar="TEXT", help="text: the UTF-8 text file")
+    p.add_argument("--level", default=None, choices=("char", "word"),
+                   help="text: characters (default) or whitespace-separated words")
+    p.add_argument("--vocab", type=int, default=None,
+                   help="text: vocabulary size V (the rarest symbols share <unk>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--input-name", default="x", help="name of the inputs array (default x)")
@@ -227,9 +233,12 @@ def add_task_command(subparsers) -> argparse.ArgumentParser:
 def run_task(args: argparse.Namespace) -> int:
     """Handle ``graphrnn task``; returns the exit code."""
     accepted = inspect.signature(TASKS[args.name]).parameters
-    kw = {"seed": args.seed, "dtype": args.dtype}
+    kw = {k: v for k, v in (("seed", args.seed), ("dtype", args.dtype)) if k in accepted}
+    if "file" in accepted and args.file is None:
+        return _fail("task", f"task {args.name!r} needs --file TEXT")
     for key, flag in (("batch", "--batch"), ("steps", "--steps"),
-                      ("max_length", "--max-length")):
+                      ("max_length", "--max-length"), ("file", "--file"), ("level", "--level"),
+                      ("vocab", "--vocab")):
         value = getattr(args, key)
         if value is None:
             continue

@@ -1,4 +1,4 @@
-"""The IR: buffers, four primitive ops, stages and the Program, with a checker and a printer.
+"""The IR: buffers, five primitive ops, stages and the Program, with a checker and a printer.
 
 Every buffer is a time-major array ``(pad + T, B, size)`` whose first ``pad`` rows hold the
 initial state; row ``pad + t`` holds step ``t``. An op runs over a *window* of steps
@@ -186,7 +186,31 @@ class InitState:
         return (self.out,)
 
 
-Op = MatMul | NodeUpdate | Fused | InitState
+@dataclass(frozen=True)
+class Gather:
+    """An embedding: ``out[t, b] = scale * param[src[t, b]]``, a row of the ``(V, size)`` table
+    per token. ``src`` is a token input (a buffer of width 1 holding the token ids); ``out`` a
+    ``gemm`` buffer that its node reads through a ``full`` term, as a MatMul's product. BPTT
+    scatter-adds ``d out`` into ``param``'s rows (deterministically on the CPU)."""
+
+    src: str
+    param: str
+    scale: float
+    out: str
+    uid: int = 0
+
+    @property
+    def reads(self) -> tuple[tuple[str, int], ...]:
+        return ((self.src, 0),)
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return (self.out,)
+
+    history = ()
+
+
+Op = MatMul | NodeUpdate | Fused | InitState | Gather
 
 
 @dataclass(frozen=True)
@@ -241,7 +265,8 @@ def check_program(prog: Program) -> Program:
     read (delay 0) comes after the write, in the same stage or an earlier one; a delayed read
     stays within the buffer's history (``delay <= pad``). An initial state sits in a batched
     stage, fills at most its buffer's history, once, before any op reads that history. MatMul
-    blocks tile ``out`` exactly; term columns stay in their buffer. Every output is written.
+    blocks tile ``out`` exactly; a Gather reads a token input and writes a gemm buffer; term
+    columns stay in their buffer. Every output is written.
     """
     _check_buffers_and_uids(prog)
     written: dict[str, int] = {name: -1 for name in prog.inputs}
@@ -326,6 +351,12 @@ def _check_init(prog: Program, stage: Stage, op: InitState, name: str, history_r
 
 
 def _check_columns(prog: Program, op) -> None:
+    if isinstance(op, Gather):
+        if op.src not in prog.inputs or prog.buffers[op.src].size != 1:
+            raise IRError(f"{op_label(op)} reads {op.src!r}, not a token input of width 1")
+        if prog.buffers[op.out].role != BufferRole.GEMM:
+            raise IRError(f"{op_label(op)} writes {op.out!r}, not a gemm buffer")
+        return
     if isinstance(op, MatMul):
         edges = [b.cols for b in op.blocks]
         if not edges or edges[0][0] != 0 or edges[-1][1] != prog.buffers[op.out].size or any(
@@ -347,6 +378,9 @@ def op_label(op: Op) -> str:
         return "fused{" + "; ".join(op_label(o) for o in op.ops) + "}"
     if isinstance(op, InitState):
         return f"{op.out}@-{op.rows}..-1 = init({op.param})"
+    if isinstance(op, Gather):
+        scale = f"{op.scale:g}*" if op.scale != 1 else ""
+        return f"{op.out} = {scale}gather({op.param}[{op.src}])"
     terms = " ".join((f"{t.scale:g}*" if t.scale != 1 else "") + f"{t.kind}({t.src}"
                      + (f"@-{t.delay}" if t.delay else "")
                      + (f"[{t.cols[0]}:{t.cols[1]}]" if t.cols else "") + ")" for t in op.terms)

@@ -11,6 +11,7 @@ from graphrnn.compiler.ir import (
     Buffer,
     BufferRole,
     Combine,
+    Gather,
     InitState,
     MatMul,
     NodeUpdate,
@@ -32,10 +33,13 @@ def lower(net: Network) -> Program:
     their same-step (delay-0) edges. Each ``full`` edge is one MatMul into its own buffer,
     followed by the NodeUpdate of its destination. A first batched stage writes the learned
     initial states (one :class:`~graphrnn.compiler.ir.InitState` per such node with a
-    history). Ops are numbered (``uid``) in the order they are made.
+    history). Each ``embedding`` edge is a :class:`~graphrnn.compiler.ir.Gather` into its own
+    buffer, in that first batched stage (tokens are inputs: every step's are known), read by
+    its node like a MatMul's product. Ops are numbered (``uid``) in the order they are made.
     """
     uids = count()
-    buffers = {name: Buffer(name, size, net.history[name], BufferRole.INPUT)
+    buffers = {name: Buffer(name, 1 if name in net.tokens else size, net.history[name],
+                            BufferRole.INPUT)
                for name, size in net.inputs.items()}
     for name, node in net.nodes.items():
         buffers[name] = Buffer(name, node.size, net.history[name], BufferRole.NODE)
@@ -53,8 +57,23 @@ def lower(net: Network) -> Program:
             ops += node_ops
         kind = StageKind.LOOP if frozenset(members) in loops else StageKind.BATCHED
         stages.append(Stage(kind, tuple(ops)))
+    stages = _gathers_first(stages)
     return Program(buffers, tuple(stages), tuple(net.inputs), tuple(net.outputs),
                    {"name": net.name})
+
+
+def _gathers_first(stages: list[Stage]) -> list[Stage]:
+    """Every Gather moved to a first batched stage (after the learned initial states)."""
+    gathers = tuple(op for stage in stages for op in stage.ops if isinstance(op, Gather))
+    if not gathers:
+        return stages
+    rest = [Stage(s.kind, tuple(op for op in s.ops if not isinstance(op, Gather)))
+            for s in stages]
+    rest = [s for s in rest if s.ops]
+    if rest and rest[0].kind == StageKind.BATCHED and all(
+            isinstance(op, InitState) for op in rest[0].ops):
+        return [Stage(StageKind.BATCHED, rest[0].ops + gathers), *rest[1:]]
+    return [Stage(StageKind.BATCHED, gathers), *rest]
 
 
 def _components(net: Network) -> list[list[str]]:
@@ -87,10 +106,15 @@ def _lower_node(net: Network, name: str, uids) -> tuple[list, dict[str, Buffer]]
         if _is_own(net, edge):
             own.append(Term(TermKind(edge.weight), edge.src, 1, edge.param, edge.scale,
                             transpose=edge.transpose))
+        elif edge.weight == "embedding":
+            rows = f"{edge.src}->{name}"
+            buffers[rows] = Buffer(rows, node.size, 0, BufferRole.GEMM)
+            ops.append(Gather(edge.src, edge.param, edge.scale, rows, next(uids)))
+            terms.append(Term(TermKind.FULL, rows, 0, cols=(0, node.size)))
         elif edge.weight == "full":
             gemm = f"{edge.src}@{edge.delay}->{name}" if edge.delay else f"{edge.src}->{name}"
             buffers[gemm] = Buffer(gemm, node.size, 0, BufferRole.GEMM)
-            block = Block(edge.param, edge.scale, edge.transpose, (0, node.size))
+            block = Block(edge.param, edge.scale, net.reads_transposed(edge), (0, node.size))
             ops.append(MatMul(edge.src, edge.delay, (block,), gemm, next(uids)))
             terms.append(Term(TermKind.FULL, gemm, 0, cols=(0, node.size)))
         else:

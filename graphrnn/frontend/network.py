@@ -13,7 +13,7 @@ from graphrnn.ops.activations import STRAIGHT_THROUGH as STRAIGHT_THROUGH
 #: Activations a spec may name: the records of :mod:`graphrnn.ops.activations`.
 ACTIVATIONS = NAMES
 COMBINES = ("sum", "product")
-WEIGHT_KINDS = ("full", "diagonal", "identity")
+WEIGHT_KINDS = ("full", "diagonal", "identity", "embedding")
 INIT_STATES = ("zeros", "learned")
 UPDATES = ("synchronous", "asynchronous")
 #: Parameter initialisations a spec may name per edge (``init:``).
@@ -77,7 +77,7 @@ class Param:
 
     name: str
     shape: tuple[int, ...]
-    role: str  # "full" | "diagonal" | "bias" | "init"
+    role: str  # "full" | "diagonal" | "embedding" | "bias" | "init"
     trainable: bool = True
     init: str | None = None
     edges: tuple[Edge, ...] = ()
@@ -91,13 +91,16 @@ class Network:
     ----------
     name : str
     inputs : dict[str, int]
-        External sequences and their sizes.
+        External sequences and their sizes (for a token input, its vocabulary V).
     nodes : dict[str, Node]
         Computed layers, in spec order.
     edges : tuple[Edge, ...]
     outputs : tuple[str, ...]
     source : str or None
         The spec file it came from (for messages).
+    tokens : tuple[str, ...]
+        The inputs declared ``{vocab: V}``: integer arrays ``(T, B)`` with values ``0..V-1``,
+        read by ``embedding`` edges (a token is the one-hot vector of size V).
     """
 
     name: str
@@ -107,6 +110,7 @@ class Network:
     outputs: tuple[str, ...]
     source: str | None = None
     input_lines: dict[str, int] = field(default_factory=dict, compare=False)
+    tokens: tuple[str, ...] = ()
 
     def size(self, name: str) -> int:
         """The size of a node or input."""
@@ -159,18 +163,35 @@ class Network:
         return tuple(keys)
 
     @cached_property
+    def embedding_params(self) -> frozenset[str]:
+        """The parameters of ``embedding`` edges: ``(V, size)`` tables, as
+        ``torch.nn.Embedding.weight``."""
+        return frozenset(e.param for e in self.edges if e.weight == "embedding")
+
+    def reads_transposed(self, edge: Edge) -> bool:
+        """Whether a ``full`` edge multiplies by its parameter transposed (``W_e = P.T``).
+
+        A read-out tied to an embedding table says ``transpose: true``: the embedding adds
+        row ``P[tok]`` (that is ``P.T`` times the one-hot token), the tied read-out applies
+        ``(P.T).T = P``, of shape ``(dst_size, src_size) = (V, size)``, untransposed.
+        """
+        return edge.transpose != (edge.weight == "full" and edge.param in self.embedding_params)
+
+    @cached_property
     def params(self) -> dict[str, Param]:
         """Every parameter by name: edge weights (tied ones once), biases, learned states."""
         out: dict[str, Param] = {}
         for edge in self.edges:
             if edge.weight == "identity":
                 continue
-            shape = _edge_param_shape(edge, self.size(edge.src), self.size(edge.dst))
+            shape = _edge_param_shape(edge, self.size(edge.src), self.size(edge.dst),
+                                      self.reads_transposed(edge))
             prior = out.get(edge.param)
             edges = (prior.edges if prior else ()) + (edge,)
             trainable = edge.trainable and (prior.trainable if prior else True)
             init = edge.init or (prior.init if prior else None)
-            out[edge.param] = Param(edge.param, shape, edge.weight, trainable, init, edges)
+            role = "embedding" if edge.param in self.embedding_params else edge.weight
+            out[edge.param] = Param(edge.param, shape, role, trainable, init, edges)
         for name, node in self.nodes.items():
             if self.has_bias(name):
                 out[f"{name}.bias"] = Param(f"{name}.bias", (node.size,), "bias")
@@ -215,10 +236,13 @@ class Network:
         return {name: i for i, name in enumerate((*self.inputs, *self.nodes))}
 
 
-def _edge_param_shape(edge: Edge, src_size: int, dst_size: int) -> tuple[int, ...]:
+def _edge_param_shape(edge: Edge, src_size: int, dst_size: int,
+                      transposed: bool) -> tuple[int, ...]:
     if edge.weight == "diagonal":
         return (dst_size,)
-    return (src_size, dst_size) if edge.transpose else (dst_size, src_size)
+    if edge.weight == "embedding":
+        return (src_size, dst_size)
+    return (src_size, dst_size) if transposed else (dst_size, src_size)
 
 
 def default_param_name(src: str, dst: str, delay: int) -> str:

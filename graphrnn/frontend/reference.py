@@ -45,7 +45,9 @@ def reference_forward(net: Network, params: dict, inputs: dict, state: dict | No
     for vertex in nx.topological_sort(dag):
         attrs = dag.nodes[vertex]
         name, t = attrs["node"], attrs["t"]
-        if attrs["op"] == "input":
+        if attrs["op"] == "input" and name in net.tokens:
+            values[vertex] = np.asarray(inputs[name][t]).astype(np.intp)
+        elif attrs["op"] == "input":
             values[vertex] = np.asarray(inputs[name][t], dtype=np.float64)
         elif attrs["op"] == "init":
             values[vertex] = _initial(net, p, state, name, t, batch)
@@ -72,6 +74,8 @@ def _term(params, edge, x):
         return edge["scale"] * (x @ (w if edge["transpose"] else w.T))
     if edge["weight"] == "diagonal":
         return edge["scale"] * params[edge["param"]] * x
+    if edge["weight"] == "embedding":
+        return edge["scale"] * params[edge["param"]][x]
     return edge["scale"] * x
 
 

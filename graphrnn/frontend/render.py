@@ -135,6 +135,8 @@ def _term(src: str, e: dict) -> str:
         term = f"[{e['param']}]{'^T' if e['transpose'] else ''} {src}"
     elif e["weight"] == "diagonal":
         term = f"[{e['param']}] * {src}"
+    elif e["weight"] == "embedding":
+        term = f"[{e['param']}][{src}]"
     else:
         term = src
     return term if e["scale"] == 1 else f"{e['scale']:g} * {term}"

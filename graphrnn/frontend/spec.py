@@ -29,6 +29,8 @@ PARAM_KEYS = ("name", "init", "transpose", "trainable")
 EDGE_SYNTAX = "SRC -> DST [@DELAY] [full|diagonal|identity]"
 #: The deepest nesting of lists and mappings a spec may have.
 MAX_DEPTH = 32
+#: Keys of a token input's mapping (``tok: {vocab: 256}``).
+TOKEN_KEYS = ("vocab",)
 
 
 def load_spec(path_or_text: str | os.PathLike) -> Network:
@@ -206,6 +208,8 @@ class _Parser:
     def __init__(self, source: str | None):
         self.source = source
         self.lines: dict[str, int] = {}
+        #: the inputs declared ``{vocab: V}``, in order
+        self.tokens: list[str] = []
         self._loader = yaml.SafeLoader("")
 
     def fail(self, message: str, node: yaml.Node | None, key: str | None = None) -> None:
@@ -263,7 +267,8 @@ class _Parser:
         input_lines = {k: v for k, v in ((k, self.lines.get(f"inputs.{k}")) for k in inputs)
                        if v is not None}
         return Network(name=name, inputs=inputs, nodes=nodes, edges=tuple(edges),
-                       outputs=tuple(outputs), source=self.source, input_lines=input_lines)
+                       outputs=tuple(outputs), source=self.source, input_lines=input_lines,
+                       tokens=tuple(self.tokens))
 
     # -- YAML helpers -------------------------------------------------------------------------
 
@@ -318,11 +323,30 @@ class _Parser:
         out = {}
         for name, k, v in self.items(value, "inputs.", "input"):
             self.lines[f"inputs.{name}"] = _line(k)
+            if isinstance(v, yaml.MappingNode):
+                out[name] = self.token_input(name, v)
+                continue
             if not isinstance(v, yaml.ScalarNode):
-                self.fail(f"input {name} takes just its size, e.g. '{name}: 8'", v,
-                          f"inputs.{name}")
+                self.fail(f"input {name} takes just its size, e.g. '{name}: 8', or a "
+                          f"vocabulary, e.g. '{name}: {{vocab: 256}}'", v, f"inputs.{name}")
             out[name] = self.scalar(v, f"inputs.{name}")
         return out
+
+    def token_input(self, name: str, value: yaml.MappingNode) -> int:
+        """A token input ``NAME: {vocab: V}``: its vocabulary V (recorded in ``self.tokens``)."""
+        path = f"inputs.{name}"
+        opts = {}
+        for opt, ok, ov in self.items(value, f"{path}.", "key"):
+            if opt not in TOKEN_KEYS:
+                self.fail(f"unknown key {opt!r} in input {name}; a token input is "
+                          f"'{name}: {{vocab: V}}'", ok, f"{path}.{opt}")
+            self.lines[f"{path}.{opt}"] = _line(ok)
+            opts[opt] = self.scalar(ov, f"{path}.{opt}")
+        if "vocab" not in opts:
+            self.fail(f"token input {name} needs its vocabulary size, e.g. "
+                      f"'{name}: {{vocab: 256}}'", value, path)
+        self.tokens.append(name)
+        return opts["vocab"]
 
     def nodes(self, key: yaml.Node, value: yaml.Node) -> dict[str, Node]:
         self.section(key, value, "nodes", yaml.MappingNode,

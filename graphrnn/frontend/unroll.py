@@ -32,14 +32,16 @@ def unroll(net: Network, steps: int, max_vertices: int | None = None) -> nx.DiGr
     -------
     networkx.DiGraph
         Vertices ``"NAME@t"`` with attributes ``node``, ``t``, ``op``, ``size`` (and ``kind``):
-        ``op`` is ``"input"`` for inputs at t >= 0, ``"init"`` for initial states (t < 0; also
+        ``op`` is ``"input"`` for inputs at t >= 0 (``token`` says whether it is a token
+        input, whose ``size`` is its vocabulary), ``"init"`` for initial states (t < 0; also
         ``state_key``, the key of ``state`` dicts, and ``init``, the learned-state parameter
         or ``None``), else the node's activation; node vertices also carry ``combine``,
         ``leak``, ``update``, ``temperature`` and ``bias`` (the bias parameter or ``None``).
         Only names read through a delay get initial-state vertices, ``NAME@-1`` ..
         ``NAME@-D`` with ``D = net.history[NAME]``. One edge per spec edge per step,
         ``SRC@(t-d) -> DST@t``, with ``param`` (``None`` for identity), ``delay``, ``weight``,
-        ``scale``, ``transpose``, ``edge`` (index into ``net.edges``) and ``state``. Leaky
+        ``scale``, ``transpose`` (whether the parameter is applied transposed: a read-out tied
+        to an embedding table is not), ``edge`` (index into ``net.edges``) and ``state``. Leaky
         and asynchronous nodes also read ``NODE@(t-1)``: an edge ``weight="state"``,
         ``param=None``, ``edge=None`` — or, where a delay-1 spec self-edge already joins the
         two vertices, that edge with ``state=True``. Graph attributes ``name`` and ``steps``.
@@ -57,7 +59,8 @@ def unroll(net: Network, steps: int, max_vertices: int | None = None) -> nx.DiGr
     # Shared attributes go in as keywords (one dict update per vertex/edge, no per-item
     # dicts): about 3x faster than (id, dict) tuples for T = 10,000.
     for name, size in net.inputs.items():
-        g.add_nodes_from(_ids(name, T), node=name, op="input", size=size, kind="input")
+        g.add_nodes_from(_ids(name, T), node=name, op="input", size=size, kind="input",
+                         token=name in net.tokens)
     for name, node in net.nodes.items():
         g.add_nodes_from(_ids(name, T), node=name, op=node.activation, size=node.size,
                          kind="node", combine=node.combine, leak=node.leak, update=node.update,
@@ -82,7 +85,8 @@ def unroll(net: Network, steps: int, max_vertices: int | None = None) -> nx.DiGr
             merged.add(e.dst)
         src, dst, d = e.src, e.dst, e.delay
         g.add_edges_from([(f"{src}@{t - d}", f"{dst}@{t}") for t in range(T)], param=e.param,
-                         delay=d, weight=e.weight, scale=e.scale, transpose=e.transpose,
+                         delay=d, weight=e.weight, scale=e.scale,
+                         transpose=net.reads_transposed(e),
                          edge=i, state=state)
     for name in net.nodes:
         if net.reads_own_past(name) and name not in merged:

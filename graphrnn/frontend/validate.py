@@ -126,7 +126,7 @@ def validate(net: Network, lines: dict[str, int] | None = None) -> None:
     """
     c = _Checker(net, lines)
     for check in (_check_names, _check_inputs, _check_nodes, _check_edge_fields,
-                  _check_endpoints, _check_sizes, _check_duplicates, _check_params,
+                  _check_endpoints, _check_tokens, _check_sizes, _check_duplicates, _check_params,
                   _check_incoming, _check_outputs, _check_loops, _check_asynchronous):
         check(c)
     _warn_unused(c)
@@ -151,6 +151,9 @@ def _check_names(c: _Checker) -> None:
 
 def _check_inputs(c: _Checker) -> None:
     for name, size in c.net.inputs.items():
+        if name in c.net.tokens and (not _is_int(size) or size < 1):
+            c.fail((f"inputs.{name}.vocab", c.net.input_lines.get(name)), f"token input "
+                   f"{name} needs a positive integer vocab, got {size!r}")
         if not _is_int(size) or size < 1:
             c.fail((f"inputs.{name}", c.net.input_lines.get(name)), f"input {name} needs a "
                    f"positive integer size, got {size!r}")
@@ -241,7 +244,7 @@ def _check_sizes(c: _Checker) -> None:
     net = c.net
     for i, e in enumerate(net.edges):
         src, dst = net.size(e.src), net.size(e.dst)
-        if e.weight == "full" or src == dst:
+        if e.weight in ("full", "embedding") or src == dst:
             continue
         if net.nodes[e.dst].combine == "product" and e.weight == "identity":
             c.fail(c.edge_key(i), f"product node {e.dst} (size {dst}) multiplies terms of its "
@@ -267,7 +270,42 @@ def _shape(net: Network, e: Edge) -> tuple[int, ...]:
     src, dst = net.size(e.src), net.size(e.dst)
     if e.weight == "diagonal":
         return (dst,)
-    return (src, dst) if e.transpose else (dst, src)
+    if e.weight == "embedding":
+        return (src, dst)
+    return (src, dst) if net.reads_transposed(e) else (dst, src)
+
+
+def _check_tokens(c: _Checker) -> None:
+    """Token inputs are read by ``embedding`` edges only, at the same step; those read tokens."""
+    net = c.net
+    for name in net.tokens:
+        if name not in net.inputs:
+            c.fail("inputs", f"token input {name!r} is not among the inputs; declare it "
+                   f"'{name}: {{vocab: V}}'")
+    for i, e in enumerate(net.edges):
+        if e.weight == "embedding" and e.src not in net.tokens:
+            c.fail(c.edge_key(i, "weight"), f"edge {e.label}: an embedding edge reads a token "
+                   f"input (declared '{e.src}: {{vocab: V}}'), but {e.src!r} is not one; use "
+                   "weight: full")
+        if e.src in net.tokens and e.weight != "embedding":
+            c.fail(c.edge_key(i, "weight"), f"edge {e.label}: {e.src!r} is a token input, read "
+                   f"through an embedding edge; write '{e.src} -> {e.dst} embedding'")
+        if e.weight == "embedding" and e.delay != 0:
+            c.fail(c.edge_key(i, "delay"), f"edge {e.label}: an embedding edge reads the token "
+                   f"of the same step (delay 0), got {e.delay!r}; delay a node after the "
+                   "embedding instead")
+        if e.weight == "full" and e.param in net.embedding_params and e.transpose is not True:
+            c.fail(c.edge_key(i, "transpose"), f"edge {e.label} shares the embedding table "
+                   f"{e.param!r} as a tied read-out, which reads the table transposed; add "
+                   "'transpose: true'")
+
+
+def _check_tied_embedding(c: _Checker, i: int, e: Edge, other: Edge, at: str) -> None:
+    """A full edge may share an embedding table as a tied read-out (``transpose: true``)."""
+    if {e.weight, other.weight} != {"full", "embedding"}:
+        c.fail(c.edge_key(i, "weight"), f"parameter {e.param!r} is tied to {at}, a "
+               f"{other.weight} edge, but this edge is {e.weight}; tied edges need the "
+               "same weight kind (or a full read-out tied to an embedding)")
 
 
 def _check_params(c: _Checker) -> None:
@@ -288,9 +326,7 @@ def _check_params(c: _Checker) -> None:
         other = net.edges[j]
         at = f"{other.label} (line {other.line})" if other.line else other.label
         if other.weight != e.weight:
-            c.fail(c.edge_key(i, "weight"), f"parameter {e.param!r} is tied to {at}, a "
-                   f"{other.weight} edge, but this edge is {e.weight}; tied edges need the "
-                   "same weight kind")
+            _check_tied_embedding(c, i, e, other, at)
         mine, theirs = _shape(net, e), _shape(net, other)
         if mine != theirs:
             c.fail(c.edge_key(i, "name"), f"parameter {e.param!r} is tied to {at} with shape "

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from graphrnn.backends import to_numpy
-from graphrnn.checks import check_data_array, first_nonfinite
+from graphrnn.checks import check_data_array, check_tokens, first_nonfinite
 from graphrnn.errors import DataError
 
 __all__ = ["NpzData", "batches", "check_data", "initial_params", "load_data",
@@ -134,8 +134,10 @@ def check_data(model, data: Mapping[str, Any], loss: str = "mse",
     if arrays[ref].ndim < 2 or 0 in tb:
         raise DataError(f"data[{ref!r}] has shape {arrays[ref].shape}; expected (T, B, ...) "
                         "with T, B >= 1")
-    inputs = {name: check_data_array(arrays[name], name, (*tb, size), ref, f"input {name!r}",
-                                     dtype) for name, size in in_sizes.items()}
+    tokens = getattr(getattr(model, "net", None), "tokens", ())
+    inputs = {name: check_tokens(name, arrays[name], size, tb) if name in tokens else
+              check_data_array(arrays[name], name, (*tb, size), ref, f"input {name!r}", dtype)
+              for name, size in in_sizes.items()}
     tgts = {name: _target(arrays[name], name, out_sizes[name], tb, ref, loss, dtype)
             for name in names}
     mask = None

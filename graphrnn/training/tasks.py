@@ -12,7 +12,7 @@ from graphrnn.files import save_npz
 
 __all__ = ["LETTERS", "LETTER_FEATURES", "REBER_SYMBOLS", "TASKS", "adding",
            "embedded_reber", "letter_sequence", "reber_accuracy", "reber_strings",
-           "save_task", "temporal_xor"]
+           "save_task", "temporal_xor", "text_lm"]
 
 Arrays = dict[str, np.ndarray]
 
@@ -249,9 +249,80 @@ def adding(batch: int = 256, steps: int = 100, seed: int = 0, dtype: str = "floa
     return {"x": x, "y": y, "mask": mask}
 
 
+UNKNOWN = "<unk>"
+
+
+def text_lm(file: str | os.PathLike, level: str = "char", batch: int = 32,
+            steps: int | None = None, vocab: int | None = None) -> Arrays:
+    """A language-modelling data set from any text file: predict the next character or word.
+
+    The symbols (characters, or whitespace-separated words) are numbered by frequency, most
+    frequent first (ties in order of first appearance). With ``vocab``, only the
+    ``vocab - 1`` most frequent keep their own id and the rest share the last one,
+    ``"<unk>"``. The stream of ids is cut into ``batch`` contiguous pieces, one per sequence
+    (as PyTorch's word-language-model example batches a corpus).
+
+    Parameters
+    ----------
+    file : str or path
+        A UTF-8 text file.
+    level : {"char", "word"}
+    batch : int
+        Number of sequences ``B``.
+    steps : int, optional
+        Sequence length ``T`` (default: as long as the text allows).
+    vocab : int, optional
+        The vocabulary size V of the spec's token input (default: every symbol of the text).
+
+    Returns
+    -------
+    dict
+        ``x`` (T, B) int64 token ids; ``y`` (T, B) the next tokens (``cross_entropy`` labels);
+        ``vocabulary`` (V,) the symbol of each id.
+    """
+    if level not in ("char", "word"):
+        raise ValueError(f"level must be 'char' or 'word', got {level!r}")
+    _positive(batch=batch)
+    if vocab is not None:
+        _positive(vocab=vocab)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    symbols = list(text) if level == "char" else text.split()
+    counts: dict[str, int] = {}
+    for s in symbols:
+        counts[s] = counts.get(s, 0) + 1
+    first = {s: i for i, s in reversed(list(enumerate(symbols)))}
+    ranked = sorted(counts, key=lambda s: (-counts[s], first[s]))
+    if vocab is not None and len(ranked) > vocab:
+        if vocab < 2:
+            raise ValueError(f"vocab {vocab} leaves no room for <unk> and a symbol; use >= 2")
+        ranked = ranked[:vocab - 1] + [UNKNOWN]
+    ids = {s: i for i, s in enumerate(ranked)}
+    unknown = len(ranked) - 1
+    stream = np.array([ids.get(s, unknown) for s in symbols], dtype=np.int64)
+    length = (len(stream) - 1) // batch
+    if length < 1:
+        raise ValueError(f"{file}: {len(stream)} {level}s are too few for {batch} sequences "
+                         "of at least one step each")
+    if steps is None:
+        steps = length
+    _positive(steps=steps)
+    if steps > length:
+        raise ValueError(f"{file}: {len(stream)} {level}s give {batch} sequences of at most "
+                         f"{length} steps, not {steps}")
+    pieces = stream[:batch * length + 1]
+    starts = np.arange(batch) * length
+    t = np.arange(steps)[:, None]
+    vocabulary = np.array(ranked + [""] * ((vocab or 0) - len(ranked)))
+    return {"x": pieces[starts + t], "y": pieces[starts + t + 1], "vocabulary": vocabulary}
+
+
 #: Task name -> generator (the ``graphrnn task NAME`` command).
 TASKS: dict[str, Callable[..., Arrays]] = {
-    "xor": temporal_xor, "letters": letter_sequence, "reber": embedded_reber, "adding": adding}
+    "xor": temporal_xor, "letters": letter_sequence, "reber": embedded_reber, "adding": adding,
+    "text": text_lm}
 
 
 def save_task(name: str, path: str | os.PathLike, *, input_name: str = "x",

@@ -16,7 +16,8 @@ from tests.helpers.strategies import valid_networks
 def random_case(net, steps=6, batch=3, seed=0, with_state=True):
     """Inputs and a random initial state for every state key."""
     rng = np.random.default_rng(seed)
-    inputs = {k: rng.normal(size=(steps, batch, s)) for k, s in net.inputs.items()}
+    inputs = {k: rng.integers(0, s, (steps, batch)) if k in net.tokens else
+              rng.normal(size=(steps, batch, s)) for k, s in net.inputs.items()}
     state = ({k: rng.normal(size=(batch, net.size(k.split("@")[0]))) for k in net.state_keys}
              if with_state else None)
     return inputs, state

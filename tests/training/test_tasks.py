@@ -33,8 +33,8 @@ REBER = rf"B(?:TS*X{_S4}|PT*V(?:V|P{_S4}))E"
 EMBEDDED = re.compile(rf"B([TP]){REBER}\1E")
 
 
-def test_registry_names_the_four_tasks():
-    assert set(TASKS) == {"xor", "letters", "reber", "adding"}
+def test_registry_names_the_tasks():
+    assert set(TASKS) == {"xor", "letters", "reber", "adding", "text"}
 
 
 @given(batch=st.integers(1, 5), steps=st.integers(1, 40), seed=st.integers(0, 2**31))
@@ -196,3 +196,20 @@ def test_save_task_writes_the_data_layout(tmp_path):
         save_task("adding", tmp_path / "c.npz", input_name="mask", batch=2, steps=4)
     save_task("reber", tmp_path / "r", batch=3)
     assert (tmp_path / "r").exists()  # written as named, no suffix appended
+
+
+def test_text_task_numbers_symbols_by_frequency(tmp_path):
+    from graphrnn.training.tasks import text_lm
+
+    path = tmp_path / "t.txt"
+    path.write_text("the cat sat on the mat and the dog sat on the log", encoding="utf-8")
+    data = text_lm(path, level="word", batch=2, vocab=4)
+    vocab = list(data["vocabulary"])
+    assert vocab == ["the", "sat", "on", "<unk>"]
+    words = path.read_text().split()
+    ids = [vocab.index(w) if w in vocab else 3 for w in words]
+    assert data["x"].shape == (6, 2) and data["x"].dtype.kind == "i"  # 13 words, 12 targets
+    assert data["x"][:, 0].tolist() == ids[0:6] and data["y"][:, 0].tolist() == ids[1:7]
+    assert data["x"][:, 1].tolist() == ids[6:12] and data["y"][:, 1].tolist() == ids[7:13]
+    chars = text_lm(path, batch=3, steps=4)
+    assert chars["x"].shape == (4, 3) and chars["vocabulary"][0] in (" ", "t")
