@@ -11,6 +11,7 @@ from graphrnn.compiler.ir import (
     Buffer,
     BufferRole,
     Combine,
+    Direction,
     InitState,
     MatMul,
     NodeUpdate,
@@ -35,10 +36,11 @@ def lower(net: Network) -> Program:
     history). Ops are numbered (``uid``) in the order they are made.
     """
     uids = count()
-    buffers = {name: Buffer(name, size, net.history[name], BufferRole.INPUT)
+    buffers = {name: Buffer(name, size, net.history[name], BufferRole.INPUT, net.future[name])
                for name, size in net.inputs.items()}
     for name, node in net.nodes.items():
-        buffers[name] = Buffer(name, node.size, net.history[name], BufferRole.NODE)
+        buffers[name] = Buffer(name, node.size, net.history[name], BufferRole.NODE,
+                               net.future[name])
         buffers[f"{name}:net"] = Buffer(f"{name}:net", node.size, 0, BufferRole.NET)
     inits = tuple(InitState(name, f"{name}.init", net.history[name], next(uids))
                   for name, node in net.nodes.items()
@@ -51,8 +53,11 @@ def lower(net: Network) -> Program:
             node_ops, gemms = _lower_node(net, name, uids)
             buffers.update(gemms)
             ops += node_ops
-        kind = StageKind.LOOP if frozenset(members) in loops else StageKind.BATCHED
-        stages.append(Stage(kind, tuple(ops)))
+        if frozenset(members) in loops:
+            direction = Direction.REVERSE if net.anti_causal(members) else Direction.FORWARD
+            stages.append(Stage(StageKind.LOOP, tuple(ops), direction))
+        else:
+            stages.append(Stage(StageKind.BATCHED, tuple(ops)))
     return Program(buffers, tuple(stages), tuple(net.inputs), tuple(net.outputs),
                    {"name": net.name})
 
