@@ -341,18 +341,17 @@ def _check_loops(c: _Checker) -> None:
 
 
 def _check_directions(c: _Checker) -> None:
+    found = mixed_sign_cycle(c.net)
+    if found is not None:
+        spelled, index = found
+        c.fail(c.edge_key(index, "delay") if index is not None else "edges", f"loop {spelled} "
+               "reads both the past (delay > 0) and the future (delay < 0), so it can run in "
+               "neither direction; give every edge of the cycle delays of one sign")
     for name, node in c.net.nodes.items():
         if node.init_state == "learned" and c.net.future[name]:
             c.fail(c.node_key(name, "init_state"), f"node {name} has init_state: learned and is "
                    "read through a negative delay; a learned boundary after the last step is "
                    "not supported: use init_state: zeros (pass the state as NODE@+k)")
-    found = mixed_sign_cycle(c.net)
-    if found is None:
-        return
-    spelled, index = found
-    c.fail(c.edge_key(index) if index is not None else "edges", f"loop {spelled} reads both "
-           "the past (delay > 0) and the future (delay < 0), so it can run in neither "
-           "direction; give every edge of the cycle delays of one sign")
 
 
 def _check_asynchronous(c: _Checker) -> None:
