@@ -143,7 +143,8 @@ def valid_networks(max_nodes: int = 5, max_inputs: int = 2) -> st.SearchStrategy
     """Random valid spec TEXT (load it with ``graphrnn.load_spec``).
 
     1-``max_nodes`` nodes of sizes 1-4, 0-``max_inputs`` inputs, delays -3..3 with no delay-0
-    cycle and no loop mixing signs (causal and anti-causal groups: see ``_structures``), weight kinds full/diagonal/identity where the sizes allow, combine sum/product,
+    cycle and no loop mixing signs (causal and anti-causal groups: see ``_structures``),
+    weight kinds full/diagonal/identity where the sizes allow, combine sum/product,
     activations identity/tanh/sigmoid/relu/softmax, optional leak, learned initial state,
     bias override, scale, transposed edges, and tied parameters (names ``W0``, ``W1``...).
     Every node has an in-edge and reaches an output; every input is read.
