@@ -34,7 +34,8 @@ def _structures(draw, max_nodes: int = 5, max_inputs: int = 2) -> dict:
             opts["combine"] = "product"
         if draw(st.integers(0, 4)) == 0 and sign[name] > 0:
             opts["leak"] = draw(st.sampled_from((0.25, 0.5, 1.0)))
-        if draw(st.integers(0, 4)) == 0 and sign[name] > 0:
+        read_ahead = sign[name] < 0 or (names.index(name) < split and trail_sign < 0)
+        if draw(st.integers(0, 4)) == 0 and not read_ahead:  # no learned state after the end
             opts["init_state"] = "learned"
         if draw(st.integers(0, 5)) == 0:
             opts["bias"] = draw(st.booleans())
