@@ -10,6 +10,7 @@ import graphrnn as gr
 from graphrnn.backends.host_loop import CompiledLoopKernel
 from graphrnn.compiler.ir import Direction, IRError, StageKind, check_program
 from graphrnn.executor import Run
+from graphrnn.frontend import render
 from graphrnn.frontend.reference import reference_forward
 from graphrnn.noise import draw_noise
 from tests.helpers import SPECS, assert_close, random_case
@@ -175,3 +176,18 @@ def test_gradients_of_parameters_and_boundary_state(spec, backend):
             analytic = float((grads[group + name] * v).sum())
             scale = max(abs(numeric), float(np.linalg.norm(grads[group + name])), 1e-8)
             assert abs(numeric - analytic) <= 1e-6 * scale, group + name
+
+
+def test_text_and_dot_show_the_boundary_after_the_end_and_reads_ahead():
+    net = gr.load_spec(SPECS / "reverse_elman.yaml")
+    dag = gr.unroll(net, steps=2)
+    assert dag.nodes["h@+1"]["t"] == 2 and dag.nodes["h@+1"]["state_key"] == "h@+1"
+    assert ("h@+1", "h@1") in dag.edges and ("h@1", "h@0") in dag.edges
+    text = render.to_text(dag)
+    assert "t = 2 (after the last step)" in text
+    assert "h@+1 = boundary state 'h@+1' (zeros)" in text
+    dot = render.to_dot(dag)
+    assert '"h@+1" [label="h@+1\nafter the end [32]"' in dot  # a line break in the label
+    line = next(x for x in dot.splitlines() if x.strip().startswith('"h@+1" -> "h@1"'))
+    assert "@+1" in line and "arrowhead=empty" in line
+    assert "(anti-causal: from the last step down)" in render.summarize(net)
