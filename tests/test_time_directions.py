@@ -3,10 +3,13 @@ LSTM and GRU."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import graphrnn as gr
+from graphrnn.backends import host_loop, numpy_backend
 from graphrnn.backends.host_loop import CompiledLoopKernel
 from graphrnn.compiler.ir import Direction, IRError, StageKind, check_program
 from graphrnn.executor import Run
@@ -191,3 +194,28 @@ def test_text_and_dot_show_the_boundary_after_the_end_and_reads_ahead():
     line = next(x for x in dot.splitlines() if x.strip().startswith('"h@+1" -> "h@1"'))
     assert "@+1" in line and "arrowhead=empty" in line
     assert "(anti-causal: from the last step down)" in render.summarize(net)
+
+
+def test_delay_zero_cycles_stay_errors_and_mixed_signs_name_the_cycle():
+    with pytest.raises(gr.SpecError, match="algebraic loop h -> g -> h"):
+        gr.load_spec("nodes: {h: 2, g: 2}\nedges: [h -> g, g -> h, h -> h @-1]\noutputs: [g]\n")
+    with pytest.raises(gr.SpecError) as info:
+        gr.load_spec("inputs: {x: 1}\nnodes: {h: {size: 2, leak: 0.5}}\n"
+                     "edges: [x -> h, h -> h @-1]\noutputs: [h]\n")
+    message = str(info.value)
+    assert "h -> h @-1" in message and "its leak" in message and "\n" not in message
+
+
+def test_the_compiled_loop_reads_its_direction(monkeypatch):
+    net, model = _model(SPECS / "reverse_elman.yaml", "numpy")
+    params = model.init_params(seed=3)
+    inputs, state = random_case(net, steps=6, batch=2)
+    want, _ = reference_forward(net, params, inputs, state)
+    assert_close(model.forward(params, inputs, state)[0], want)
+    plan_loop = host_loop.plan_loop
+    monkeypatch.setattr(host_loop, "plan_loop", lambda *a: dataclasses.replace(
+        plan_loop(*a), reverse=False))
+    monkeypatch.setattr(numpy_backend, "plan_loop", host_loop.plan_loop)
+    flipped = gr.compile(net, backend="numpy", dtype="float64")
+    got, _ = flipped.forward(params, inputs, state)
+    assert np.abs(got["y"] - want["y"]).max() > 1e-3  # run forward, it reads unwritten rows
