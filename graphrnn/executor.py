@@ -14,7 +14,7 @@ from graphrnn.ops.node_update import NodeUpdateKernel
 class Run:
     """The arrays of one execution of a Program: ``steps`` steps on a batch of ``batch``.
 
-    Buffers are allocated once, time-major ``(pad + steps, batch, size)``; kernels read and
+    Buffers are allocated once, time-major ``(pad + steps + tail, batch, size)``; kernels read and
     write windows of rows (:meth:`rows`), so the time loop allocates nothing. ``given_rows``:
     the history rows ``(buffer, k)`` (row ``-k``) the caller fills, which an
     :class:`~graphrnn.compiler.ir.InitState` then leaves alone.
@@ -30,7 +30,8 @@ class Run:
         self.trainable = frozenset(trainable)
         self.given_rows = frozenset(given_rows)
         self.pads = {name: b.pad for name, b in prog.buffers.items()}
-        self.arrays = {name: backend.empty(("buf", name), (b.pad + steps, batch, b.size), dtype)
+        self.arrays = {name: backend.empty(("buf", name), (b.pad + steps + b.tail, batch,
+                                                          b.size), dtype)
                        for name, b in prog.buffers.items()}
         self.grads: dict = {}
         self.param_grads: dict = {}
@@ -108,7 +109,8 @@ class Run:
             self.param_grads[name] = g.copy() if g.base is not None else g
 
     def forward(self) -> None:
-        """Run every stage: batched ops once over all steps, loops step by step."""
+        """Run every stage: batched ops once over all steps, loops step by step (each in its
+        direction)."""
         with np.errstate(over="ignore"):  # exp overflowing to inf is how sigmoid reaches 0
             self._forward()
 
@@ -118,7 +120,8 @@ class Run:
                 for k in kernels:
                     k.forward(0, self.steps)
             else:
-                self.backend.loop([k.forward for k in kernels], self.steps, reverse=False)
+                self.backend.loop([k.forward for k in kernels], self.steps,
+                                  reverse=stage.reverse)
 
     def zero_grads(self) -> None:
         """Fresh zero gradients for the buffers BPTT needs (the loss then seeds the outputs),
@@ -134,7 +137,8 @@ class Run:
         self._step_views = {k: v for k, v in self._step_views.items() if not k[1]}
 
     def backward(self) -> None:
-        """BPTT: stages in reverse, loops from the last step down, weight gradients after."""
+        """BPTT: stages in reverse, each loop against its direction (a causal loop from the
+        last step down, an anti-causal one from step 0 up), weight gradients after."""
         with np.errstate(over="ignore"):
             self._backward()
 
@@ -145,7 +149,7 @@ class Run:
                     k.backward(0, self.steps)
             else:
                 self.backend.loop([k.backward for k in reversed(kernels)], self.steps,
-                                  reverse=True)
+                                  reverse=not stage.reverse)
             for k in kernels:
                 k.param_grads()
 

@@ -14,7 +14,6 @@ from graphrnn.errors import DataError, DivergenceError
 from graphrnn.executor import Run
 from graphrnn.frontend.init import init_params
 from graphrnn.frontend.network import Network
-from graphrnn.frontend.reference import state_key
 from graphrnn.noise import draw_noise
 from graphrnn.training.losses import LOSSES, loss_and_grad
 
@@ -65,8 +64,10 @@ class Model:
             Input name -> array ``(T, B, size)``, time-major. ``{}`` for a network without
             inputs (then ``steps`` says how many steps to run).
         state : dict, optional
-            Initial states by key (``NODE``, ``NODE@-k``), each ``(B, size)``; missing keys take
-            the node's initial state. Pass a previous call's final state to continue a sequence.
+            Initial states by key (``NODE``, ``NODE@-k``; ``NODE@+k`` for the boundary after the
+            last step that negative delays read), each ``(B, size)``; missing keys take the
+            node's initial state (zeros after the end). Pass a previous call's final state to
+            continue a sequence (for ``@+k`` keys: the chunk before, fed in reverse order).
         steps : int, optional
             Number of steps for a network without inputs.
         seed : int, optional
@@ -155,20 +156,18 @@ class Model:
         noise = draw_noise(net, t, batch, config.DEFAULT_SEED if seed is None else seed)
         device_params = {k: b.asarray(v, self.dtype) for k, v in params.items()}
         state = state or {}
-        given = {(name, k) for name, depth in net.history.items() for k in range(1, depth + 1)
-                 if state_key(name, -k) in state}
+        given = {(name, k) for key, name, k in net.boundaries if key in state}
         run = self._kept_run(device_params, t, batch, noise, given)
         for name in net.inputs:
             value = b.asarray(inputs[name], self.dtype)
             run.rows(name, 0, t)[...] = value[..., None] if name in net.tokens else value
         learned = {op.out for _, op in self.program.ops() if isinstance(op, InitState)}
-        for name, depth in net.history.items():
-            for k in range(1, depth + 1):
-                row = run.rows(name, -k, -k + 1)[0]
-                if (name, k) in given:
-                    row[...] = b.asarray(state[state_key(name, -k)], self.dtype)
-                elif name not in learned:  # a learned state's InitState op writes the rest
-                    row.fill(0)
+        for key, name, k in net.boundaries:
+            row = _boundary_row(run, name, k)
+            if (name, k) in given:
+                row[...] = b.asarray(state[key], self.dtype)
+            elif name not in learned or k < 0:  # a learned state's InitState op writes the rest
+                row.fill(0)
         return run
 
     def _check_params(self, params: dict) -> None:
@@ -211,8 +210,9 @@ class Model:
 
     def _final_state(self, run: Run) -> dict:
         t = run.steps
-        return {state_key(name, -k): self.backend.export(run.rows(name, t - k, t - k + 1)[0])
-                for name, depth in self.net.history.items() for k in range(1, depth + 1)}
+        return {key: self.backend.export(run.rows(name, *((t - k, t - k + 1) if k > 0
+                                                        else (-k - 1, -k)))[0])
+                for key, name, k in self.net.boundaries}
 
     def _param_grads(self, run: Run, state: dict) -> dict:
         grads = {}
@@ -220,12 +220,10 @@ class Model:
             g = run.param_grads.get(name)  # a learned initial state's too (its InitState op)
             grads[name] = (np.zeros(p.shape, dtype=self.dtype) if g is None
                            else self.backend.to_numpy(g).astype(self.dtype, copy=False))
-        for key in state:
-            name = key.split("@")[0]
-            k = 1 if key == name else int(key.split("@-")[1])
-            if name in run.grads_wanted:
+        for key, name, k in self.net.boundaries:
+            if key in state and name in run.grads_wanted:
                 grads[f"state:{key}"] = self.backend.export(
-                    run.rows(name, -k, -k + 1, grad=True)[0])
+                    _boundary_row(run, name, k, grad=True))
         return grads
 
 
@@ -238,6 +236,13 @@ def _all_finite(arrays) -> bool:
         flat = a.reshape(-1)
         total += float(np.dot(flat, flat))
     return bool(np.isfinite(total))
+
+
+def _boundary_row(run: Run, name: str, k: int, grad: bool = False):
+    """Boundary row ``k`` of ``name`` (:attr:`Network.boundaries`): step ``-k`` before the
+    first (k > 0) or ``|k| - 1`` steps after the last (k < 0), a ``(B, size)`` view."""
+    t = -k if k > 0 else run.steps - k - 1
+    return run.rows(name, t, t + 1, grad=grad)[0]
 
 
 def compile(net: Network, backend: str = "numpy", dtype: str = "float32") -> Model:  # noqa: A001

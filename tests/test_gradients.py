@@ -12,7 +12,8 @@ from tests.helpers import SPECS, random_case
 from tests.helpers.strategies import valid_networks
 
 DIFFERENTIABLE = ["elman", "jordan", "mlp_loops", "fully_recurrent", "locally_recurrent", "narx",
-                  "lstm", "gru", "lstm2", "hopfield_continuous", "modern_hopfield"]
+                  "lstm", "gru", "lstm2", "hopfield_continuous", "modern_hopfield", "reverse_elman",
+                  "bilstm", "bigru"]
 
 
 def directional_check(f, grads: dict, point: dict, seed=0, eps=1e-6, rtol=1e-6):

@@ -272,7 +272,7 @@ def _share(e: _Emitter, share: TermShare, plan: KernelPlan, members: dict[str, i
     if share.target.delay == 0 and src in plan.in_registers:
         return [f"    g{members[src]} += {d};"]
     target = f"{e.ptr('grad', src, True)}[{e.index(src, share.target.delay)}]"
-    if share.target.delay > 0:
+    if share.target.delay != 0:  # another step's row: threads of a window may share it
         return [f"    gr_atomic_add(&{target}, {d});"]
     return [f"    {target} += {d};"]
 
@@ -331,7 +331,7 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
         bwd_body[:0] = [f"  {ctype} g{index[o]} = 0;" for o in sorted(plan.in_registers,
                                                                          key=index.get)]
     outs = {m.out for m in members}
-    window_safe = not any(t.src in outs and t.delay > 0 for m in members for t in m.terms) and \
+    window_safe = not any(t.src in outs and t.delay != 0 for m in members for t in m.terms) and \
         not any(m.leak is not None for m in members)
     label = "; ".join(m.node for m in members)
     text = "\n".join([target, ctype, *fwd_body, *bwd_body])

@@ -56,7 +56,8 @@ class LoopPlan:
     ``i`` computes its columns ``[b[i], b[i + 1])``; ``forward``: ``(thread, gemm, col, count)``,
     the GEMM buffer columns each thread computes (those its columns of the reading chain read);
     ``backward``: the same over each GEMM's source columns (the source gradient, a share per
-    thread); ``macs``: the GEMM multiply-adds of a step."""
+    thread); ``macs``: the GEMM multiply-adds of a step; ``reverse``: the stage is an
+    anti-causal loop (forward from the last step down, backward from step 0 up)."""
 
     threads: int
     ops: tuple[tuple[bool, int], ...]
@@ -64,6 +65,7 @@ class LoopPlan:
     forward: tuple[tuple[int, int, int, int], ...]
     backward: tuple[tuple[int, int, int, int], ...]
     macs: int
+    reverse: bool = False
 
 
 def _split(n: int, parts: int) -> list[int]:
@@ -127,7 +129,7 @@ def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan
                      for p, (lo, hi) in enumerate(pairwise(_split(prog.buffers[g.src].size,
                                                                   count))) if hi > lo)
     ops = tuple((not isinstance(op, MatMul), position[op.uid]) for op in stage.ops)
-    return LoopPlan(count, ops, bounds, forward, backward, macs)
+    return LoopPlan(count, ops, bounds, forward, backward, macs, stage.reverse)
 
 
 class _Gemm(ctypes.Structure):
@@ -155,7 +157,7 @@ class _Loop(ctypes.Structure):
     _fields_ = [("gemms", ctypes.POINTER(_Gemm)), ("chains", ctypes.POINTER(_Chain)),
                 ("ranges", ctypes.POINTER(_Range)), ("ops", ctypes.POINTER(_Op)),
                 ("nops", ctypes.c_int), ("nranges", ctypes.c_int), ("threads", ctypes.c_int),
-                ("batch", ctypes.c_int), ("backward", ctypes.c_int)]
+                ("batch", ctypes.c_int), ("backward", ctypes.c_int), ("reverse", ctypes.c_int)]
 
 
 @cache
@@ -262,7 +264,7 @@ class CompiledLoopKernel:
         ops = (_Op * len(plan.ops))(*(_Op(int(is_chain), i) for is_chain, i in plan.ops))
         self._keep += [gemms, chains, ranges, ops]
         return _Loop(gemms, chains, ranges, ops, len(ops), len(entries), plan.threads,
-                     run.batch, int(backward))
+                     run.batch, int(backward), int(plan.reverse))
 
     def refresh(self) -> None:
         """The parameters' values may have changed in place: the kernels' copies follow (the
@@ -285,7 +287,7 @@ class CompiledLoopKernel:
         """The loop step by step in Python (where the system would not start threads)."""
         config.debug(1, "[graphrnn] no threads for a compiled loop: running it step by step")
         kernels = self.kernels[::-1] if backward else self.kernels
-        for t in (range(hi - 1, lo - 1, -1) if backward else range(lo, hi)):
+        for t in (range(hi - 1, lo - 1, -1) if backward != self.plan.reverse else range(lo, hi)):
             for k in kernels:
                 (k.backward if backward else k.forward)(t, t + 1)
 

@@ -34,7 +34,7 @@ def read_elsewhere(prog, op) -> frozenset[str]:
     names = {name for _, other in prog.ops() if other.uid != op.uid
              for name, _ in other.reads}
     names.update(prog.outputs)
-    names.update(name for name, b in prog.buffers.items() if b.pad > 0)
+    names.update(name for name, b in prog.buffers.items() if b.pad > 0 or b.tail > 0)
     return frozenset(names)
 
 

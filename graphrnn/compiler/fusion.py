@@ -10,7 +10,6 @@ from graphrnn.compiler.ir import (
     Fused,
     NodeUpdate,
     Program,
-    Stage,
     StageKind,
     TermKind,
     next_uid,
@@ -90,5 +89,5 @@ def fuse_elementwise(prog: Program) -> Program:
                 flush()
             run.append(op)
         flush()
-        stages.append(Stage(stage.kind, tuple(ops)))
+        stages.append(stage.with_ops(ops))
     return prog.replace(stages=tuple(stages))

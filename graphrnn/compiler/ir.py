@@ -1,9 +1,11 @@
 """The IR: buffers, five primitive ops, stages and the Program, with a checker and a printer.
 
-Every buffer is a time-major array ``(pad + T, B, size)`` whose first ``pad`` rows hold the
-initial state; row ``pad + t`` holds step ``t``. An op runs over a *window* of steps
+Every buffer is a time-major array ``(pad + T + tail, B, size)`` whose first ``pad`` rows hold
+the initial state and last ``tail`` rows the boundary after the last step (read through
+negative delays); row ``pad + t`` holds step ``t``. An op runs over a *window* of steps
 ``[lo, hi)``: a ``batched`` stage runs each op once over ``[0, T)``, a ``loop`` stage runs its
-ops in order for every ``t`` over ``[t, t + 1)``. An op reading ``src`` at ``delay`` d reads rows
+ops in order for every ``t`` over ``[t, t + 1)``, from the first step up (``forward``) or the
+last down (``reverse``: an anti-causal loop). An op reading ``src`` at ``delay`` d reads rows
 ``[lo - d, hi - d)``. So the same op means the same thing in either stage, and nothing in a
 Program depends on T. Ops declare what they read and write; the checker verifies the order.
 Every op carries a ``uid``, unique in its Program, that backends key their caches on.
@@ -20,6 +22,14 @@ class StageKind(StrEnum):
 
     BATCHED = "batched"
     LOOP = "loop"
+
+
+class Direction(StrEnum):
+    """Which way a loop stage walks time: ``forward`` from step 0 (it reads the past), or
+    ``reverse`` from the last step (it reads the future). Its BPTT runs the other way."""
+
+    FORWARD = "forward"
+    REVERSE = "reverse"
 
 
 class TermKind(StrEnum):
@@ -49,12 +59,14 @@ class Combine(StrEnum):
 
 @dataclass(frozen=True)
 class Buffer:
-    """A named time-major array. ``role``: a :class:`BufferRole`."""
+    """A named time-major array. ``role``: a :class:`BufferRole`; ``pad``/``tail``: the
+    boundary rows before step 0 and after the last step."""
 
     name: str
     size: int
     pad: int = 0
     role: BufferRole = BufferRole.NODE
+    tail: int = 0
 
 
 @dataclass(frozen=True)
@@ -215,10 +227,21 @@ Op = MatMul | NodeUpdate | Fused | InitState | Gather
 
 @dataclass(frozen=True)
 class Stage:
-    """``batched``: each op once over all steps; ``loop``: the ops in order, step by step."""
+    """``batched``: each op once over all steps; ``loop``: the ops in order, step by step, in
+    ``direction`` (a batched stage's is ``forward`` and means nothing)."""
 
     kind: StageKind
     ops: tuple[Op, ...]
+    direction: Direction = Direction.FORWARD
+
+    @property
+    def reverse(self) -> bool:
+        """Whether this is a loop from the last step down."""
+        return self.kind == StageKind.LOOP and self.direction == Direction.REVERSE
+
+    def with_ops(self, ops) -> Stage:
+        """The same stage (kind, direction) with other ops."""
+        return Stage(self.kind, tuple(ops), self.direction)
 
 
 @dataclass(frozen=True)
@@ -263,10 +286,12 @@ def check_program(prog: Program) -> Program:
     has; stage and term kinds are known; Fused ops hold NodeUpdates only. Each buffer is
     written by exactly one op (inputs by none); every read names a known buffer; a same-step
     read (delay 0) comes after the write, in the same stage or an earlier one; a delayed read
-    stays within the buffer's history (``delay <= pad``). An initial state sits in a batched
-    stage, fills at most its buffer's history, once, before any op reads that history. MatMul
-    blocks tile ``out`` exactly; a Gather reads a token input and writes a gemm buffer; term
-    columns stay in their buffer. Every output is written.
+    stays within the buffer's history (``delay <= pad``, ``-delay <= tail``) and, inside the
+    loop that writes it, in the loop's direction (past reads forward, future reads reverse).
+    An initial state sits in a batched stage, fills at most its buffer's history, once,
+    before any op reads that history. MatMul blocks tile ``out`` exactly; a Gather reads a
+    token input and writes a gemm buffer; term columns stay in their buffer. Every output is
+    written.
     """
     _check_buffers_and_uids(prog)
     written: dict[str, int] = {name: -1 for name in prog.inputs}
@@ -277,15 +302,22 @@ def check_program(prog: Program) -> Program:
             raise IRError(f"unknown stage kind {stage.kind!r}")
         for name in op.history:
             _check_init(prog, stage, op, name, history_read, initialised)
+        stage_writes = {w for o in stage.ops for w in o.writes}
         for name, delay in op.reads:
             if name not in prog.buffers:
                 raise IRError(f"{op_label(op)} reads unknown buffer {name!r}")
             if delay > prog.buffers[name].pad:
                 raise IRError(f"{op_label(op)} reads {name}@-{delay} beyond its history")
+            if -delay > prog.buffers[name].tail:
+                raise IRError(f"{op_label(op)} reads {name}@+{-delay} beyond its boundary")
             if delay == 0 and name not in written:
                 raise IRError(f"{op_label(op)} reads {name} before it is written")
-            if delay > 0 and name not in written and stage.kind != StageKind.LOOP:
-                raise IRError(f"{op_label(op)} reads {name}@-{delay} before it is written")
+            if delay != 0 and name not in written and stage.kind != StageKind.LOOP:
+                raise IRError(f"{op_label(op)} reads {name}@{-delay:+d} before it is written")
+            if (delay != 0 and name not in written and name in stage_writes
+                    and (delay < 0) != stage.reverse):
+                raise IRError(f"{op_label(op)} reads {name}@{-delay:+d} against its loop's "
+                              f"direction ({stage.direction})")
             if delay > 0:
                 history_read.add(name)
         for name in op.writes:
@@ -373,7 +405,7 @@ def op_label(op: Op) -> str:
     if isinstance(op, MatMul):
         params = ", ".join(b.param + (".T" if b.transpose else "")
                            + (f" +{b.bias}" if b.bias else "") for b in op.blocks)
-        return f"{op.out} = gemm({op.src}@-{op.delay}, [{params}])"
+        return f"{op.out} = gemm({op.src}{_at(op.delay)}, [{params}])"
     if isinstance(op, Fused):
         return "fused{" + "; ".join(op_label(o) for o in op.ops) + "}"
     if isinstance(op, InitState):
@@ -382,11 +414,16 @@ def op_label(op: Op) -> str:
         scale = f"{op.scale:g}*" if op.scale != 1 else ""
         return f"{op.out} = {scale}gather({op.param}[{op.src}])"
     terms = " ".join((f"{t.scale:g}*" if t.scale != 1 else "") + f"{t.kind}({t.src}"
-                     + (f"@-{t.delay}" if t.delay else "")
+                     + (_at(t.delay) if t.delay else "")
                      + (f"[{t.cols[0]}:{t.cols[1]}]" if t.cols else "") + ")" for t in op.terms)
     extra = "".join([f" +{op.bias}" if op.bias else "", f" leak={op.leak}" if op.leak else "",
                      " async" if op.own else ""])
     return f"{op.out} = {op.activation}({op.combine}: {terms}){extra}"
+
+
+def _at(delay: int) -> str:
+    """How a read ``delay`` steps back is printed: ``@-1`` (the past), ``@+1`` (the future)."""
+    return f"@{-delay:+d}" if delay else "@-0"
 
 
 def format_program(prog: Program) -> str:
@@ -394,10 +431,11 @@ def format_program(prog: Program) -> str:
     (``inspect --schedule``, ``GRAPHRNN_DEBUG=2``/``3``)."""
     lines = ["buffers:"]
     for b in prog.buffers.values():
-        pad = f" pad={b.pad}" if b.pad else ""
+        pad = (f" pad={b.pad}" if b.pad else "") + (f" tail={b.tail}" if b.tail else "")
         lines.append(f"  {b.name:<16} {b.role:<6} size={b.size}{pad}")
     for i, stage in enumerate(prog.stages):
-        head = "for t in 0..T-1:" if stage.kind == StageKind.LOOP else "once over all T steps:"
+        head = ("once over all T steps:" if stage.kind != StageKind.LOOP
+                else "for t in T-1..0:" if stage.reverse else "for t in 0..T-1:")
         lines.append(f"stage {i} {head}")
         for op in stage.ops:
             if isinstance(op, Fused):

@@ -11,6 +11,7 @@ from graphrnn.compiler.ir import (
     Buffer,
     BufferRole,
     Combine,
+    Direction,
     Gather,
     InitState,
     MatMul,
@@ -39,10 +40,11 @@ def lower(net: Network) -> Program:
     """
     uids = count()
     buffers = {name: Buffer(name, 1 if name in net.tokens else size, net.history[name],
-                            BufferRole.INPUT)
+                            BufferRole.INPUT, net.future[name])
                for name, size in net.inputs.items()}
     for name, node in net.nodes.items():
-        buffers[name] = Buffer(name, node.size, net.history[name], BufferRole.NODE)
+        buffers[name] = Buffer(name, node.size, net.history[name], BufferRole.NODE,
+                               net.future[name])
         buffers[f"{name}:net"] = Buffer(f"{name}:net", node.size, 0, BufferRole.NET)
     inits = tuple(InitState(name, f"{name}.init", net.history[name], next(uids))
                   for name, node in net.nodes.items()
@@ -55,8 +57,11 @@ def lower(net: Network) -> Program:
             node_ops, gemms = _lower_node(net, name, uids)
             buffers.update(gemms)
             ops += node_ops
-        kind = StageKind.LOOP if frozenset(members) in loops else StageKind.BATCHED
-        stages.append(Stage(kind, tuple(ops)))
+        if frozenset(members) in loops:
+            direction = Direction.REVERSE if net.anti_causal(members) else Direction.FORWARD
+            stages.append(Stage(StageKind.LOOP, tuple(ops), direction))
+        else:
+            stages.append(Stage(StageKind.BATCHED, tuple(ops)))
     stages = _gathers_first(stages)
     return Program(buffers, tuple(stages), tuple(net.inputs), tuple(net.outputs),
                    {"name": net.name})
@@ -67,7 +72,7 @@ def _gathers_first(stages: list[Stage]) -> list[Stage]:
     gathers = tuple(op for stage in stages for op in stage.ops if isinstance(op, Gather))
     if not gathers:
         return stages
-    rest = [Stage(s.kind, tuple(op for op in s.ops if not isinstance(op, Gather)))
+    rest = [s.with_ops(tuple(op for op in s.ops if not isinstance(op, Gather)))
             for s in stages]
     rest = [s for s in rest if s.ops]
     if rest and rest[0].kind == StageKind.BATCHED and all(

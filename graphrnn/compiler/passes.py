@@ -43,7 +43,7 @@ def hoist_input_projections(prog: Program) -> Program:
         hoisted = tuple(op for op in stage.ops if isinstance(op, MatMul) and op.src not in written)
         if hoisted:
             stages.append(Stage(StageKind.BATCHED, hoisted))
-        stages.append(Stage(StageKind.LOOP, tuple(op for op in stage.ops if op not in hoisted)))
+        stages.append(stage.with_ops(op for op in stage.ops if op not in hoisted))
     return prog.replace(stages=tuple(stages))
 
 
@@ -71,10 +71,10 @@ def merge_shared_input_gemms(prog: Program) -> Program:
                 ops.append(op)
             elif op is group[0]:
                 ops.append(_merge(group, buffers, renamed, next(uids)))
-        stages.append(Stage(stage.kind, tuple(ops)))
+        stages.append(stage.with_ops(ops))
     for old in renamed:
         del buffers[old]
-    stages = [Stage(s.kind, tuple(_rename_terms(op, renamed) for op in s.ops)) for s in stages]
+    stages = [s.with_ops(_rename_terms(op, renamed) for op in s.ops) for s in stages]
     return prog.replace(buffers=buffers, stages=tuple(stages))
 
 
@@ -126,7 +126,7 @@ def fold_biases_into_projections(prog: Program) -> Program:
                 return replace(op, bias=None)
         return op
 
-    stages = [Stage(s.kind, tuple(_map_updates(op, fold) for op in s.ops)) for s in prog.stages]
+    stages = [s.with_ops(_map_updates(op, fold) for op in s.ops) for s in prog.stages]
 
     def with_bias(op):
         if not isinstance(op, MatMul) or op.out not in folded:
@@ -134,7 +134,7 @@ def fold_biases_into_projections(prog: Program) -> Program:
         return replace(op, blocks=tuple(replace(b, bias=folded[op.out].get(b.cols))
                                         for b in op.blocks))
 
-    return prog.replace(stages=tuple(Stage(s.kind, tuple(with_bias(op) for op in s.ops))
+    return prog.replace(stages=tuple(s.with_ops(with_bias(op) for op in s.ops)
                                      for s in stages))
 
 

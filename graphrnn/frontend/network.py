@@ -155,12 +155,36 @@ class Network:
         return depth
 
     @cached_property
+    def future(self) -> dict[str, int]:
+        """How many steps past the current one each node or input is read (0: none).
+
+        An edge ``@-k`` reads its source k steps ahead; the rows past the last step come from
+        the boundary state, keys ``name@+1`` .. ``name@+k`` (k steps after the last step).
+        """
+        depth = {name: 0 for name in (*self.inputs, *self.nodes)}
+        for edge in self.edges:
+            if isinstance(edge.delay, int) and edge.delay < 0:
+                depth[edge.src] = max(depth[edge.src], -edge.delay)
+        return depth
+
+    @cached_property
+    def boundaries(self) -> tuple[tuple[str, str, int], ...]:
+        """Every boundary row as ``(key, name, k)``: ``k >= 1`` the past row ``t = -k`` (key
+        ``name`` or ``name@-k``), ``k <= -1`` the row ``|k|`` steps after the last (``name@+|k|``).
+
+        Its final value is the node's at step ``T - k`` (past) or ``|k| - 1`` (future), so a
+        call's final state continues the next chunk (past) or the previous one (future).
+        """
+        out = []
+        for name in (*self.inputs, *self.nodes):
+            out += [(boundary_key(name, k), name, k) for k in range(1, self.history[name] + 1)]
+            out += [(boundary_key(name, -k), name, -k) for k in range(1, self.future[name] + 1)]
+        return tuple(out)
+
+    @cached_property
     def state_keys(self) -> tuple[str, ...]:
         """The keys of ``state`` dictionaries, in a stable order."""
-        keys = []
-        for name, depth in self.history.items():
-            keys += [name] + [f"{name}@-{k}" for k in range(2, depth + 1)] if depth else []
-        return tuple(keys)
+        return tuple(key for key, _, _ in self.boundaries)
 
     @cached_property
     def embedding_params(self) -> frozenset[str]:
@@ -231,6 +255,12 @@ class Network:
                 loops.append(sorted(members, key=self._order.__getitem__))
         return loops
 
+    def anti_causal(self, members) -> bool:
+        """Whether the time loop ``members`` runs from the last step down: its cycles read the
+        future (delays <= 0, one < 0). Validation rejects loops mixing signs."""
+        inside = set(members)
+        return any(e.delay < 0 for e in self.edges if e.src in inside and e.dst in inside)
+
     @cached_property
     def _order(self) -> dict[str, int]:
         return {name: i for i, name in enumerate((*self.inputs, *self.nodes))}
@@ -243,6 +273,14 @@ def _edge_param_shape(edge: Edge, src_size: int, dst_size: int,
     if edge.weight == "embedding":
         return (src_size, dst_size)
     return (src_size, dst_size) if transposed else (dst_size, src_size)
+
+
+def boundary_key(name: str, k: int) -> str:
+    """The state key of boundary row ``k`` of ``name`` (:attr:`Network.boundaries`): ``name``
+    (k = 1), ``name@-k`` (k > 1) or ``name@+|k|`` (k < 0, after the last step)."""
+    if k < 0:
+        return f"{name}@+{-k}"
+    return name if k == 1 else f"{name}@-{k}"
 
 
 def default_param_name(src: str, dst: str, delay: int) -> str:

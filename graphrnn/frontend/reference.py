@@ -5,8 +5,8 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from graphrnn.frontend.network import Network
-from graphrnn.frontend.unroll import unroll
+from graphrnn.frontend.network import Network, boundary_key
+from graphrnn.frontend.unroll import unroll, vertex_id
 from graphrnn.noise import draw_noise
 from graphrnn.ops.activations import REGISTRY
 
@@ -23,7 +23,7 @@ ACTIVATIONS = {name: _reference(record) for name, record in REGISTRY.items()}
 
 def state_key(name: str, t: int) -> str:
     """The state key of the initial-state vertex ``name@t`` (t < 0): ``name`` or ``name@-k``."""
-    return name if t == -1 else f"{name}@{t}"
+    return boundary_key(name, -t)
 
 
 def reference_forward(net: Network, params: dict, inputs: dict, state: dict | None = None,
@@ -50,17 +50,17 @@ def reference_forward(net: Network, params: dict, inputs: dict, state: dict | No
         elif attrs["op"] == "input":
             values[vertex] = np.asarray(inputs[name][t], dtype=np.float64)
         elif attrs["op"] == "init":
-            values[vertex] = _initial(net, p, state, name, t, batch)
+            key = attrs["state_key"]
+            values[vertex] = _initial(net, p, state, name, key, batch)
         else:
             values[vertex] = _node_value(net, dag, p, values, noise, vertex, batch)
     outputs = {o: np.stack([values[f"{o}@{t}"] for t in range(steps)]) for o in net.outputs}
-    final = {state_key(name, -k): values[f"{name}@{steps - k}"]
-             for name, depth in net.history.items() for k in range(1, depth + 1)}
+    final = {key: values[vertex_id(name, steps - k if k > 0 else -k - 1, steps)]
+             for key, name, k in net.boundaries}
     return outputs, final
 
 
-def _initial(net, params, state, name, t, batch):
-    key = state_key(name, t)
+def _initial(net, params, state, name, key, batch):
     if key in state:
         return np.asarray(state[key], dtype=np.float64)
     if name in net.nodes and net.nodes[name].init_state == "learned":

@@ -90,13 +90,18 @@ def summarize(net: Network) -> str:
     looped = {m for loop in loops for m in loop}
     out.append("time loops (run step by step)" if loops else "time loops: none")
     for k, loop in enumerate(loops, 1):
-        out.append(f"  {k}. {', '.join(loop)}")
+        way = "  (anti-causal: from the last step down)" if net.anti_causal(loop) else ""
+        out.append(f"  {k}. {', '.join(loop)}{way}")
     once = [n for n in net.nodes if n not in looped]
     out.append("run once for all steps: " + (", ".join(once) if once else "none"))
     history = {k: v for k, v in net.history.items() if v}
     if history:
         out.append("history (steps of initial state): "
                    + ", ".join(f"{k} {v}" for k, v in history.items()))
+    ahead = {k: v for k, v in net.future.items() if v}
+    if ahead:
+        out.append("read ahead (steps of boundary state after the end, NODE@+k): "
+                   + ", ".join(f"{k} {v}" for k, v in ahead.items()))
     out.append(f"outputs  {', '.join(net.outputs)}")
     return "\n".join(out) + "\n"
 
@@ -157,13 +162,15 @@ def to_text(dag: nx.DiGraph) -> str:
         a = dag.nodes[v]
         if a["t"] != current:
             current = a["t"]
-            out.append(f"t = {current}")
+            out.append(f"t = {current}" + (" (after the last step)" if steps is not None
+                                           and current >= steps else ""))
         if a["op"] == "input":
             out.append(f"  {v} = input {a['node']}[{a['t']}]  [{a['size']}]")
             continue
         if a["op"] == "init":
             init = f"learned {a['init']}" if a.get("init") else "zeros"
-            out.append(f"  {v} = initial state '{a['state_key']}' ({init})  [{a['size']}]")
+            what = "boundary state" if steps is not None and a["t"] >= steps else "initial state"
+            out.append(f"  {v} = {what} '{a['state_key']}' ({init})  [{a['size']}]")
             continue
         terms, prev = [], None
         for src, _, e in dag.in_edges(v, data=True):
@@ -210,7 +217,8 @@ def to_dot(dag: nx.DiGraph) -> str:
     """
     name, steps = dag.graph.get("name", "network"), dag.graph.get("steps")
     legend = (f"{name} unrolled over {steps} steps.  Solid: same step; dashed: delay >= 1 "
-              "(recurrent); colour and label: parameter (tied edges share them); dotted grey: "
+              "(recurrent); dashed, labelled @+k and open-headed: reads k steps ahead (negative "
+              "delay); colour and label: parameter (tied edges share them); dotted grey: "
               "the node reads its own previous value.")
     lines = [f"digraph {_q(name)} {{",
              "  rankdir=LR; newrank=true; nodesep=0.25; ranksep=0.9;",
@@ -239,7 +247,8 @@ def to_dot(dag: nx.DiGraph) -> str:
 def _vertex_style(v: str, a: dict) -> str:
     size = f"[{a['size']}]"
     if a["op"] == "init":
-        return (f"label={_q(v + chr(10) + 'init ' + size)}, shape=box, "
+        what = "init " if "@+" not in v else "after the end "
+        return (f"label={_q(v + chr(10) + what + size)}, shape=box, "
                 'style="dashed,rounded", color=grey50, fontcolor=grey40')
     if a["op"] == "input":
         return f"label={_q(v + chr(10) + size)}, shape=box, style=filled, fillcolor=\"#dbeafe\""
@@ -253,14 +262,17 @@ def _edge_style(e: dict, colours: dict[str, str]) -> str:
     scaled = f" x{e['scale']:g}" if e["scale"] != 1 else ""
     if e["weight"] == "state":
         return 'style=dotted, color=grey50, label="state", fontcolor=grey50'
+    ahead = f" @+{-e['delay']}" if e["delay"] < 0 else ""
+    head = ", arrowhead=empty" if ahead else ""
     if e["param"] is None:
-        label = f", label={_q(scaled.strip())}" if scaled else ""
-        return f"style={style}, color=grey45{label}"
+        text = (scaled + ahead).strip()
+        label = f", label={_q(text)}" if text else ""
+        return f"style={style}, color=grey45{label}{head}"
     colour = colours.setdefault(e["param"], _PALETTE[len(colours) % len(_PALETTE)])
-    label = e["param"] + ("^T" if e["transpose"] else "") + scaled
+    label = e["param"] + ("^T" if e["transpose"] else "") + scaled + ahead
     width = 1.6 if e["delay"] else 1.0
     return (f"style={style}, color={_q(colour)}, fontcolor={_q(colour)}, penwidth={width}, "
-            f"label={_q(label)}")
+            f"label={_q(label)}{head}")
 
 
 def render(dag: nx.DiGraph, fmt: str, *, net: Network | None = None,

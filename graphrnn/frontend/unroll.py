@@ -32,13 +32,15 @@ def unroll(net: Network, steps: int, max_vertices: int | None = None) -> nx.DiGr
     -------
     networkx.DiGraph
         Vertices ``"NAME@t"`` with attributes ``node``, ``t``, ``op``, ``size`` (and ``kind``):
-        ``op`` is ``"input"`` for inputs at t >= 0 (``token`` says whether it is a token
-        input, whose ``size`` is its vocabulary), ``"init"`` for initial states (t < 0; also
+        ``op`` is ``"input"`` for inputs at 0 <= t < T (``token`` says whether it is a token
+        input, whose ``size`` is its vocabulary), ``"init"`` for boundary states (also
         ``state_key``, the key of ``state`` dicts, and ``init``, the learned-state parameter
         or ``None``), else the node's activation; node vertices also carry ``combine``,
         ``leak``, ``update``, ``temperature`` and ``bias`` (the bias parameter or ``None``).
-        Only names read through a delay get initial-state vertices, ``NAME@-1`` ..
-        ``NAME@-D`` with ``D = net.history[NAME]``. One edge per spec edge per step,
+        Only names read through a delay get boundary vertices: ``NAME@-1`` ..
+        ``NAME@-D`` (t = -1 .. -D) with ``D = net.history[NAME]``, and, for names read
+        through negative delays, ``NAME@+1`` .. ``NAME@+F`` (t = T .. T + F - 1, after the
+        last step) with ``F = net.future[NAME]``. One edge per spec edge per step,
         ``SRC@(t-d) -> DST@t``, with ``param`` (``None`` for identity), ``delay``, ``weight``,
         ``scale``, ``transpose`` (whether the parameter is applied transposed: a read-out tied
         to an embedding table is not), ``edge`` (index into ``net.edges``) and ``state``. Leaky
@@ -70,13 +72,12 @@ def unroll(net: Network, steps: int, max_vertices: int | None = None) -> nx.DiGr
     for name in (*net.inputs, *net.nodes):
         for t, v in enumerate(_ids(name, T)):
             vertex[v]["t"] = t
-    for name, depth in net.history.items():
+    for key, name, k in net.boundaries:
         learned = name in net.nodes and net.nodes[name].init_state == "learned"
-        for k in range(1, depth + 1):
-            g.add_node(f"{name}@-{k}", node=name, t=-k, op="init", size=net.size(name),
-                       kind="node" if name in net.nodes else "input",
-                       init=f"{name}.init" if learned else None,
-                       state_key=name if k == 1 else f"{name}@-{k}")
+        t = -k if k > 0 else T - k - 1
+        g.add_node(vertex_id(name, t, T), node=name, t=t, op="init",
+                   size=net.size(name), kind="node" if name in net.nodes else "input",
+                   init=f"{name}.init" if learned else None, state_key=key)
 
     merged: set[str] = set()
     for i, e in enumerate(net.edges):
@@ -84,8 +85,8 @@ def unroll(net: Network, steps: int, max_vertices: int | None = None) -> nx.DiGr
         if state:
             merged.add(e.dst)
         src, dst, d = e.src, e.dst, e.delay
-        g.add_edges_from([(f"{src}@{t - d}", f"{dst}@{t}") for t in range(T)], param=e.param,
-                         delay=d, weight=e.weight, scale=e.scale,
+        g.add_edges_from([(vertex_id(src, t - d, T), f"{dst}@{t}") for t in range(T)],
+                         param=e.param, delay=d, weight=e.weight, scale=e.scale,
                          transpose=net.reads_transposed(e),
                          edge=i, state=state)
     for name in net.nodes:
@@ -101,11 +102,18 @@ def _check_vertices(net: Network, steps: int, limit: int) -> None:
     if vertices <= limit:
         return
     per_step = len(net.inputs) + len(net.nodes)
-    most = (limit - sum(net.history.values())) // per_step if per_step else 0
+    most = ((limit - sum(net.history.values()) - sum(net.future.values())) // per_step
+            if per_step else 0)
     fewer = f"use at most {most:,} steps" if most >= 1 else "shorten the delays"
     raise DataError(f"unrolling {net.name} over {steps:,} steps gives {vertices:,} vertices, "
                     f"more than the limit of {limit:,}; {fewer}, or raise the limit with "
                     "GRAPHRNN_MAX_VERTICES (about 1 KB of memory a vertex)")
+
+
+def vertex_id(name: str, t: int, steps: int) -> str:
+    """The vertex of ``name`` at step ``t``: ``name@t``, or ``name@+k`` for the boundary
+    ``t = steps + k - 1`` after the last step (``t`` < 0 are ``name@-k`` as written)."""
+    return f"{name}@+{t - steps + 1}" if t >= steps else f"{name}@{t}"
 
 
 def _ids(name: str, steps: int) -> list[str]:
@@ -115,12 +123,13 @@ def _ids(name: str, steps: int) -> list[str]:
 def expected_counts(net: Network, steps: int) -> tuple[int, int]:
     """``(vertices, edges)`` that :func:`unroll` gives for ``steps`` steps (the formula).
 
-    ``V = T * (inputs + nodes) + sum(history)`` and ``E = T * (spec edges + implicit state
-    edges)``, where leaky/asynchronous nodes without a delay-1 spec self-edge add one state
-    edge per step.
+    ``V = T * (inputs + nodes) + sum(history) + sum(future)`` and
+    ``E = T * (spec edges + implicit state edges)``, where leaky/asynchronous nodes without a
+    delay-1 spec self-edge add one state edge per step.
     """
     T = _check_steps(steps)
-    vertices = T * (len(net.inputs) + len(net.nodes)) + sum(net.history.values())
+    vertices = T * (len(net.inputs) + len(net.nodes)) + sum(net.history.values()) + sum(
+        net.future.values())
     implicit = sum(1 for n in net.nodes if net.reads_own_past(n) and not any(
         e.src == n and e.delay == 1 for e in net.in_edges(n)))
     return vertices, T * (len(net.edges) + implicit)

@@ -10,6 +10,7 @@ import warnings
 import networkx as nx
 
 from graphrnn.errors import SpecError
+from graphrnn.frontend.directions import mixed_sign_cycle
 from graphrnn.frontend.network import (
     ACTIVATIONS,
     COMBINES,
@@ -127,7 +128,8 @@ def validate(net: Network, lines: dict[str, int] | None = None) -> None:
     c = _Checker(net, lines)
     for check in (_check_names, _check_inputs, _check_nodes, _check_edge_fields,
                   _check_endpoints, _check_tokens, _check_sizes, _check_duplicates, _check_params,
-                  _check_incoming, _check_outputs, _check_loops, _check_asynchronous):
+                  _check_incoming, _check_outputs, _check_loops, _check_directions,
+                  _check_asynchronous):
         check(c)
     _warn_unused(c)
 
@@ -196,9 +198,6 @@ def _check_edge_fields(c: _Checker) -> None:
         if not _is_int(e.delay):
             c.fail(c.edge_key(i, "delay"), f"delay must be an integer number of steps "
                    f"(0 = same step), got {e.delay!r}")
-        if e.delay < 0:
-            c.fail(c.edge_key(i, "delay"), f"delay must be >= 0 (a node cannot read its "
-                   f"future), got {e.delay}")
         if not isinstance(e.weight, str) or e.weight not in WEIGHT_KINDS:
             c.fail(c.edge_key(i, "weight"), unknown_choice("weight kind", e.weight,
                                                             WEIGHT_KINDS))
@@ -380,6 +379,20 @@ def _check_loops(c: _Checker) -> None:
     c.fail(c.edge_key(index[(u, v)]), f"algebraic loop {spelled}: every edge of this cycle has "
            f"delay 0, so each value needs itself at the same step; give one edge a delay "
            f"(e.g. '{u} -> {v} @1')")
+
+
+def _check_directions(c: _Checker) -> None:
+    found = mixed_sign_cycle(c.net)
+    if found is not None:
+        spelled, index = found
+        c.fail(c.edge_key(index, "delay") if index is not None else "edges", f"loop {spelled} "
+               "reads both the past (delay > 0) and the future (delay < 0), so it can run in "
+               "neither direction; give every edge of the cycle delays of one sign")
+    for name, node in c.net.nodes.items():
+        if node.init_state == "learned" and c.net.future[name]:
+            c.fail(c.node_key(name, "init_state"), f"node {name} has init_state: learned and is "
+                   "read through a negative delay; a learned boundary after the last step is "
+                   "not supported: use init_state: zeros (pass the state as NODE@+k)")
 
 
 def _check_asynchronous(c: _Checker) -> None:

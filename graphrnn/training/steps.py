@@ -109,9 +109,9 @@ class Stepper:
                 total, weight = total + loss * w_all, weight + w_all
             if j + 1 < len(ends):  # the state at the next window's start, before this update
                 if nxt_lo == end and final is not None:
-                    state = final
+                    state = _causal(final)
                 elif nxt_lo > lo and b > 0:
-                    state = self._fwd(params, inputs, state, lo, nxt_lo)[1]
+                    state = _causal(self._fwd(params, inputs, state, lo, nxt_lo)[1])
             if w_all > 0:
                 self._apply(params, loss, grads, where)
             prev_end, lo = end, nxt_lo
@@ -191,3 +191,9 @@ class Stepper:
                 y = np.asarray(outputs[name], dtype=np.float64)
                 total += loss_and_grad(self.loss, y, target[lo:hi], m)[0] * w
         return total, weight
+
+
+def _causal(state: dict) -> dict:
+    """The keys that carry forward in time: a window's boundary after its end (``NODE@+k``,
+    read through negative delays) is the next window's start, not carried (zeros)."""
+    return {k: v for k, v in state.items() if "@+" not in k}

@@ -28,13 +28,15 @@ def spec(name: str) -> gr.Network:
 def formula(net: gr.Network, T: int) -> tuple[int, int]:
     """Counted independently of the implementation: vertices and edges of the unrolled DAG."""
     depth = {n: 0 for n in (*net.inputs, *net.nodes)}
+    ahead = dict(depth)  # boundary rows after the last step, read through negative delays
     for e in net.edges:
         depth[e.src] = max(depth[e.src], e.delay)
+        ahead[e.src] = max(ahead[e.src], -e.delay)
     own = [n for n, v in net.nodes.items() if v.leak is not None or v.update == "asynchronous"]
     for n in own:
         depth[n] = max(depth[n], 1)
     implicit = [n for n in own if not any(e.src == e.dst == n and e.delay == 1 for e in net.edges)]
-    return (T * (len(net.inputs) + len(net.nodes)) + sum(depth.values()),
+    return (T * (len(net.inputs) + len(net.nodes)) + sum(depth.values()) + sum(ahead.values()),
             T * (len(net.edges) + len(implicit)))
 
 
@@ -54,9 +56,13 @@ def test_vertex_attributes(path):
     net = gr.load_spec(path)
     dag = gr.unroll(net, steps=3)
     for v, a in dag.nodes(data=True):
-        assert v == f"{a['node']}@{a['t']}"
+        after = a["t"] - 3 + 1  # k of a boundary vertex NODE@+k after the last step
+        assert v == (f"{a['node']}@+{after}" if after > 0 else f"{a['node']}@{a['t']}")
         assert a["size"] == net.size(a["node"])
-        if a["t"] < 0:
+        if a["t"] >= 3:
+            assert a["op"] == "init" and after <= net.future[a["node"]]
+            assert a["state_key"] == v
+        elif a["t"] < 0:
             assert a["op"] == "init" and -a["t"] <= net.history[a["node"]]
         elif a["node"] in net.inputs:
             assert a["op"] == "input"

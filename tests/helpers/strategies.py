@@ -14,18 +14,28 @@ def _structures(draw, max_nodes: int = 5, max_inputs: int = 2) -> dict:
     """A random valid network as plain data: inputs, nodes (options), edges (options), outputs.
 
     Nodes are ``n0..nK`` in an order that every delay-0 edge follows (so there is no
-    algebraic loop); edges against that order, and self-edges, get delays 1-3.
+    algebraic loop); edges against that order, and self-edges, get delays 1-3 in magnitude.
+    Time runs both ways: the nodes split into a leading and a trailing group, one causal (its
+    delays >= 0) and, often, one anti-causal (delays <= 0: it reads the future, and has no
+    leak or learned state); edges go from the leading group to the trailing one only, with
+    the sign of the group they enter, so no loop mixes signs. Inputs are read at any delay
+    from -3 to 3.
     """
     inputs = {f"x{i}": draw(SIZES) for i in range(draw(st.integers(0, max_inputs)))}
     names = [f"n{i}" for i in range(draw(st.integers(1, max_nodes)))]
+    split = draw(st.integers(0, len(names)))
+    lead_sign = draw(st.sampled_from((1, 1, -1)))
+    trail_sign = draw(st.sampled_from((1, -1))) if split else lead_sign
+    sign = {n: lead_sign if i < split else trail_sign for i, n in enumerate(names)}
     nodes = {}
     for name in names:
         opts = {"size": draw(SIZES), "activation": draw(st.sampled_from(ACTS))}
         if draw(st.integers(0, 3)) == 0:
             opts["combine"] = "product"
-        if draw(st.integers(0, 4)) == 0:
+        if draw(st.integers(0, 4)) == 0 and sign[name] > 0:
             opts["leak"] = draw(st.sampled_from((0.25, 0.5, 1.0)))
-        if draw(st.integers(0, 4)) == 0:
+        read_ahead = sign[name] < 0 or (names.index(name) < split and trail_sign < 0)
+        if draw(st.integers(0, 4)) == 0 and not read_ahead:  # no learned state after the end
             opts["init_state"] = "learned"
         if draw(st.integers(0, 5)) == 0:
             opts["bias"] = draw(st.booleans())
@@ -34,10 +44,19 @@ def _structures(draw, max_nodes: int = 5, max_inputs: int = 2) -> dict:
     sources = [*inputs, *names]
     edges: dict[tuple[str, str, int], dict] = {}
 
+    def delay_for(src: str, dst: str) -> int | None:
+        """A delay for ``src -> dst`` keeping loops one-signed (None: no such edge)."""
+        if src in inputs:
+            return draw(st.integers(-3, 3))
+        i, j = names.index(src), names.index(dst)
+        if (i >= split) != (j >= split) and i >= split:
+            return None  # trailing -> leading would join the groups in a loop
+        back = i >= j
+        return sign[dst] * draw(st.integers(1, 3) if back else st.integers(0, 3))
+
     def add(src: str, dst: str) -> None:
-        back = src in nodes and names.index(src) >= names.index(dst)
-        delay = draw(st.integers(1, 3) if back else st.integers(0, 3))
-        if (src, dst, delay) in edges:
+        delay = delay_for(src, dst)
+        if delay is None or (src, dst, delay) in edges:
             return
         kinds = ["full"] + (["diagonal", "identity"] if size[src] == size[dst] else [])
         opts = {"weight": draw(st.sampled_from(kinds))}
@@ -51,10 +70,11 @@ def _structures(draw, max_nodes: int = 5, max_inputs: int = 2) -> dict:
         for _ in range(draw(st.integers(1, 3))):
             add(draw(st.sampled_from(sources)), dst)
         if not any(d == dst for _, d, _ in edges):  # every node needs an in-edge
-            src = draw(st.sampled_from(sources))
-            back = src in nodes and names.index(src) >= names.index(dst)
+            src = draw(st.sampled_from([*inputs, *names[:names.index(dst) + 1]]))
+            back = src == dst
             kinds = ["full"] + (["diagonal", "identity"] if size[src] == size[dst] else [])
-            edges[(src, dst, 1 if back else 0)] = {"weight": draw(st.sampled_from(kinds))}
+            edges[(src, dst, sign[dst] if back else 0)] = {
+                "weight": draw(st.sampled_from(kinds))}
     for x in inputs:  # every input is read
         if not any(s == x for s, _, _ in edges):
             add(x, draw(st.sampled_from(names)))
@@ -123,8 +143,9 @@ def _yaml(value: object) -> str:
 def valid_networks(max_nodes: int = 5, max_inputs: int = 2) -> st.SearchStrategy[str]:
     """Random valid spec TEXT (load it with ``graphrnn.load_spec``).
 
-    1-``max_nodes`` nodes of sizes 1-4, 0-``max_inputs`` inputs, delays 0-3 with no delay-0
-    cycle, weight kinds full/diagonal/identity where the sizes allow, combine sum/product,
+    1-``max_nodes`` nodes of sizes 1-4, 0-``max_inputs`` inputs, delays -3..3 with no delay-0
+    cycle and no loop mixing signs (causal and anti-causal groups: see ``_structures``),
+    weight kinds full/diagonal/identity where the sizes allow, combine sum/product,
     activations identity/tanh/sigmoid/relu/softmax, optional leak, learned initial state,
     bias override, scale, transposed edges, and tied parameters (names ``W0``, ``W1``...).
     Every node has an in-edge and reaches an output; every input is read.
@@ -139,7 +160,7 @@ def _mutations(draw, net: dict) -> tuple[str, str]:
     names = list(net["nodes"])
     edges = net["edges"]
     kind = draw(st.sampled_from((
-        "activation", "unknown_src", "unknown_dst", "self_loop", "negative_delay",
+        "activation", "unknown_src", "unknown_dst", "self_loop", "mixed_signs",
         "fraction_delay", "duplicate_edge", "drop_section", "unknown_output", "size",
         "node_key", "edge_key", "no_in_edge", "bad_name", "duplicate_node", "weight",
         "identity_size", "garbage", "combine", "leak", "input_as_output")))
@@ -165,9 +186,11 @@ def _mutations(draw, net: dict) -> tuple[str, str]:
             return render(net), "algebraic loop"
         edges[(n, n, 0)] = {"weight": "full"}
         return render(net), f"algebraic loop {n} -> {n}"
-    if kind == "negative_delay":
-        edges[(first[0], first[1], -draw(st.integers(1, 3)))] = {"weight": "full"}
-        return render(net), "delay must be >= 0"
+    if kind == "mixed_signs":  # a node reading both its past and its future: no direction
+        n = draw(st.sampled_from(names))
+        edges[(n, n, draw(st.integers(1, 3)))] = {"weight": "full"}
+        edges[(n, n, -draw(st.integers(1, 3)))] = {"weight": "full"}
+        return render(net), "reads both the past (delay > 0) and the future (delay < 0)"
     if kind == "fraction_delay":
         edges[(first[0], first[1], 1.5)] = {"weight": "full"}
         return render(net), "delay must be an integer"

@@ -51,6 +51,7 @@ typedef struct {
     const gr_loop_range* ranges;
     const gr_loop_op* ops;
     int nops, nranges, threads, batch, backward;
+    int reverse;  // an anti-causal loop: forward from the last step down, backward from the first up
 } gr_loop;
 
 typedef struct {
@@ -94,10 +95,12 @@ static void gr_loop_part(void* arg, int id) {
         if (r->thread != id || !g->c || !g->packed) continue;
         gr_pack(g->rows, g->k, r->col, r->count, g->transposed, g->packed + r->offset);
     }
+    // time runs down for a causal backward and an anti-causal forward: direction is data
+    const int down = L->backward != L->reverse;
     for (int s = 0; s < call->steps; ++s) {
+        const int tt = down ? call->t0 + call->steps - 1 - s : call->t0 + s;
         if (!L->backward) {
             // a chain reads the GEMM columns this thread computed; the next op may read any
-            const int tt = call->t0 + s;
             for (int o = 0; o < L->nops; ++o) {
                 const gr_loop_op op = L->ops[o];
                 if (op.chain) {
@@ -109,7 +112,6 @@ static void gr_loop_part(void* arg, int id) {
             }
             continue;
         }
-        const int tt = call->t0 + call->steps - 1 - s;
         for (int o = L->nops - 1; o >= 0; --o) {
             const gr_loop_op op = L->ops[o];
             if (op.chain) {
@@ -123,8 +125,8 @@ static void gr_loop_part(void* arg, int id) {
     }
 }
 
-// Steps [t0, t0 + steps) of the loop (backward: from the last). Returns 0, or -1 when the
-// threads could not be started (then nothing ran).
+// Steps [t0, t0 + steps) of the loop (from the last when backward != reverse). Returns 0, or
+// -1 when the threads could not be started (then nothing ran).
 int gr_loop_run(const gr_loop* L, int t0, int steps) {
     gr_call call;
     call.loop = L;
