@@ -55,8 +55,10 @@ def test_own_svg_draws_every_vertex_and_edge(path):
     assert len(paths) == dag.number_of_edges()
     params = {e["param"] for _, _, e in dag.edges(data=True) if e["param"]}
     assert {p.get("data-param") for p in paths} - {""} == params
-    if any(e["delay"] for _, _, e in dag.edges(data=True)):
+    if any(e["delay"] > 0 for _, _, e in dag.edges(data=True)):  # past reads: dashed
         assert any(p.get("stroke-dasharray") == "6 4" for p in paths)
+    if any(e["delay"] < 0 for _, _, e in dag.edges(data=True)):  # future reads: dash-dot
+        assert any(p.get("stroke-dasharray") == "9 3 2 3" for p in paths)
 
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=IDS)
