@@ -167,7 +167,7 @@ def _autograd_backward(ctx, grads):
     out = torch.ops.graphrnn.backward(handle, list(grads[:-1]), list(params), list(xs),
                                       list(state),
                                       ctx.input_grads)
-    g_x = list(out[n_p:n_p + n_x]) if ctx.input_grads else None
+    g_x = list(out[n_p:n_p + n_x]) if ctx.input_grads else [None] * n_x
     return None, list(out[:n_p]), g_x, list(out[n_p + n_x:]), None, None, None, None
 
 
