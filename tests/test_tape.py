@@ -156,3 +156,14 @@ def test_bad_state_grads():
     tape.release()
     with pytest.raises(DataError, match="released"):
         tape.backward({})
+
+
+def test_importing_graphrnn_imports_neither_torch_nor_jax():
+    import subprocess
+    import sys
+
+    code = ("import sys, graphrnn; graphrnn.compile(graphrnn.load_spec(graphrnn.spec_path("
+            "'elman')));print(any(m in sys.modules for m in ('torch', 'jax')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=str(SPECS.parents[1]))
+    assert out.stdout.strip() == "False"
