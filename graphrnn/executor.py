@@ -21,10 +21,12 @@ class Run:
 
     A Run serves many calls of the same shapes (:meth:`rebind`): kernels, pointer tables and
     buffers stay; the parameters are read in place, and copies made of them are refreshed.
+    ``input_grads``: BPTT also computes the inputs' gradients (a recorded call's tape asks).
     """
 
     def __init__(self, prog: Program, backend, params: dict, steps: int, batch: int, dtype,
-                 noise: Noise, trainable=frozenset(), given_rows=frozenset()):
+                 noise: Noise, trainable=frozenset(), given_rows=frozenset(),
+                 input_grads: bool = False):
         self.prog, self.backend, self.xp = prog, backend, backend.xp
         self.params, self.steps, self.batch, self.dtype = params, steps, batch, dtype
         self.trainable = frozenset(trainable)
@@ -35,8 +37,11 @@ class Run:
                        for name, b in prog.buffers.items()}
         self.grads: dict = {}
         self.param_grads: dict = {}
-        #: buffers whose gradient BPTT needs (never the inputs)
-        self.grads_wanted = frozenset(n for n, b in prog.buffers.items() if b.role != "input")
+        #: buffers whose gradient BPTT needs (the inputs only where ``input_grads`` asks)
+        self.grads_wanted = frozenset(n for n, b in prog.buffers.items()
+                                      if input_grads or b.role != "input")
+        #: whether a tape leases this Run, its key and whether it may serve another call
+        self.lease_key, self.keepable = None, False
         #: gradients a kernel assigns whole in BPTT before anything reads them: not zeroed
         self.grads_assigned: set[str] = set()
         #: gradients that are another buffer's (equal by construction): name -> that buffer
@@ -195,3 +200,10 @@ class _ZeroGrads(dict):
         make = run.backend.empty if name in run.grads_assigned else run.backend.zeros
         array = self[name] = make(("grad", name), run.arrays[name].shape, run.dtype)
         return array
+
+
+def final_rows(steps: int, k: int) -> tuple[int, int]:
+    """The rows ``(lo, hi)`` whose value is the final state of boundary ``k``
+    (:attr:`Network.boundaries`): step ``steps - k`` for the past (k > 0), step ``-k - 1`` for
+    the boundary after the end (k < 0: an anti-causal loop ends at the first steps)."""
+    return (steps - k, steps - k + 1) if k > 0 else (-k - 1, -k)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import numpy as np
 
 from graphrnn import checks, config
 from graphrnn.backends import get_backend
+from graphrnn.backends.base import BufferPool
 from graphrnn.compiler.ir import InitState, Program, format_program
 from graphrnn.compiler.passes import schedule
 from graphrnn.errors import DataError, DivergenceError
-from graphrnn.executor import Run
+from graphrnn.executor import Run, final_rows
 from graphrnn.frontend.init import init_params
 from graphrnn.frontend.network import Network
 from graphrnn.noise import draw_noise
+from graphrnn.tape import Tape
 from graphrnn.training.losses import LOSSES, loss_and_grad
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -31,6 +34,8 @@ class Model:
         self.net, self.program, self.backend, self.dtype = net, program, backend, dtype
         #: Runs by (shapes, given state rows, program, loop knobs), for the next such call
         self._runs: OrderedDict = OrderedDict()
+        #: idle Runs for recorded calls (each with buffers of its own), by the same keys
+        self._tape_runs: OrderedDict = OrderedDict()
         #: the parameter arrays of the last call that passed every check, with their shapes
         self._checked: dict | None = None
 
@@ -53,7 +58,8 @@ class Model:
         return {k: v.astype(self.dtype) for k, v in init_params(self.net, seed).items()}
 
     def forward(self, params: dict, inputs: dict, state: dict | None = None,
-                steps: int | None = None, seed: int | None = None) -> tuple[dict, dict]:
+                steps: int | None = None, seed: int | None = None, record: bool = False,
+                input_grads: bool = True):
         """Run the network over a sequence.
 
         Parameters
@@ -72,6 +78,12 @@ class Model:
             Number of steps for a network without inputs.
         seed : int, optional
             Seed of the stochastic units and asynchronous orders (``GRAPHRNN_SEED`` if None).
+        record : bool
+            Also return a :class:`~graphrnn.tape.Tape` for a backward pass from any output
+            and final-state gradients (what a framework's autograd needs).
+        input_grads : bool
+            With ``record``: whether the tape computes the inputs' gradients (``input:NAME``);
+            False saves their GEMMs where no one needs them.
 
         Returns
         -------
@@ -79,12 +91,21 @@ class Model:
             Output name -> ``(T, B, size)``.
         state : dict
             The final state, same keys as ``state`` takes.
+        tape : Tape
+            Only with ``record=True``.
         """
-        run = self._run(params, inputs, state, steps, seed)
+        if record:
+            self._check_differentiable()
+            run = self._run(params, inputs, state, steps, seed, backward=True,
+                            lease=("tape", bool(input_grads)))
+            tape = Tape(self, run, state or {}, bool(input_grads), leased=True)
+        else:
+            run = self._run(params, inputs, state, steps, seed)
         with config.timed(1, "forward"):
             run.forward()
         checks.check_outputs_finite(run, self.net.outputs)
-        return self._outputs(run), self._final_state(run)
+        outputs, final = self._outputs(run), self._final_state(run)
+        return (outputs, final, tape) if record else (outputs, final)
 
     def gradients(self, params: dict, inputs: dict, targets: dict, loss: str = "mse",
                   state: dict | None = None, mask=None, steps: int | None = None,
@@ -115,10 +136,7 @@ class Model:
         """
         if loss not in LOSSES:
             raise DataError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-        for name, node in self.net.nodes.items():
-            if node.update == "asynchronous":
-                raise DataError(f"node {name!r} updates asynchronously: gradients through "
-                                "asynchronous updates are not supported")
+        self._check_differentiable()
         run = self._run(params, inputs, state, steps, seed, backward=True)
         checks.check_targets(self.net, targets, loss, run.steps, run.batch)
         masks = mask if isinstance(mask, dict) else {name: mask for name in targets}
@@ -140,14 +158,19 @@ class Model:
             run.rows(name, 0, run.steps, grad=True)[...] += dy
         if not np.isfinite(total):
             raise DivergenceError(f"the loss is {total}: the forward pass overflowed")
-        with config.timed(1, "backward"):
-            run.backward()
-        grads = self._param_grads(run, state or {})
+        grads = Tape(self, run, state or {}, input_grads=False)._backward(inputs=False)
         return (total, grads, self._final_state(run)) if return_state else (total, grads)
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _run(self, params, inputs, state, steps, seed, backward: bool = False) -> Run:
+    def _check_differentiable(self) -> None:
+        for name, node in self.net.nodes.items():
+            if node.update == "asynchronous":
+                raise DataError(f"node {name!r} updates asynchronously: gradients through "
+                                "asynchronous updates are not supported")
+
+    def _run(self, params, inputs, state, steps, seed, backward: bool = False,
+             lease=None) -> Run:
         net, b = self.net, self.backend
         self._check_params(params)
         t, batch = checks.check_inputs(net, inputs, steps)
@@ -157,7 +180,7 @@ class Model:
         device_params = {k: b.asarray(v, self.dtype) for k, v in params.items()}
         state = state or {}
         given = {(name, k) for key, name, k in net.boundaries if key in state}
-        run = self._kept_run(device_params, t, batch, noise, given)
+        run = self._kept_run(device_params, t, batch, noise, given, lease)
         for name in net.inputs:
             value = b.asarray(inputs[name], self.dtype)
             run.rows(name, 0, t)[...] = value[..., None] if name in net.tokens else value
@@ -184,34 +207,55 @@ class Model:
         if all(isinstance(v, np.ndarray) for v in params.values()):
             self._checked = {k: (v, v.shape) for k, v in params.items()}
 
-    def _kept_run(self, params: dict, steps: int, batch: int, noise, given: set) -> Run:
+    def _kept_run(self, params: dict, steps: int, batch: int, noise, given: set,
+                  lease=None) -> Run:
         """The Run of the last call of these shapes, rebound to ``params``
         (:meth:`Run.rebind`), or a new one (kept where the backend reuses Runs, the network
-        draws no noise and its buffers are not large)."""
+        draws no noise and its buffers are not large).
+
+        ``lease``: a recorded call's ``("tape", input_grads)``: the Run is taken out of the
+        idle tape Runs (its buffers its own, not the pool's that other calls share) and comes
+        back when its tape is dropped (:meth:`_return_tape_run`)."""
         key = (steps, batch, frozenset(given), config.LOOP_THREADS, config.LOOP_MAX_MACS)
-        run = self._runs.get(key)
+        if lease is not None:
+            key = (*key, *lease)
+            run = self._tape_runs.pop(key, None)
+        else:
+            run = self._runs.get(key)
         if run is not None and run.prog is self.program:
-            self._runs.move_to_end(key)
+            if lease is None:
+                self._runs.move_to_end(key)
             run.rebind(params)
-            return run
-        trainable = {k for k, p in self.net.params.items() if p.trainable}
-        run = Run(self.program, self.backend, params, steps, batch, self.dtype, noise,
-                  trainable, given)
-        if (getattr(self.backend, "reuses_runs", False) and not noise.uniforms
-                and not noise.orders
-                and sum(a.nbytes for a in run.arrays.values()) <= RUN_KEPT_BYTES):
-            self._runs[key] = run
-            while len(self._runs) > RUNS_KEPT:
-                self._runs.popitem(last=False)
+        else:
+            trainable = {k for k, p in self.net.params.items() if p.trainable}
+            backend = self.backend
+            if lease is not None and getattr(backend, "pool", None) is not None:
+                backend = copy.copy(backend)  # kernels' caches shared, the buffers its own
+                backend.pool = BufferPool(backend.xp, backend.pool.limit)
+            run = Run(self.program, backend, params, steps, batch, self.dtype, noise,
+                      trainable, given, input_grads=lease is not None and lease[-1])
+            run.keepable = (getattr(self.backend, "reuses_runs", False) and not noise.uniforms
+                            and not noise.orders
+                            and sum(a.nbytes for a in run.arrays.values()) <= RUN_KEPT_BYTES)
+            if run.keepable and lease is None:
+                self._runs[key] = run
+                while len(self._runs) > RUNS_KEPT:
+                    self._runs.popitem(last=False)
+        run.lease_key = key
         return run
+
+    def _return_tape_run(self, run: Run) -> None:
+        """A dropped tape's Run: kept for the next recorded call of its shapes."""
+        if run.keepable and run.prog is self.program:
+            self._tape_runs[run.lease_key] = run
+            while len(self._tape_runs) > RUNS_KEPT:
+                self._tape_runs.popitem(last=False)
 
     def _outputs(self, run: Run) -> dict:
         return {o: self.backend.export(run.rows(o, 0, run.steps)) for o in self.net.outputs}
 
     def _final_state(self, run: Run) -> dict:
-        t = run.steps
-        return {key: self.backend.export(run.rows(name, *((t - k, t - k + 1) if k > 0
-                                                        else (-k - 1, -k)))[0])
+        return {key: self.backend.export(run.rows(name, *final_rows(run.steps, k))[0])
                 for key, name, k in self.net.boundaries}
 
     def _param_grads(self, run: Run, state: dict) -> dict:

@@ -1,0 +1,260 @@
+"""graphrnn inside PyTorch: a network as an ``nn.Module``, forward and BPTT as custom ops.
+
+Importing :mod:`graphrnn` never imports this module (nor torch): ``import graphrnn.torch``.
+The forward pass and its backward are ``torch.library.custom_op`` s with fake implementations,
+so ``torch.compile`` keeps each one opaque op. On the CPU tensors and NumPy arrays share memory
+(no copies in either direction); on CUDA they are exchanged by DLPack with CuPy, the CuPy work
+ordered on torch's current stream.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import weakref
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from graphrnn.frontend.network import Network
+from graphrnn.frontend.reference import state_key
+from graphrnn.frontend.spec import load_spec
+from graphrnn.model import Model
+from graphrnn.model import compile as compile_model
+
+__all__ = ["Module"]
+
+#: compiled models by id, for the custom ops (which take no Python objects)
+_MODELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+#: tapes of recorded calls by the value of their handle tensor; each lives as long as it
+_TAPES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_HANDLES = itertools.count(1)
+#: whether ``Model.forward`` takes ``train=`` (training-time noise); flip once merged
+_TAKES_TRAIN = "train" in inspect.signature(Model.forward).parameters
+
+
+class _Handle(np.ndarray):
+    """A 0-d int64 array holding a tape: the handle tensor made from it keeps the tape alive,
+    so the tape lives exactly as long as autograd keeps the handle saved for backward."""
+
+
+class _Entry:
+    """A compiled model the ops find by id, with stable NumPy views of the parameters (so the
+    model's kept Run sees the very same arrays call after call)."""
+
+    def __init__(self, model: Model):
+        self.model, self.views = model, {}
+
+    def array(self, name, tensor: torch.Tensor):
+        key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype, tensor.device)
+        hit = self.views.get(name)
+        if hit is None or hit[0] != key:
+            hit = self.views[name] = (key, _to_array(tensor))
+        return hit[1]
+
+
+def _to_array(tensor: torch.Tensor):
+    """The tensor's memory as a NumPy (CPU) or CuPy (CUDA) array, not copied."""
+    tensor = tensor.detach()
+    if tensor.device.type == "cpu":
+        return tensor.numpy()
+    import cupy  # noqa: PLC0415 - CUDA only
+
+    return cupy.from_dlpack(tensor)
+
+
+def _to_tensor(array, like: torch.Tensor) -> torch.Tensor:
+    """An array the caller owns as a tensor on ``like``'s device, not copied."""
+    if isinstance(array, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(array))
+    return torch.from_dlpack(array)
+
+
+def _stream(device: torch.device):
+    """CuPy work on torch's current stream (a no-op context on the CPU)."""
+    import contextlib
+
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    import cupy  # noqa: PLC0415
+
+    return cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream)
+
+
+def _call_shape(model: Model, inputs, state, steps: int):
+    t = inputs[0].shape[0] if inputs else steps
+    b = inputs[0].shape[1] if inputs else (state[0].shape[0] if state else 1)
+    return t, b
+
+
+@torch.library.custom_op("graphrnn::forward", mutates_args=())
+def _forward_op(model_id: int, params: list[torch.Tensor], inputs: list[torch.Tensor],
+                state: list[torch.Tensor], state_keys: str, steps: int, input_grads: bool,
+                train: bool) -> list[torch.Tensor]:
+    entry = _MODELS[model_id]
+    model, net = entry.model, entry.model.net
+    like = params[0] if params else inputs[0]
+    p = {name: entry.array(name, t) for name, t in zip(net.params, params, strict=True)}
+    x = {name: _to_array(t) for name, t in zip(net.inputs, inputs, strict=True)}
+    s = {k: _to_array(t) for k, t in zip(state_keys.split("\n") if state_keys else (), state,
+                                        strict=True)}
+    kw = {"train": train} if _TAKES_TRAIN else {}
+    with _stream(like.device):
+        outputs, final, tape = model.forward(p, x, state=s or None, steps=None if x else steps,
+                                             record=True, input_grads=input_grads, **kw)
+    key = next(_HANDLES)
+    holder = np.array(key, dtype=np.int64).view(_Handle)
+    holder.tape = tape
+    _TAPES[key] = tape
+    return ([_to_tensor(outputs[o], like) for o in net.outputs]
+            + [_to_tensor(final[k], like) for k in tape.final_state_keys]
+            + [torch.from_numpy(holder)])
+
+
+@_forward_op.register_fake
+def _forward_fake(model_id, params, inputs, state, state_keys, steps, input_grads, train):
+    model = _MODELS[model_id].model
+    net = model.net
+    like = params[0] if params else inputs[0]
+    t, b = _call_shape(model, inputs, state, steps)
+    keys = [state_key(n, -k) for n, d in net.history.items() for k in range(1, d + 1)]
+    return ([like.new_empty((t, b, net.size(o))) for o in net.outputs]
+            + [like.new_empty((b, net.size(k.split("@")[0]))) for k in keys]
+            + [torch.empty((), dtype=torch.int64)])
+
+
+@torch.library.custom_op("graphrnn::backward", mutates_args=())
+def _backward_op(handle: torch.Tensor, grads: list[torch.Tensor], params: list[torch.Tensor],
+                 inputs: list[torch.Tensor], state: list[torch.Tensor],
+                 input_grads: bool) -> list[torch.Tensor]:
+    tape = _TAPES[int(handle)]
+    net = tape.model.net
+    like = params[0] if params else inputs[0]
+    outs = dict(zip(net.outputs, grads, strict=False))
+    finals = dict(zip(tape.final_state_keys, grads[len(net.outputs):], strict=True))
+    with _stream(like.device):
+        g = tape.backward({k: _to_array(v) for k, v in outs.items()},
+                          {k: _to_array(v) for k, v in finals.items()})
+    result = [_to_tensor(g[name], like) for name in net.params]
+    for name, x in zip(net.inputs, inputs, strict=True):
+        gx = g[f"input:{name}"]
+        result.append(x.new_empty(0) if gx is None else _to_tensor(gx, like))
+    for key, s in zip(tape.state, state, strict=True):
+        gs = g[f"state:{key}"]
+        result.append(torch.zeros_like(s) if gs is None else _to_tensor(gs, like))
+    return result
+
+
+@_backward_op.register_fake
+def _backward_fake(handle, grads, params, inputs, state, input_grads):
+    return ([torch.empty_like(p) for p in params]
+            + [torch.empty_like(x) if input_grads else x.new_empty(0) for x in inputs]
+            + [torch.empty_like(s) for s in state])
+
+
+def _setup_context(ctx, inputs, output):
+    _, params, xs, state, _, _, input_grads, _ = inputs
+    ctx.sizes = (len(params), len(xs), len(state))
+    ctx.input_grads = input_grads
+    ctx.save_for_backward(output[-1], *params, *xs, *state)
+
+
+def _autograd_backward(ctx, grads):
+    handle, *saved = ctx.saved_tensors
+    n_p, n_x, n_s = ctx.sizes
+    params, xs, state = saved[:n_p], saved[n_p:n_p + n_x], saved[n_p + n_x:]
+    out = torch.ops.graphrnn.backward(handle, list(grads[:-1]), list(params), list(xs),
+                                      list(state),
+                                      ctx.input_grads)
+    g_x = list(out[n_p:n_p + n_x]) if ctx.input_grads else [None] * n_x
+    return None, list(out[:n_p]), g_x, list(out[n_p + n_x:]), None, None, None, None
+
+
+_forward_op.register_autograd(_autograd_backward, setup_context=_setup_context)
+
+
+class Module(torch.nn.Module):
+    """A graphrnn network as a ``torch.nn.Module``.
+
+    Parameters
+    ----------
+    spec_or_network : str, Path or Network
+        A spec file (as :func:`graphrnn.load_spec` takes) or a loaded network.
+    dtype : {"float32", "float64"} or torch.dtype
+        Of the parameters (``.to(torch.float64)`` later works too).
+    backend : {"numpy", "numpy-ufuncs"}
+        What runs CPU tensors; CUDA tensors run on CuPy.
+    seed : int
+        Of the initial parameters (:meth:`graphrnn.Model.init_params`).
+    """
+
+    def __init__(self, spec_or_network, dtype="float32", backend: str = "numpy", seed: int = 0):
+        super().__init__()
+        net = (spec_or_network if isinstance(spec_or_network, Network)
+               else load_spec(Path(spec_or_network)))
+        dtype = {torch.float32: "float32", torch.float64: "float64"}.get(dtype, dtype)
+        self.net, self.backend = net, backend
+        self._models: dict = {}
+        init = self._model(np.dtype(dtype).name, "cpu").model.init_params(seed)
+        #: graphrnn name -> the attribute it is registered under ("." is not allowed there)
+        self._attrs = {name: name.replace(".", ":") for name in net.params}
+        for name, attr in self._attrs.items():
+            self.register_parameter(attr, torch.nn.Parameter(
+                torch.from_numpy(init[name]), requires_grad=net.params[name].trainable))
+
+    def _model(self, dtype: str, device: str) -> _Entry:
+        entry = self._models.get((dtype, device))
+        if entry is None:
+            backend = "cupy" if device == "cuda" else self.backend
+            entry = self._models[(dtype, device)] = _Entry(compile_model(self.net, backend,
+                                                                         dtype))
+            _MODELS[id(entry)] = entry
+        return entry
+
+    def params(self) -> dict[str, torch.nn.Parameter]:
+        """The parameters by graphrnn name (the very ``nn.Parameter`` s of the module)."""
+        return {name: getattr(self, attr) for name, attr in self._attrs.items()}
+
+    def forward(self, inputs, state: dict | None = None, lengths=None, steps: int | None = None):
+        """Run the network.
+
+        Parameters
+        ----------
+        inputs : Tensor or dict
+            Input name -> ``(T, B, size)`` tensor, time-major; one tensor for a one-input net.
+        state : dict, optional
+            Initial states by key (as :meth:`graphrnn.Model.forward`), ``(B, size)`` tensors;
+            gradients flow into them.
+        lengths : None
+            Sequences of different lengths are not implemented yet: only None is accepted.
+        steps : int, optional
+            Steps of a network without inputs.
+
+        Returns
+        -------
+        outputs, state : dict
+            Output name -> ``(T, B, size)``; final-state key -> ``(B, size)``.
+        """
+        net = self.net
+        if lengths is not None:
+            raise NotImplementedError("lengths= is not implemented yet: pass None")
+        if isinstance(inputs, torch.Tensor):
+            if len(net.inputs) != 1:
+                raise ValueError(f"{net.name} has {len(net.inputs)} inputs: pass a dict")
+            inputs = {next(iter(net.inputs)): inputs}
+        params = [getattr(self, self._attrs[name]) for name in net.params]
+        device, dtype = params[0].device, params[0].dtype
+        entry = self._model({torch.float32: "float32", torch.float64: "float64"}[dtype],
+                            device.type)
+        xs = [inputs[name].to(dtype) for name in net.inputs]
+        state = dict(state or {})
+        keys = list(state)
+        input_grads = torch.is_grad_enabled() and any(x.requires_grad for x in xs)
+        out = torch.ops.graphrnn.forward(id(entry), params, xs, [state[k] for k in keys],
+                                         "\n".join(keys), int(steps or 0), input_grads,
+                                         self.training)
+        n = len(net.outputs)
+        finals = [state_key(m, -k) for m, d in net.history.items() for k in range(1, d + 1)]
+        return dict(zip(net.outputs, out[:n], strict=True)), dict(zip(finals, out[n:-1],
+                                                                      strict=True))

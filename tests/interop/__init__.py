@@ -1,0 +1,1 @@
+"""Tests of graphrnn inside other frameworks (PyTorch, JAX)."""
