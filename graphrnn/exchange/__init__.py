@@ -1,0 +1,1 @@
+"""Exchanging networks with other frameworks: ONNX export and import (needs graphrnn[onnx])."""
