@@ -39,7 +39,8 @@ _COMMANDS: dict[str, tuple[str, tuple, Callable[[argparse.Namespace], int]]] = {
 #: ``"module:function"`` adders called with the subparsers (argparse style, ``handler=``).
 ADDERS: list[str] = ["graphrnn.cli.run:add_run_command", "graphrnn.cli.train:add_train_command",
                      "graphrnn.cli.train:add_task_command",
-                     "graphrnn.cli.accuracy:add_accuracy_command"]
+                     "graphrnn.cli.accuracy:add_accuracy_command",
+                     "graphrnn.cli.export:add_export_command"]
 
 
 def arg(*flags: str, **kwargs) -> tuple[tuple[str, ...], dict]:

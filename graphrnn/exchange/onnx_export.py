@@ -37,14 +37,16 @@ _RNN_ACTIVATIONS = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu", "ident
                     "hard_sigmoid": "HardSigmoid", "elu": "Elu", "softplus": "Softplus"}
 
 
-def refusal(net: Network) -> str | None:
-    """Why ``net`` cannot be exported (one line), or ``None`` when it can."""
+def refusal(net: Network) -> SpecError | None:
+    """Why ``net`` cannot be exported (one line naming the node and key), or ``None``."""
     for name, node in net.nodes.items():
         if node.update == "asynchronous":
-            return (f"{name}: update: asynchronous cannot be exported to ONNX (its "
-                    "neuron-by-neuron seeded order has no ONNX op)")
+            return SpecError("asynchronous updates cannot be exported to ONNX (its seeded "
+                             "neuron-by-neuron order has no ONNX op)", net.source, node.line,
+                             f"nodes.{name}.update")
         if node.activation == "bernoulli":
-            return f"{name}: activation bernoulli (a stochastic unit) cannot be exported to ONNX"
+            return SpecError("bernoulli (a stochastic unit) cannot be exported to "
+                             "ONNX", net.source, node.line, f"nodes.{name}.activation")
     return None
 
 
@@ -57,7 +59,7 @@ class _Graph:
 
     def fresh(self, hint: str) -> str:
         self.counter[0] += 1
-        return f"{hint}.{self.counter[0]}"
+        return f"{hint}:{self.counter[0]}"
 
     def op(self, op_type: str, inputs: list[str], hint: str = "t", outputs=None, **attrs):
         outs = outputs or [self.fresh(hint)]
@@ -68,7 +70,7 @@ class _Graph:
         array = np.asarray(value, dtype=dtype)
         key = (hint, array.dtype.str, array.shape, array.tobytes())
         if key not in self.consts:
-            name = f"{hint}.{len(self.consts)}"
+            name = f"{hint}#{len(self.consts)}"
             self.consts[key] = numpy_helper.from_array(array, name)
         return self.consts[key].name
 
@@ -204,7 +206,7 @@ class _Exporter:
             if ext:
                 pre = self.combine(g, node, ext, None)
                 hoisted[m] = self.bias(g, m, pre) if node.combine == "sum" else pre
-        if len(members) == 1 and self.rnn_op(members[0], depth, hoisted):
+        if len(members) == 1 and not self.unrolled and self.rnn_op(members[0], depth, hoisted):
             return
         order = _step_order(net, members)
         carried = {m: self.init.get(m, [])[:depth[m]] for m in members}
@@ -380,7 +382,7 @@ def to_onnx(model, params: dict, path=None, *, unrolled: bool = False,
     net = getattr(model, "net", model)
     why = refusal(net)
     if why:
-        raise SpecError(why)
+        raise why
     if unrolled and (steps is None or steps < 1):
         raise ValueError("an unrolled export needs steps >= 1")
     missing = sorted(set(net.params) - set(params))

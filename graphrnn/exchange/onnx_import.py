@@ -191,7 +191,26 @@ def from_onnx(path_or_model) -> tuple[Network, dict]:
         One line naming what graphrnn cannot express (``clip``, a reverse ``direction`` before
         negative delays, non-trivial ``sequence_lens``, other ops).
     """
-    graph = _load(path_or_model).graph
+    spec, params = onnx_spec(path_or_model)
+    return load_spec(spec_text(spec)), params
+
+
+def spec_text(spec: dict) -> str:
+    """A spec dictionary as the YAML text of a spec file."""
+    return yaml.safe_dump(spec, sort_keys=False, default_flow_style=None)
+
+
+def onnx_spec(path_or_model) -> tuple[dict, dict]:
+    """The spec (as a dictionary) and params of :func:`from_onnx`."""
+    source = (os.fspath(path_or_model) if isinstance(path_or_model, str | os.PathLike)
+              else "<onnx model>")
+    try:
+        return _convert(_load(path_or_model).graph)
+    except SpecError as e:
+        raise SpecError(e.message, source) from None
+
+
+def _convert(graph: onnx.GraphProto) -> tuple[dict, dict]:
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     recurrent = []
     for n in graph.node:
@@ -250,9 +269,8 @@ def from_onnx(path_or_model) -> tuple[Network, dict]:
         outs.append(y)
     spec = {"name": f"onnx_{op.lower()}", "inputs": {"X": int(w.shape[-1])},
             "nodes": s.nodes, "edges": s.edges, "outputs": outs}
-    net = load_spec(yaml.safe_dump(spec, sort_keys=False))
     params = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in s.params.items()}
-    return net, params
+    return spec, params
 
 
 def count_gates(op: str) -> int:
