@@ -73,6 +73,7 @@ def test_bundled_spec_matches_graphrnn_at_two_lengths_from_one_file(path, tmp_pa
     _check(net, params, proto)
     if net.inputs:  # states left out: each takes its default (zeros or the learned init)
         _check(net, params, proto, steps_list=(5,), with_state=False)
+    _check(net, params, gr.to_onnx(model, params, unrolled=True, steps=3), steps_list=(3,))
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
