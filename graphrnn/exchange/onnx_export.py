@@ -19,6 +19,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from graphrnn.errors import SpecError
+from graphrnn.exchange.onnx_ops import emit_lstm, emit_rnn
 from graphrnn.files import write_atomic
 from graphrnn.frontend.network import Network
 
@@ -30,11 +31,7 @@ _PLAIN_OPS = {"tanh": ("Tanh", {}), "sigmoid": ("Sigmoid", {}), "relu": ("Relu",
               "thresholded_relu": ("ThresholdedRelu", {"alpha": "alpha"}),
               "elu": ("Elu", {"alpha": "alpha"}),
               "hard_sigmoid": ("HardSigmoid", {"alpha": "alpha", "beta": "beta"})}
-#: graphrnn activation -> the name of the ONNX RNN operator's ``activations`` entry
-_RNN_ACTIVATIONS = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu", "identity": "Affine",
-                    "affine": "Affine", "leaky_relu": "LeakyRelu", "softsign": "Softsign",
-                    "thresholded_relu": "ThresholdedRelu", "scaled_tanh": "ScaledTanh",
-                    "hard_sigmoid": "HardSigmoid", "elu": "Elu", "softplus": "Softplus"}
+
 
 
 def refusal(net: Network) -> SpecError | None:
@@ -107,6 +104,8 @@ class _Exporter:
         self.init: dict[str, list[str]] = {}  # name -> [(B, size) at t = -1, -2, ...]
         self.inputs: list[onnx.ValueInfoProto] = []
         self.defaults: list[onnx.TensorProto] = []
+        self.last: dict[str, str] = {}  # name -> its (B, size) final value, where no sequence
+        self.loop_members: set[str] = set()
 
     # -- graph inputs, batch and time ---------------------------------------------------------
 
@@ -198,6 +197,9 @@ class _Exporter:
         inside = set(members)
         depth = {m: max([e.delay for e in net.edges if e.src == m and e.dst in inside]
                         + [1 if net.reads_own_past(m) else 0]) for m in members}
+        self.loop_members = inside
+        if not self.unrolled and (emit_rnn(self, members, depth) or emit_lstm(self, members)):
+            return
         hoisted = {}
         for m in members:
             node = net.nodes[m]
@@ -206,8 +208,6 @@ class _Exporter:
             if ext:
                 pre = self.combine(g, node, ext, None)
                 hoisted[m] = self.bias(g, m, pre) if node.combine == "sum" else pre
-        if len(members) == 1 and not self.unrolled and self.rnn_op(members[0], depth, hoisted):
-            return
         order = _step_order(net, members)
         carried = {m: self.init.get(m, [])[:depth[m]] for m in members}
         if self.unrolled:
@@ -271,41 +271,6 @@ class _Exporter:
         for m in members:
             self.seq[m] = g.op("Concat", outs[m], f"v.{m}", axis=0)
 
-    def rnn_op(self, name: str, depth: dict, hoisted: dict) -> bool:
-        """Emit ONNX ``RNN`` when the one-node loop ``name`` is exactly one; say whether."""
-        net, node, g = self.net, self.net.nodes[name], self.g
-        edges = net.in_edges(name)
-        own = [e for e in edges if e.src == name]
-        ext = [e for e in edges if e.src != name]
-        if (node.combine != "sum" or node.leak is not None or depth[name] != 1 or len(own) != 1
-                or len(ext) != 1 or node.activation not in _RNN_ACTIVATIONS
-                or any(e.weight != "full" or e.delay != (e.src == name) for e in edges)):
-            return False
-        mats = []
-        for e in (ext[0], own[0]):
-            w = self.params[e.param]
-            mats.append((w.T if e.transpose else w) * np.float32(e.scale))
-        bias = self.params[f"{name}.bias"] if net.has_bias(name) else np.zeros(node.size)
-        from graphrnn.ops.activations import REGISTRY
-        p = REGISTRY[node.activation].params(node.alpha, node.beta)
-        attrs = {"hidden_size": node.size,
-                 "activations": [_RNN_ACTIVATIONS[node.activation]]}
-        if node.activation == "identity":
-            attrs.update(activation_alpha=[1.0], activation_beta=[0.0])
-        elif REGISTRY[node.activation].keys:
-            keys = REGISTRY[node.activation].keys
-            attrs["activation_alpha"] = [p.alpha]
-            if "beta" in keys:
-                attrs["activation_beta"] = [p.beta]
-        zero = g.const([0], "zero", np.int64)
-        h0 = g.op("Unsqueeze", [self.init[name][0], zero], "h0")
-        b = np.concatenate([bias, np.zeros(node.size)])[None]
-        y = g.op("RNN", [self.seq[ext[0].src], g.const(mats[0][None], "W"),
-                         g.const(mats[1][None], "R"), g.const(b, "B"), "", h0],
-                 outputs=[g.fresh("rnn_y")], **attrs)
-        self.seq[name] = g.op("Squeeze", [y, g.const([1], "one", np.int64)], f"v.{name}")
-        return True
-
     # -- the whole graph -----------------------------------------------------------------------
 
     def build(self) -> onnx.ModelProto:
@@ -326,6 +291,11 @@ class _Exporter:
                 name, TensorProto.FLOAT, [self.unrolled or "T", "B", net.size(name)]))
         for name, depth in net.history.items():
             if not depth:
+                continue
+            if name in self.last:
+                g.op("Identity", [self.last[name]], outputs=[f"final.{name}"])
+                outputs.append(helper.make_tensor_value_info(
+                    f"final.{name}", TensorProto.FLOAT, ["B", net.size(name)]))
                 continue
             zero = g.const([0], "zero", np.int64)
             rows = [g.op("Unsqueeze", [self.init[name][k - 1], zero]) for k in range(depth, 0, -1)]

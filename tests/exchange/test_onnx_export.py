@@ -92,7 +92,7 @@ def test_bernoulli_units_are_refused():
 
 
 def test_time_loops_are_one_op_whose_size_does_not_grow_with_t():
-    net = gr.load_spec(ROOT / "graphrnn" / "specs" / "lstm.yaml")
+    net = gr.load_spec(ROOT / "graphrnn" / "specs" / "gru.yaml")
     params = gr.compile(net).init_params(0)
     proto = gr.to_onnx(net, params)
     assert [n.op_type for n in proto.graph.node].count("Scan") == 1
@@ -159,3 +159,29 @@ def test_cli_export_writes_a_model_and_refuses_in_one_line(tmp_path):
     refused = cli("export", "specs/hopfield.yaml", "-o", str(tmp_path / "h.onnx"))
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "asynchronous" in refused.stderr and not (tmp_path / "h.onnx").exists()
+
+
+def _lstm_text(changes: dict) -> str:
+    text = (ROOT / "graphrnn" / "specs" / "lstm.yaml").read_text()
+    for old, new in changes.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.mark.parametrize(("changes", "op"), [
+    ({}, "LSTM"),
+    ({"  - i -> ig identity\n  - g -> ig identity":  # the factors the other way round
+      "  - g -> ig identity\n  - i -> ig identity",
+      "{size: 16, activation: sigmoid}": "{size: 16, activation: hard_sigmoid, alpha: 0.3}",
+      "tc: {size: 16, activation: tanh}": "tc: {size: 16, activation: softsign}"}, "LSTM"),
+    ({"outputs: [y]": "outputs: [y, f]"}, "Scan"),     # a gate read outside: not the op
+    ({"  - c -> tc identity": "  - c -> tc identity\n  - c -> i @2 diagonal"}, "Scan"),
+])
+def test_lstm_loops_are_the_onnx_lstm_operator(changes, op):
+    net = gr.load_spec(_lstm_text(changes))
+    params = {k: v * 1.5 for k, v in gr.compile(net).init_params(2).items()}
+    proto = gr.to_onnx(net, params)
+    ops = {n.op_type for n in proto.graph.node}
+    assert op in ops and not ({"LSTM", "Scan"} - {op}) & ops
+    _check(net, params, proto)

@@ -277,3 +277,19 @@ def test_round_trip_through_to_onnx_and_the_cli(tmp_path):
     outputs, _ = gr.compile(again, dtype="float64").forward(loaded, {"X": arrays["X"]})
     ref = gr.compile(net, dtype="float64").forward(params, {"X": arrays["X"]})[0]
     assert np.array_equal(outputs["Y"], ref["Y"])
+
+
+def test_an_imported_lstm_exports_as_the_lstm_operator():
+    node, arrays = _random("LSTM", peep=True, seed=6,
+                           activations=["HardSigmoid", "Elu", "Softsign"],
+                           activation_alpha=[0.3, 0.7], activation_beta=[0.4])
+    net, params = gr.from_onnx(_model(node, arrays))
+    exported = gr.to_onnx(net, params)
+    assert [n.op_type for n in exported.graph.node].count("LSTM") == 1
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(exported.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    y, h, c = session.run(["Y", "final.H", "final.C"], {
+        "X": arrays["X"], "state.H": arrays["initial_h"][0], "state.C": arrays["initial_c"][0]})
+    _assert_close({"Y": y[:, None], "Y_h": h[None], "Y_c": c[None]}, _onnxruntime(node, arrays))
