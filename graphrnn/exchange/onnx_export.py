@@ -19,7 +19,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from graphrnn.errors import SpecError
-from graphrnn.exchange.onnx_ops import emit_lstm, emit_rnn
+from graphrnn.exchange.onnx_ops import emit_gru, emit_lstm, emit_rnn
 from graphrnn.files import write_atomic
 from graphrnn.frontend.network import Network
 
@@ -198,7 +198,8 @@ class _Exporter:
         depth = {m: max([e.delay for e in net.edges if e.src == m and e.dst in inside]
                         + [1 if net.reads_own_past(m) else 0]) for m in members}
         self.loop_members = inside
-        if not self.unrolled and (emit_rnn(self, members, depth) or emit_lstm(self, members)):
+        if not self.unrolled and (emit_rnn(self, members, depth) or emit_lstm(self, members)
+                                  or emit_gru(self, members)):
             return
         hoisted = {}
         for m in members:

@@ -202,3 +202,127 @@ def emit_rnn(exp, members: list[str], depth: dict) -> bool:
              outputs=[g.fresh("rnn_y")], hidden_size=node.size, **_act_attrs([act]))
     exp.seq[name] = g.op("Squeeze", [y, g.const([1], "one", np.int64)], f"v.{name}")
     return True
+
+
+def _only(net, name: str, combine: str, sources: int) -> list[tuple[str, int]] | None:
+    """The identity sources of a plain ``combine`` node with exactly ``sources`` of them."""
+    if not _plain(net.nodes[name], combine, net, name):
+        return None
+    srcs = _identity_sources(net, name)
+    return srcs if srcs is not None and len(srcs) == sources else None
+
+
+def _candidate(exp, name: str, hidden: str, r_gate: str):
+    """``(x source, W_h, R_h, Wb_h, Rb_h, act)`` of ONNX's GRU candidate at ``name``, either
+    ``g(W x + R (r * h[t-1]) + b)`` or, ``linear_before_reset``, ``g(W x + r * (R h[t-1] +
+    Rb) + Wb)``; with ``lbr`` (bool) appended."""
+    net, node = exp.net, exp.net.nodes[name]
+    if node.combine != "sum" or node.leak is not None or _act(node) is None:
+        return None
+    x = inner = None
+    for e in net.in_edges(name):
+        if e.delay != 0:
+            return None
+        if e.src not in exp.loop_members and e.weight == "full" and x is None:
+            x = (e.src, _weight(exp.params, e))
+        elif e.src in exp.loop_members and inner is None:
+            inner = e
+        else:
+            return None
+    if x is None or inner is None:
+        return None
+    size = node.size
+    bias = exp.params[f"{name}.bias"] if net.has_bias(name) else np.zeros(size, np.float32)
+    prod = _only(net, inner.src, "product", 2)
+    if prod is None or any(d for s, d in prod if s == r_gate) or r_gate not in dict(prod):
+        return None
+    other = next(((s, d) for s, d in prod if s != r_gate), None)
+    if inner.weight == "full" and other == (hidden, 1):
+        return x[0], x[1], _weight(exp.params, inner), bias, np.zeros(size, np.float32), \
+            _act(node), False, (inner.src,)
+    if inner.weight != "identity" or inner.scale != 1.0 or other is None or other[1] != 0:
+        return None
+    rh, rh_node = other[0], net.nodes[other[0]]
+    edges = net.in_edges(rh)
+    if (rh_node.combine != "sum" or rh_node.activation != "identity" or rh_node.leak is not None
+            or len(edges) != 1 or edges[0].weight != "full" or edges[0].src != hidden
+            or edges[0].delay != 1):
+        return None
+    rb = exp.params[f"{rh}.bias"] if net.has_bias(rh) else np.zeros(size, np.float32)
+    return x[0], x[1], _weight(exp.params, edges[0]), bias, rb, _act(node), True, \
+        (inner.src, rh)
+
+
+def _gru_mix(net, hidden: str) -> tuple[str, str, tuple] | None:
+    """``(z, candidate, helper nodes)`` of ``h = (1 - z) * n + z * h[t-1]`` as from_onnx writes
+    it, or of ``h = n + z * (h[t-1] - n)`` (torch's form, graphrnn's gru.yaml)."""
+    parts = _only(net, hidden, "sum", 2)
+    if parts is None or any(d for _, d in parts):
+        return None
+    for (a, _), (b, _) in (parts, parts[::-1]):
+        zh, mix = _only(net, a, "product", 2), _only(net, b, "product", 2)
+        if zh and mix and (hidden, 1) in zh:                       # (1 - z) * n + z * h[t-1]
+            z = next((s for s, d in zh if (s, d) != (hidden, 1) and d == 0), None)
+            for (nz, _), (cand, _) in (mix, mix[::-1]):
+                nz_node, nz_edges = net.nodes[nz], net.in_edges(nz)
+                if (nz_node.activation == "affine" and (nz_node.alpha, nz_node.beta) == (-1, 1)
+                        and not net.has_bias(nz) and nz_node.leak is None
+                        and [(e.src, e.delay, e.weight, e.scale) for e in nz_edges]
+                        == [(z, 0, "identity", 1.0)]):
+                    return z, cand, (a, b, nz)
+        diff = _identity_diff(net, b, hidden) if mix else None    # n + z * (h[t-1] - n)
+        if diff is not None and diff[0] == a:
+            z = next((s for s, d in mix if s != diff[1] and d == 0), None)
+            if z is not None:
+                return z, a, (b, diff[1])
+    return None
+
+
+def _identity_diff(net, zd: str, hidden: str):
+    """For ``zd = z * d`` with ``d = h[t-1] - n``: ``(n, d)``, else None."""
+    for src, delay in _identity_sources(net, zd) or ():
+        d_edges = net.in_edges(src) if src in net.nodes else ()
+        if (delay == 0 and len(d_edges) == 2 and _plain(net.nodes[src], "sum", net, src)
+                and all(e.weight == "identity" and e.delay == 0 or (e.src, e.delay) == (hidden, 1)
+                        for e in d_edges)):
+            plus = [e for e in d_edges if (e.src, e.delay, e.scale) == (hidden, 1, 1.0)]
+            minus = [e for e in d_edges if e.delay == 0 and e.scale == -1.0]
+            if plus and minus and plus[0].weight == "identity":
+                return minus[0].src, src
+    return None
+
+
+def emit_gru(exp, members: list[str]) -> bool:
+    """Emit ONNX ``GRU`` for a loop that is exactly one; say whether."""
+    net = exp.net
+    for hid in members:
+        mix = _gru_mix(net, hid) if hid in net.nodes else None
+        if mix is None:
+            continue
+        z, cand, helpers = mix
+        for r in members:
+            if r in (z, hid, cand) or r not in net.nodes:
+                continue
+            c = _candidate(exp, cand, hid, r)
+            gz, gr_ = _gate(exp, z, hid, None, -9), _gate(exp, r, hid, None, -9)
+            if c is None or gz is None or gr_ is None:
+                continue
+            used = {hid, z, r, cand, *helpers, *c[7]}
+            if (used != set(members) or len(used) != len(members) or gz[5] != gr_[5]
+                    or len({gz[0], gr_[0], c[0]}) != 1 or not _readers_ok(exp, members, {hid})):
+                continue
+            _gru_node(exp, hid, gz, gr_, c)
+            return True
+    return False
+
+
+def _gru_node(exp, hid: str, gz, gr_, c) -> None:
+    g, zero, size = exp.g, exp.g.const([0], "zero", np.int64), exp.net.nodes[hid].size
+    w = np.concatenate([gz[1], gr_[1], c[1]])[None]
+    r = np.concatenate([gz[2], gr_[2], c[2]])[None]
+    b = np.concatenate([gz[4], gr_[4], c[3], np.zeros(2 * size, np.float32), c[4]])[None]
+    h0 = g.op("Unsqueeze", [exp.init[hid][0], zero], "h0")
+    y = g.op("GRU", [exp.seq[gz[0]], g.const(w, "W"), g.const(r, "R"), g.const(b, "B"), "", h0],
+             outputs=[g.fresh("gru_y")], hidden_size=size, linear_before_reset=int(c[6]),
+             **_act_attrs([gz[5], c[5]]))
+    exp.seq[hid] = g.op("Squeeze", [y, g.const([1], "one", np.int64)], f"v.{hid}")

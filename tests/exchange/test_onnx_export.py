@@ -92,7 +92,7 @@ def test_bernoulli_units_are_refused():
 
 
 def test_time_loops_are_one_op_whose_size_does_not_grow_with_t():
-    net = gr.load_spec(ROOT / "graphrnn" / "specs" / "gru.yaml")
+    net = gr.load_spec(ROOT / "graphrnn" / "specs" / "narx.yaml")
     params = gr.compile(net).init_params(0)
     proto = gr.to_onnx(net, params)
     assert [n.op_type for n in proto.graph.node].count("Scan") == 1
@@ -104,12 +104,16 @@ def test_time_loops_are_one_op_whose_size_does_not_grow_with_t():
         _check(net, params, unrolled, steps_list=(steps,))
 
 
-def test_an_elman_loop_is_the_onnx_rnn_operator():
-    net = gr.load_spec(ROOT / "graphrnn" / "specs" / "elman.yaml")
+@pytest.mark.parametrize(("spec", "op", "count"), [
+    ("elman", "RNN", 1), ("gru", "GRU", 1), ("lstm", "LSTM", 1), ("lstm2", "LSTM", 2),
+    ("narx", "Scan", 1)])
+def test_loops_that_are_onnx_operators_are_those_operators(spec, op, count):
+    net = gr.load_spec(ROOT / "graphrnn" / "specs" / f"{spec}.yaml")
     params = gr.compile(net).init_params(0)
     proto = gr.to_onnx(net, params)
     ops = [n.op_type for n in proto.graph.node]
-    assert ops.count("RNN") == 1 and "Scan" not in ops
+    assert ops.count(op) == count
+    assert not {"Scan", "RNN", "GRU", "LSTM"} - {op} & set(ops)
     _check(net, params, proto)
 
 
