@@ -189,3 +189,16 @@ def test_lstm_loops_are_the_onnx_lstm_operator(changes, op):
     ops = {n.op_type for n in proto.graph.node}
     assert op in ops and not ({"LSTM", "Scan"} - {op}) & ops
     _check(net, params, proto)
+
+
+def test_without_onnx_the_api_and_cli_say_how_to_install_it(tmp_path):
+    code = ("import sys; sys.modules['onnx'] = None; import graphrnn as gr\n"
+            "net = gr.load_spec('specs/elman.yaml')\n"
+            "try:\n    gr.to_onnx(net, {})\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert "pip install 'graphrnn[onnx]'" in out.stdout, out.stderr
+    code = ("import sys; sys.modules['onnx'] = None; from graphrnn.cli.main import main\n"
+            f"sys.exit(main(['export', 'specs/elman.yaml', '-o', '{tmp_path / 'e.onnx'}']))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and "graphrnn[onnx]" in out.stderr
+    assert out.stderr.count("\n") == 1
