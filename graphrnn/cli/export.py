@@ -52,8 +52,9 @@ def export_command(args: argparse.Namespace) -> int:
     model = compile(net, dtype="float32")
     params = load_data(args.params) if args.params else model.init_params(args.seed)
     proto = export.to_onnx(model, params, args.output, unrolled=args.unrolled, steps=args.steps)
-    print(f"wrote {args.output}: {len(proto.graph.node)} ONNX nodes "
-          f"({', '.join(sorted({n.op_type for n in proto.graph.node if n.op_type in _LOOPS}))})")
+    loops = sorted({n.op_type for n in proto.graph.node if n.op_type in _LOOPS})
+    how = f"unrolled for {args.steps} steps" if args.unrolled else ", ".join(loops) or "no loop"
+    print(f"wrote {args.output}: {len(proto.graph.node)} ONNX nodes ({how})")
     return 0
 
 

@@ -79,9 +79,10 @@ class _Spec:
 
     def __init__(self, hidden: int):
         self.hidden, self.nodes, self.edges, self.params = hidden, {}, [], {}
+        self.activated: list[str] = []  # the nodes applying one of the op's activations
 
     def node(self, name: str, act=("identity", None, None), combine="sum", bias=None,
-             bias_value=None) -> str:
+             bias_value=None, onnx_act=False) -> str:
         spec = {"size": self.hidden, "activation": act[0], "combine": combine}
         if act[1] is not None:
             spec["alpha"] = float(act[1])
@@ -90,9 +91,34 @@ class _Spec:
         if bias is not None:
             spec["bias"] = bias
         self.nodes[name] = spec
+        if onnx_act:
+            self.activated.append(name)
         if bias_value is not None:
             self.params[f"{name}.bias"] = bias_value
         return name
+
+    def clip(self, threshold: float) -> None:
+        """Bound the input of every gate's activation to ``[-c, c]`` (ONNX's ``clip``, as
+        onnxruntime applies it: not to the LSTM's ``h(C)``; onnx.reference ignores clip):
+        ``clip(x) = 2c * hard_sigmoid(x / 2c + 1/2) - c``, a node ``NAME_clip`` before each."""
+        c = float(threshold)
+        for name in self.activated:
+            pre, spec = f"{name}_clip", self.nodes[name]
+            self.nodes[pre] = {"size": self.hidden, "activation": "hard_sigmoid",
+                               "alpha": 0.5 / c, "beta": 0.5, "combine": spec["combine"],
+                               **({"bias": spec["bias"]} if "bias" in spec else {})}
+            for e in self.edges:
+                if e["to"] == name:
+                    old = f"{e['from']}->{name}" + (f"@{e['delay']}" if e["delay"] else "")
+                    e["to"] = pre
+                    if old in self.params:
+                        self.params[old.replace(f"->{name}", f"->{pre}", 1)] = \
+                            self.params.pop(old)
+            if f"{name}.bias" in self.params:
+                self.params[f"{pre}.bias"] = self.params.pop(f"{name}.bias")
+            spec.update(bias=True, combine="sum")
+            self.params[f"{name}.bias"] = np.full(self.hidden, -c)
+            self.edge(pre, name, scale=2 * c)
 
     def edge(self, src: str, dst: str, delay=0, weight="identity", value=None, scale=1.0):
         e = {"from": src, "to": dst, "delay": delay, "weight": weight}
@@ -115,7 +141,7 @@ def _direction(op, s: _Spec, d: int, acts, w, r, b, p, attrs) -> str:
     Rb = [b[(gates + k) * hid:(gates + k + 1) * hid] for k in range(gates)]
 
     def gate(name, act, k, peephole=None, peephole_delay=lag):
-        s.node(name, act, bias_value=Wb[k] + Rb[k])
+        s.node(name, act, bias_value=Wb[k] + Rb[k], onnx_act=True)
         s.edge("X", name, 0, "full", W[k])
         s.edge(H, name, lag, "full", R[k])
         if peephole is not None:
@@ -133,12 +159,12 @@ def _direction(op, s: _Spec, d: int, acts, w, r, b, p, attrs) -> str:
             s.edge(H, f"rh{sfx}", lag, "full", R[2])
             s.node(f"rrh{sfx}", combine="product")          # r * (R_h H[t-1] + Rb_h)
             s.edge(rr, f"rrh{sfx}"), s.edge(f"rh{sfx}", f"rrh{sfx}")
-            s.node(hh, acts[1], bias_value=Wb[2])
+            s.node(hh, acts[1], bias_value=Wb[2], onnx_act=True)
             s.edge("X", hh, 0, "full", W[2]), s.edge(f"rrh{sfx}", hh)
         else:
             s.node(f"rH{sfx}", combine="product")           # r * H[t-1]
             s.edge(rr, f"rH{sfx}"), s.edge(H, f"rH{sfx}", lag)
-            s.node(hh, acts[1], bias_value=Wb[2] + Rb[2])
+            s.node(hh, acts[1], bias_value=Wb[2] + Rb[2], onnx_act=True)
             s.edge("X", hh, 0, "full", W[2]), s.edge(f"rH{sfx}", hh, 0, "full", R[2])
         s.node(f"nz{sfx}", ("affine", -1.0, 1.0), bias=False)  # 1 - z
         s.edge(z, f"nz{sfx}")
@@ -162,7 +188,7 @@ def _direction(op, s: _Spec, d: int, acts, w, r, b, p, attrs) -> str:
     s.edge(i, f"ig{sfx}"), s.edge(g, f"ig{sfx}")
     s.node(C)
     s.edge(f"fC{sfx}", C), s.edge(f"ig{sfx}", C)
-    s.node(f"hC{sfx}", acts[2], bias=False)
+    s.node(f"hC{sfx}", acts[2], bias=False)  # onnxruntime does not clip h's input
     s.edge(C, f"hC{sfx}")
     s.node(H, combine="product")
     s.edge(o, H), s.edge(f"hC{sfx}", H)
@@ -188,7 +214,7 @@ def from_onnx(path_or_model) -> tuple[Network, dict]:
     Raises
     ------
     SpecError
-        One line naming what graphrnn cannot express (``clip``, a reverse ``direction`` before
+        One line naming what graphrnn cannot express (a reverse ``direction`` before
         negative delays, non-trivial ``sequence_lens``, other ops).
     """
     spec, params = onnx_spec(path_or_model)
@@ -238,8 +264,8 @@ def _convert(graph: onnx.GraphProto) -> tuple[dict, dict]:
         _refuse(op, f"direction={direction} is not forward, reverse or bidirectional")
     if direction != "forward" and not NEGATIVE_DELAYS:
         _refuse(op, f"direction={direction} needs negative delays (not in graphrnn yet)")
-    if attrs.get("clip") is not None:
-        _refuse(op, "clip (cell clip) cannot be expressed: graphrnn has no clipped activation")
+    if attrs.get("clip") is not None and not attrs["clip"] > 0:
+        _refuse(op, f"clip={attrs['clip']} must be positive")
     if "sequence_lens" in given:
         _sequence_lens_trivial(op, graph, given, consts, attrs.get("layout", 0))
     for role in ("W", "R", "B", "P"):
@@ -263,6 +289,9 @@ def _convert(graph: onnx.GraphProto) -> tuple[dict, dict]:
     for d in range(dirs):
         H = _direction(op, s, d, acts[d], w[d], r[d], b[d], None if p is None else p[d],
                        attrs)
+        if attrs.get("clip") is not None:
+            s.clip(attrs["clip"])
+            s.activated.clear()
         y = "Y_reverse" if d == 1 else "Y"
         s.node(y)
         s.edge(H, y)

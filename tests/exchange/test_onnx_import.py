@@ -202,6 +202,18 @@ def test_input_forget_matches_onnxruntime():
     assert net.nodes["f"].activation == "affine" and net.in_edges("f")[0].src == "i"
 
 
+@pytest.mark.parametrize(("op", "options"), [
+    ("RNN", {}), ("GRU", {}), ("GRU", {"linear_before_reset": 1}), ("LSTM", {}),
+    ("LSTM", {"peep": True, "input_forget": 1}),
+    ("LSTM", {"activations": ["HardSigmoid", "Elu", "Tanh"], "activation_alpha": [0.3, 0.8]})])
+def test_clip_matches_onnxruntime(op, options):  # onnx.reference ignores clip
+    node, arrays = _random(op, seed=7, clip=0.4, **options)
+    got = _graphrnn(node, arrays)
+    _assert_close(got, _onnxruntime(node, arrays))
+    unclipped = _graphrnn(*_random(op, seed=7, **options))
+    assert max(np.abs(got[k] - unclipped[k]).max() for k in got) > 1e-3  # clip mattered
+
+
 def test_state_keys_are_h_and_c():
     net, params = gr.from_onnx(_model(*_random("LSTM", peep=True)))
     assert set(net.state_keys) == {"H", "C"}
@@ -210,7 +222,7 @@ def test_state_keys_are_h_and_c():
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"clip": 3.0}, "clip"),
+    ({"clip": -1.0}, "clip=-1.0 must be positive"),
     ({"direction": "reverse"}, "direction=reverse needs negative delays"),
     ({"activations": ["Gelu"]}, "activations: Gelu"),
     ({"hidden_size": 7}, "hidden_size=7"),
