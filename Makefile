@@ -9,7 +9,7 @@ OUT := out
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test,plot,progress,mpi]'
+	$(PY) -m pip install -q -e '.[test,plot,progress,mpi,onnx,jax]'
 	touch $@
 
 # torch (a CPU wheel) lets the parity tests compare with torch.nn; they skip without it.

@@ -3,6 +3,7 @@
 # config first: before NumPy loads OpenBLAS, it asks for short idle spins (see config.py)
 from graphrnn import config, hopfield  # noqa: F401
 from graphrnn.errors import DataError, SpecError
+from graphrnn.exchange import from_onnx, to_onnx
 from graphrnn.frontend.network import Edge, Network, Node, Param
 from graphrnn.frontend.spec import load_spec, spec_path
 from graphrnn.frontend.unroll import unroll
@@ -10,5 +11,6 @@ from graphrnn.model import Model, compile  # noqa: A004
 from graphrnn.training.loop import TrainResult, train
 
 __all__ = ["DataError", "Edge", "Model", "Network", "Node", "Param", "SpecError", "TrainResult",
-           "compile", "hopfield", "load_spec", "spec_path", "train", "unroll"]
+           "compile", "from_onnx", "hopfield", "load_spec", "spec_path", "to_onnx", "train",
+           "unroll"]
 __version__ = "0.1.0"

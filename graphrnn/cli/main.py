@@ -31,7 +31,9 @@ COMMANDS: list[str] = [
     "graphrnn.cli.main:add_check_command", "graphrnn.cli.main:add_inspect_command",
     "graphrnn.cli.main:add_hopfield_command", "graphrnn.cli.main:add_bench_command",
     "graphrnn.cli.run:add_run_command", "graphrnn.cli.train:add_train_command",
-    "graphrnn.cli.train:add_task_command", "graphrnn.cli.accuracy:add_accuracy_command"]
+    "graphrnn.cli.train:add_task_command", "graphrnn.cli.accuracy:add_accuracy_command",
+    "graphrnn.cli.export:add_export_command"]
+
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,8 @@ from graphrnn.cli.main import main
 from tests.helpers import ROOT
 
 ELMAN = str(ROOT / "specs" / "elman.yaml")
-EVERY = {"check", "inspect", "hopfield", "bench", "run", "train", "task", "accuracy"}
+EVERY = {"check", "inspect", "hopfield", "bench", "run", "train", "task", "accuracy", "export",
+         "import"}
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
