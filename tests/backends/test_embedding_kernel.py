@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
+from graphrnn.backends import cupy_backend
 from graphrnn.backends import kernels_numpy as twins
 from graphrnn.backends.cuda_ops import GatherCudaKernel, hand_written, sorted_segments
 from graphrnn.ops.gather import scatter_add_rows
@@ -125,3 +126,26 @@ def test_token_specs_on_the_host_run_gpu_backend_use_the_kernel_and_match_numpy(
     for k in gw:
         np.testing.assert_allclose(gg[k], gw[k], rtol=rtol, atol=rtol * 10, err_msg=k)
 
+
+
+@pytest.mark.skipif(not cupy_backend.available(), reason="the CuPy backend needs a GPU")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_lstm_lm_embedding_on_cupy_matches_numpy_and_repeats_bit_for_bit(dtype):
+    """On a real GPU (benchmarks/gpu_check.sh): lstm_lm on CuPy against NumPy, and the table
+    gradient (the sorted segmented sum, no atomics) the same bits in two runs."""
+    net = gr.load_spec(SPECS / "lstm_lm.yaml")
+    numpy_model, gpu = gr.compile(net, dtype=dtype), gr.compile(net, backend="cupy", dtype=dtype)
+    params = numpy_model.init_params(7)
+    inputs, _ = random_case(net, steps=40, batch=16, seed=8)  # 640 rows of 64 tokens: repeats
+    labels = {"y": np.random.default_rng(9).integers(0, 64, (40, 16))}
+    rtol = 1e-10 if dtype == "float64" else 2e-4
+    want, _ = numpy_model.forward(params, inputs)
+    got, _ = gpu.forward(params, inputs)
+    np.testing.assert_allclose(got["y"], want["y"], rtol=rtol, atol=rtol)
+    lw, gw = numpy_model.gradients(params, inputs, labels, loss="cross_entropy")
+    lg, gg = gpu.gradients(params, inputs, labels, loss="cross_entropy")
+    assert lg == pytest.approx(lw, rel=rtol)
+    for k in gw:
+        np.testing.assert_allclose(gg[k], gw[k], rtol=rtol, atol=rtol * 10, err_msg=k)
+    again = gpu.gradients(params, inputs, labels, loss="cross_entropy")[1]
+    np.testing.assert_array_equal(again["emb"], gg["emb"])
