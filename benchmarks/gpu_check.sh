@@ -67,6 +67,9 @@ else
 fi
 [ "$conformance" -eq 0 ] || status=1
 
+echo "== embedding (specs/lstm_lm.yaml: kernels/embedding.cu on CuPy against NumPy, grads repeat)"
+timeout 90 "$PY" -m pytest -q -p no:cacheprovider -rs tests/backends/test_embedding_kernel.py -k cupy 2>&1 | tail -3; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
 echo "== CUDA graphs (GRAPHRNN_DEBUG=1, without torch in the process)"
 timeout 60 env GRAPHRNN_DEBUG=1 "$PY" - <<'PYEOF' 2>&1 | grep -E "cuda graph|cuBLAS|backend" | sort | uniq -c
 import numpy as np

@@ -17,7 +17,7 @@ import numpy as np
 from graphrnn.backends.activation_c import codes
 from graphrnn.backends.codegen import KERNEL_DIR, Arg
 from graphrnn.compiler.fusion import elementwise
-from graphrnn.compiler.ir import Fused, MatMul, NodeUpdate
+from graphrnn.compiler.ir import Fused, Gather, MatMul, NodeUpdate
 from graphrnn.ops.activations import REGISTRY
 from graphrnn.ops.fused import FusedKernel
 from graphrnn.ops.matmul import MatMulKernel
@@ -276,6 +276,60 @@ class GemmKernel(_Kernel):
     param_grads = MatMulKernel.param_grads
 
 
+def sorted_segments(xp, ids) -> tuple:
+    """``order`` (the rows sorted by token, a stable sort) and ``starts`` (where each distinct
+    token's run begins in it, then ``len(ids)``), both int32, for ``gr_gather_grad``."""
+    order = xp.argsort(ids, kind="stable")  # CuPy accepts only None or "stable"
+    ordered = ids[order]
+    inner = xp.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    starts = xp.concatenate((xp.zeros(1, xp.int64), inner, xp.full(1, ids.size, xp.int64)))
+    return order.astype(xp.int32), starts.astype(xp.int32)
+
+
+class GatherCudaKernel(_Kernel):
+    """A Gather as ``kernels/embedding.cu``: forward one thread per (row, column); the table
+    gradient one block per distinct token summing its rows in sorted order (deterministic:
+    the same bits in every run, no atomics)."""
+
+    def __init__(self, op: Gather, run, backend):
+        super().__init__(op, run, backend)
+        self.module = backend.module(hand_written("embedding.cu"))
+        self.table = run.xp.ascontiguousarray(run.params[op.param], dtype=run.dtype)
+        self.cols = run.prog.buffers[op.out].size
+        self.sfx = SUFFIX[self.dtype]
+
+    def pointers(self, backward: bool) -> tuple:
+        run, op = self.run, self.op
+        return tuple(self.backend.ptr(a) for a in (run.arrays[op.src], self.table,
+                                                   run.arrays[op.out]))
+
+    def forward(self, lo: int, hi: int) -> None:
+        run, op = self.run, self.op
+        rows = (hi - lo) * self.batch
+        grid = min(max(1, (rows * self.cols + BLOCK - 1) // BLOCK), 65535)  # grid-stride loop
+        self.module.launch(f"gr_gather_forward_{self.sfx}", (grid,), (BLOCK,), (
+            run.arrays[op.src], self.offset(op.src, lo), self.table, run.arrays[op.out],
+            self.offset(op.out, lo), np.int64(rows), np.int32(self.cols), self.real(op.scale)))
+
+    def backward(self, lo: int, hi: int) -> None:
+        """Nothing to send on: tokens have no gradient."""
+
+    def param_grads(self) -> None:
+        run, op = self.run, self.op
+        if op.param not in run.trainable or run.steps * self.batch == 0:
+            return
+        xp = run.xp
+        ids = run.rows(op.src, 0, run.steps).reshape(-1).astype(xp.int64)
+        order, starts = sorted_segments(xp, ids)
+        grad = xp.zeros(self.table.shape, dtype=run.dtype)
+        segments = int(starts.size) - 1
+        self.module.launch(f"gr_gather_grad_{self.sfx}", (segments,), (_pow2_block(self.cols),), (
+            run.arrays[op.src], self.offset(op.src, 0), run.grads[op.out],
+            self.offset(op.out, 0), order, starts, np.int32(segments), np.int32(self.cols),
+            self.real(op.scale), grad))
+        run.add_param_grad(op.param, grad)
+
+
 def device_kernel(op, run, backend):
     """The wrapper for ``op``, or None where the generic NumPy-style kernel must do."""
     buffers = run.prog.buffers
@@ -283,6 +337,8 @@ def device_kernel(op, run, backend):
         return GemmKernel(op, run, backend)
     if isinstance(op, Fused):
         return FusedCudaKernel(op, run, backend)
+    if isinstance(op, Gather):
+        return GatherCudaKernel(op, run, backend)
     if isinstance(op, NodeUpdate):
         if op.own:
             ok = op.activation in ACT_CODES and elementwise(replace(op, own=()), buffers)

@@ -1,7 +1,8 @@
 """NumPy twins of the hand-written CUDA kernels in ``kernels/``, step for step.
 
 ``softmax.cu`` -> :func:`softmax_forward`, :func:`softmax_backward`; ``hopfield_async.cu`` ->
-:func:`hopfield_async_step`. The generated fused kernels' twin is
+:func:`hopfield_async_step`; ``embedding.cu`` -> :func:`gather_rows`, :func:`scatter_add_sorted`.
+The generated fused kernels' twin is
 :class:`graphrnn.ops.fused.FusedKernel` (the members run in order). The tests check each twin
 against the reference semantics (:mod:`~graphrnn.frontend.reference`) and each CUDA kernel,
 compiled for the host, against its twin.
@@ -109,3 +110,59 @@ def hopfield_async_step(prev: np.ndarray, net: np.ndarray, w: np.ndarray, order:
             a = a * real(leak) + prev[:, i:i + 1] * real(1 - leak)
         s[:, i] = a[:, 0]
     return s, h
+
+
+def gather_rows(ids: np.ndarray, table: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """``out[r] = scale * table[ids[r]]``: the embedding's forward, one row per token.
+
+    Parameters
+    ----------
+    ids : numpy.ndarray
+        ``(R,)`` token ids (any numeric dtype holding whole numbers in ``0..V-1``).
+    table : numpy.ndarray
+        ``(V, C)`` the embedding table.
+    scale : float
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(R, C)``, the table's dtype.
+    """
+    return table.dtype.type(scale) * table[ids.astype(np.int64)]
+
+
+def scatter_add_sorted(ids: np.ndarray, rows: np.ndarray, vocab: int,
+                       scale: float = 1.0) -> np.ndarray:
+    """``g[v] = scale * sum of rows[r] over r with ids[r] = v``, summed as ``embedding.cu`` does.
+
+    The rows are ordered by token with a stable sort; each token's rows are then added one by
+    one in that order (a left fold from zero) and the sum multiplied by ``scale`` once, so the
+    CUDA kernel's result is this one bit for bit.
+
+    Parameters
+    ----------
+    ids : numpy.ndarray
+        ``(R,)`` token ids.
+    rows : numpy.ndarray
+        ``(R, C)`` the gradients of the gathered rows.
+    vocab : int
+        ``V``, the table's row count.
+    scale : float
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(V, C)``; rows of tokens that never occur are zero.
+    """
+    ids = ids.astype(np.int64)
+    real = rows.dtype.type
+    grad = np.zeros((vocab, rows.shape[1]), rows.dtype)
+    order = np.argsort(ids, kind="stable")
+    k = 0
+    while k < order.size:
+        v, acc = ids[order[k]], np.zeros(rows.shape[1], rows.dtype)
+        while k < order.size and ids[order[k]] == v:
+            acc = acc + rows[order[k]]
+            k += 1
+        grad[v] = real(scale) * acc
+    return grad

@@ -10,8 +10,9 @@ SIZES = st.integers(1, 4)
 
 
 @st.composite
-def _structures(draw, max_nodes: int = 5, max_inputs: int = 2) -> dict:
-    """A random valid network as plain data: inputs, nodes (options), edges (options), outputs.
+def _structures(draw, max_nodes: int = 5, max_inputs: int = 2, tokens: bool = False) -> dict:
+    """A random valid network as plain data: inputs, token inputs (vocabularies), nodes
+    (options), edges (options), outputs.
 
     Nodes are ``n0..nK`` in an order that every delay-0 edge follows (so there is no
     algebraic loop); edges against that order, and self-edges, get delays 1-3 in magnitude.
@@ -20,6 +21,7 @@ def _structures(draw, max_nodes: int = 5, max_inputs: int = 2) -> dict:
     leak or learned state); edges go from the leading group to the trailing one only, with
     the sign of the group they enter, so no loop mixes signs. Inputs are read at any delay
     from -3 to 3.
+    With ``tokens``, sometimes token inputs with embedding edges (see :func:`_add_tokens`).
     """
     inputs = {f"x{i}": draw(SIZES) for i in range(draw(st.integers(0, max_inputs)))}
     names = [f"n{i}" for i in range(draw(st.integers(1, max_nodes)))]
@@ -81,6 +83,9 @@ def _structures(draw, max_nodes: int = 5, max_inputs: int = 2) -> dict:
             if not any(s == x for s, _, _ in edges):
                 edges[(x, names[-1], 3)] = {"weight": "full"}
     _tie(draw, edges, size)
+    room = max_inputs - len(inputs)  # token inputs count as inputs
+    vocab = (_add_tokens(draw, names, edges, size, room, delay_for) if tokens and room > 0
+             else {})
     outputs = draw(st.lists(st.sampled_from(names), min_size=1, max_size=len(names),
                             unique=True))
     g = nx.DiGraph([(s, d) for s, d, _ in edges])
@@ -88,7 +93,36 @@ def _structures(draw, max_nodes: int = 5, max_inputs: int = 2) -> dict:
     for name in names:  # every node reaches an output (no 'unused node' warnings)
         if not (nx.descendants(g, name) | {name}) & set(outputs):
             outputs.append(name)
-    return {"inputs": inputs, "nodes": nodes, "edges": edges, "outputs": outputs}
+    return {"inputs": inputs, "tokens": vocab, "nodes": nodes, "edges": edges,
+            "outputs": outputs}
+
+
+def _add_tokens(draw, names: list, edges: dict, size: dict, room: int, delay_for) -> dict:
+    """Sometimes add up to ``room`` (at most 2) token inputs ``t0``, ``t1`` (vocabularies
+    2-5), each read by one embedding edge (delay 0, optional scale) into a random node;
+    sometimes a read-out tied to that embedding (``transpose: true``) where two nodes have
+    the sizes it needs (at a delay from ``delay_for``, so no loop mixes signs).
+
+    Token edges come after every other edge (the broken-spec mutations edit the first one).
+    """
+    count = min(draw(st.sampled_from((0, 0, 1, 2))), room)
+    vocab = {f"t{i}": draw(st.integers(2, 5)) for i in range(count)}
+    for k, (tok, v) in enumerate(vocab.items()):
+        size[tok] = v
+        dst = draw(st.sampled_from(names))
+        opts: dict = {"weight": "embedding"}
+        if draw(st.integers(0, 3)) == 0:
+            opts["scale"] = draw(st.sampled_from((-1.0, 0.5, 2.0)))
+        pairs = [(a, b) for a in names for b in names
+                 if size[a] == size[dst] and size[b] == v]
+        if pairs and draw(st.booleans()):  # y = E . h, E the (v, size dst) table
+            src, out = draw(st.sampled_from(pairs))
+            delay = delay_for(src, out)  # keeps loops one-signed
+            if delay is not None and (src, out, delay) not in edges:
+                opts["name"] = f"E{k}"
+                edges[(src, out, delay)] = {"weight": "full", "name": f"E{k}", "transpose": True}
+        edges[(tok, dst, 0)] = opts
+    return vocab
 
 
 def _tie(draw, edges: dict, size: dict) -> None:
@@ -114,6 +148,9 @@ def render(net: dict) -> str:
     out = ["name: random"]
     if net["inputs"]:
         out += ["inputs:"] + [f"  {k}: {v}" for k, v in net["inputs"].items()]
+    if net.get("tokens"):
+        out += [] if net["inputs"] else ["inputs:"]
+        out += [f"  {k}: {{vocab: {v}}}" for k, v in net["tokens"].items()]
     out.append("nodes:")
     for name, opts in net["nodes"].items():
         if set(opts) <= {"size", "activation"} and opts.get("activation") == "identity":
@@ -140,7 +177,8 @@ def _yaml(value: object) -> str:
     return str(value)
 
 
-def valid_networks(max_nodes: int = 5, max_inputs: int = 2) -> st.SearchStrategy[str]:
+def valid_networks(max_nodes: int = 5, max_inputs: int = 2,
+                   tokens: bool = True) -> st.SearchStrategy[str]:
     """Random valid spec TEXT (load it with ``graphrnn.load_spec``).
 
     1-``max_nodes`` nodes of sizes 1-4, 0-``max_inputs`` inputs, delays -3..3 with no delay-0
@@ -148,9 +186,12 @@ def valid_networks(max_nodes: int = 5, max_inputs: int = 2) -> st.SearchStrategy
     weight kinds full/diagonal/identity where the sizes allow, combine sum/product,
     activations identity/tanh/sigmoid/relu/softmax, optional leak, learned initial state,
     bias override, scale, transposed edges, and tied parameters (names ``W0``, ``W1``...).
-    Every node has an in-edge and reaches an output; every input is read.
+    With ``tokens``, sometimes token inputs ``t0``, ``t1`` (vocabularies 2-5; counted in
+    ``max_inputs``) read by embedding edges, and read-outs tied to an embedding (``E0``,
+    ``E1``). Every node has an
+    in-edge and reaches an output; every input is read.
     """
-    return _structures(max_nodes=max_nodes, max_inputs=max_inputs).map(render)
+    return _structures(max_nodes=max_nodes, max_inputs=max_inputs, tokens=tokens).map(render)
 
 
 # -- broken specs ------------------------------------------------------------------------------
