@@ -9,26 +9,8 @@ from hypothesis import HealthCheck, given, settings
 import graphrnn as gr
 from graphrnn.compiler.ir import MatMul, check_program
 from graphrnn.frontend.reference import reference_forward
-from tests.helpers import SPEC_FILES, SPECS
+from tests.helpers import SPEC_FILES, SPECS, assert_close, random_case
 from tests.helpers.strategies import valid_networks
-
-
-def random_case(net, steps=6, batch=3, seed=0, with_state=True):
-    """Inputs and a random initial state for every state key."""
-    rng = np.random.default_rng(seed)
-    inputs = {k: rng.integers(0, s, (steps, batch)) if k in net.tokens else
-              rng.normal(size=(steps, batch, s)) for k, s in net.inputs.items()}
-    state = ({k: rng.normal(size=(batch, net.size(k.split("@")[0]))) for k in net.state_keys}
-             if with_state else None)
-    return inputs, state
-
-
-def assert_close(actual: dict, expected: dict, rtol=1e-10):
-    assert actual.keys() == expected.keys()
-    for k in expected:
-        scale = max(np.abs(expected[k]).max(), 1e-12)
-        err = np.abs(actual[k] - expected[k]).max() / scale
-        assert err <= rtol, f"{k}: relative error {err:.3g}"
 
 
 @pytest.mark.parametrize("spec", SPEC_FILES, ids=lambda p: p.stem)
