@@ -15,7 +15,8 @@ from graphrnn.executor import Run
 from graphrnn.frontend.init import init_params
 from graphrnn.frontend.network import Network
 from graphrnn.frontend.reference import state_key
-from graphrnn.noise import draw_noise
+from graphrnn.frontend.training_noise import eval_network, mask_inputs, train_network
+from graphrnn.noise import draw_masks, draw_noise
 from graphrnn.training.losses import LOSSES, loss_and_grad
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -34,6 +35,10 @@ class Model:
         self._runs: OrderedDict = OrderedDict()
         #: the parameter arrays of the last call that passed every check, with their shapes
         self._checked: dict | None = None
+        #: ``(model, plan)`` of the training network (``train=True``), made on first use
+        self._training = None
+        #: weight-dropped copies of parameters, one array per name, reused across calls
+        self._dropped: dict = {}
 
     def __repr__(self) -> str:
         return (f"Model({self.net.name!r}, backend={self.backend.name!r}, "
@@ -54,7 +59,8 @@ class Model:
         return {k: v.astype(self.dtype) for k, v in init_params(self.net, seed).items()}
 
     def forward(self, params: dict, inputs: dict, state: dict | None = None,
-                steps: int | None = None, seed: int | None = None) -> tuple[dict, dict]:
+                steps: int | None = None, seed: int | None = None,
+                train: bool = False) -> tuple[dict, dict]:
         """Run the network over a sequence.
 
         Parameters
@@ -70,7 +76,12 @@ class Model:
         steps : int, optional
             Number of steps for a network without inputs.
         seed : int, optional
-            Seed of the stochastic units and asynchronous orders (``GRAPHRNN_SEED`` if None).
+            Seed of the stochastic units, asynchronous orders and training masks
+            (``GRAPHRNN_SEED`` if None).
+        train : bool
+            Apply the training-time noise (``dropout``, ``zoneout``, ``weight_dropout``) with
+            masks drawn from ``seed``; False (the default): deterministic, zoneout as its
+            expectation.
 
         Returns
         -------
@@ -79,6 +90,10 @@ class Model:
         state : dict
             The final state, same keys as ``state`` takes.
         """
+        if train and self.net.has_training_noise:
+            inner, plan, call, _ = self._training_call(params, inputs, state, steps, seed)
+            outputs, final = inner.forward(**call)
+            return {o: outputs[plan.outputs[o]] for o in self.net.outputs}, final
         run = self._run(params, inputs, state, steps, seed)
         with config.timed(1, "forward"):
             run.forward()
@@ -87,7 +102,7 @@ class Model:
 
     def gradients(self, params: dict, inputs: dict, targets: dict, loss: str = "mse",
                   state: dict | None = None, mask=None, steps: int | None = None,
-                  seed: int | None = None, return_state: bool = False):
+                  seed: int | None = None, return_state: bool = False, train: bool = True):
         """Loss and its gradient by backpropagation through time.
 
         Parameters
@@ -102,6 +117,9 @@ class Model:
             Per-step weights (e.g. 1 on the last step only); the mean runs over masked steps.
         return_state : bool
             Also return the final state (to carry across chunks: truncated BPTT).
+        train : bool
+            Apply the training-time noise (the default; see :meth:`forward`): the gradient is
+            that of the masked network, the masks held fixed.
 
         Returns
         -------
@@ -114,6 +132,9 @@ class Model:
         """
         if loss not in LOSSES:
             raise DataError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        if train and self.net.has_training_noise:
+            return self._training_gradients(params, inputs, targets, loss, state, mask, steps,
+                                            seed, return_state)
         for name, node in self.net.nodes.items():
             if node.update == "asynchronous":
                 raise DataError(f"node {name!r} updates asynchronously: gradients through "
@@ -143,6 +164,57 @@ class Model:
             run.backward()
         grads = self._param_grads(run, state or {})
         return (total, grads, self._final_state(run)) if return_state else (total, grads)
+
+    # -- training-time noise -----------------------------------------------------------------
+
+    def _training_call(self, params, inputs, state, steps, seed):
+        """The training network's model, its plan and the arguments of this call: the masks
+        as extra inputs (drawn on the backend's device), weight-dropped and renamed params."""
+        if self._training is None:
+            train_net, plan = train_network(self.net)
+            inner = Model(train_net, schedule(train_net, passes=self.backend.passes()),
+                          self.backend, self.dtype)
+            self._training = inner, plan
+        inner, plan = self._training
+        checks.check_params(self.net, params)
+        t, batch = checks.check_inputs(self.net, inputs, steps)
+        batch = checks.check_state(self.net, state, batch)
+        seed = config.DEFAULT_SEED if seed is None else seed
+        b = self.backend
+        masks = draw_masks(self.net, t, batch, seed, xp=b.xp)
+        renamed = {v: k for k, v in plan.params.items()}
+        inner_params = {}
+        for name, value in params.items():
+            if name in masks.weight_dropout:
+                value = b.asarray(value, self.dtype)
+                kept = self._dropped.get(name)
+                if kept is None or kept.shape != value.shape:
+                    kept = self._dropped[name] = b.xp.empty(value.shape, self.dtype)
+                kept[...] = value * masks.weight_dropout[name]
+                value = kept
+            inner_params[renamed.get(name, name)] = value
+        extra = mask_inputs(plan, masks, self.net, t, b.xp)
+        call = dict(params=inner_params, inputs={**inputs, **extra}, state=state,
+                    steps=t if not inputs else None, seed=seed)
+        return inner, plan, call, masks
+
+    def _training_gradients(self, params, inputs, targets, loss, state, mask, steps, seed,
+                            return_state):
+        inner, plan, call, masks = self._training_call(params, inputs, state, steps, seed)
+        names = plan.outputs
+        checks.check_names("targets (outputs)", targets, list(self.net.outputs),
+                           required=False)
+        masks_arg = ({names[k]: v for k, v in mask.items()} if isinstance(mask, dict)
+                     else mask)
+        result = inner.gradients(targets={names[k]: v for k, v in targets.items()}, loss=loss,
+                                 mask=masks_arg, return_state=return_state, train=False, **call)
+        grads = result[1]
+        for new, old in plan.params.items():
+            grads[old] = grads.pop(new)
+        for name, m in masks.weight_dropout.items():
+            grads[name] = (grads[name] * self.backend.to_numpy(m)).astype(self.dtype,
+                                                                          copy=False)
+        return (result[0], grads, *result[2:])
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -261,5 +333,5 @@ def compile(net: Network, backend: str = "numpy", dtype: str = "float32") -> Mod
         raise TypeError(f"compile() takes a Network (from load_spec), not {type(net).__name__}")
     b = get_backend(backend)
     with config.timed(1, "compile"):
-        program = schedule(net, passes=b.passes())
+        program = schedule(eval_network(net), passes=b.passes())
     return Model(net, program, b, DTYPES[dtype])
