@@ -32,6 +32,17 @@ class Stepper:
         self.model, self.loss, self.tbptt, self.opt, self.clip = model, loss, tbptt, opt, clip
         self.keys = keys  # trainable parameter names
         self.no_inputs = not model_io(model)[0]
+        #: training-time noise: each gradient call draws its masks from the next seed
+        self.noisy = bool(getattr(getattr(model, "net", None), "has_training_noise", False))
+        self.noise_calls = 0
+
+    def _noise_seed(self) -> dict:
+        """``seed=`` for a gradient call of a network with dropout or zoneout (fresh masks
+        every mini-batch and window, the same sequence in every run), else nothing."""
+        if not self.noisy:
+            return {}
+        self.noise_calls += 1
+        return {"seed": self.noise_calls}
 
     def _steps(self, steps: int) -> dict:
         """``steps=`` for a network without inputs (a Hopfield net), else nothing."""
@@ -52,7 +63,8 @@ class Stepper:
             if w == 0:  # nothing to learn from this mini-batch: no step at all
                 return 0.0, 0.0
             loss, grads = self.model.gradients(params, inputs, targets, loss=self.loss,
-                                               mask=mask, **self._steps(t))
+                                               mask=mask, **self._steps(t),
+                                               **self._noise_seed())
             self._apply(params, loss, grads, "")
             return loss * w, w
         k1, k2 = self.tbptt
@@ -73,7 +85,7 @@ class Stepper:
                 win_t = {k: v[lo:end] for k, v in targets.items()}
                 loss, grads, final = self.model.gradients(
                     params, win_in, win_t, loss=self.loss, state=state, mask=win_mask,
-                    return_state=True, **self._steps(end - lo))
+                    return_state=True, **self._steps(end - lo), **self._noise_seed())
                 total, weight = total + loss * w, weight + w
             if j + 1 < len(ends):  # the state at the next window's start, before this update
                 if nxt_lo == end and final is not None:
