@@ -181,7 +181,7 @@ class Model:
         batch = checks.check_state(self.net, state, batch)
         seed = config.DEFAULT_SEED if seed is None else seed
         b = self.backend
-        masks = draw_masks(self.net, t, batch, seed, xp=b.xp)
+        masks = draw_masks(self.net, t, batch, seed, xp=b.xp, dtype=self.dtype)
         renamed = {v: k for k, v in plan.params.items()}
         inner_params = {}
         for name, value in params.items():
@@ -195,7 +195,7 @@ class Model:
             inner_params[renamed.get(name, name)] = value
         extra = mask_inputs(plan, masks, self.net, t, b.xp)
         call = dict(params=inner_params, inputs={**inputs, **extra}, state=state,
-                    steps=t if not inputs else None, seed=seed)
+                    steps=t, seed=seed)
         return inner, plan, call, masks
 
     def _training_gradients(self, params, inputs, targets, loss, state, mask, steps, seed,
