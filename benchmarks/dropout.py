@@ -60,20 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--inputs", type=int, default=64)
+    p.add_argument("--backend", default="numpy", help="numpy (default), cupy, ...")
     args = p.parse_args(argv)
     text = common.resized_spec("lstm", args.hidden, args.inputs, None)
-    plain = gr.compile(gr.load_spec(text))
+    plain = gr.compile(gr.load_spec(text), backend=args.backend)
     params = plain.init_params(0)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.steps, args.batch, args.inputs)).astype(np.float32)
     y = rng.standard_normal((args.steps, args.batch, plain.net.size("y"))).astype(np.float32)
-    print(f"LSTM H={args.hidden} I={args.inputs} T={args.steps} B={args.batch}, fwd+bwd, "
-          f"float32, {args.pairs} pairs")
+    print(f"{args.backend}: LSTM H={args.hidden} I={args.inputs} T={args.steps} "
+          f"B={args.batch}, fwd+bwd, float32, {args.pairs} pairs")
     print(f"{'variant':<30} {'noisy ms':>9} {'plain ms':>9} {'ratio':>6}  IQR")
     for label, edit in VARIANTS:
         noisy_text = edit(text)
         assert noisy_text != text, label
-        noisy = gr.compile(gr.load_spec(noisy_text))
+        noisy = gr.compile(gr.load_spec(noisy_text), backend=args.backend)
         row = _pairs(lambda m=noisy: m.gradients(params, {"x": x}, {"y": y}, seed=1),
                      lambda: plain.gradients(params, {"x": x}, {"y": y}), args.pairs)
         print(f"{label:<30} {row['noisy_ms']:9.2f} {row['plain_ms']:9.2f} {row['ratio']:6.3f}"

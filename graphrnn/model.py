@@ -39,6 +39,11 @@ class Model:
         self._training = None
         #: weight-dropped copies of parameters, one array per name, reused across calls
         self._dropped: dict = {}
+        #: a training network's model: the spec's network (whose inputs callers pass; its
+        #: parameters are checked before the masks apply) and the masks, by input name,
+        #: written straight into their buffers (device arrays stay on the device)
+        self._io_net: Network | None = None
+        self._feed: dict = {}
 
     def __repr__(self) -> str:
         return (f"Model({self.net.name!r}, backend={self.backend.name!r}, "
@@ -174,6 +179,7 @@ class Model:
             train_net, plan = train_network(self.net)
             inner = Model(train_net, schedule(train_net, passes=self.backend.passes()),
                           self.backend, self.dtype)
+            inner._io_net = self.net
             self._training = inner, plan
         inner, plan = self._training
         checks.check_params(self.net, params)
@@ -193,9 +199,8 @@ class Model:
                 kept[...] = value * masks.weight_dropout[name]
                 value = kept
             inner_params[renamed.get(name, name)] = value
-        extra = mask_inputs(plan, masks, self.net, t, b.xp)
-        call = dict(params=inner_params, inputs={**inputs, **extra}, state=state,
-                    steps=t, seed=seed)
+        inner._feed = mask_inputs(plan, masks, self.net, t, b.xp)
+        call = dict(params=inner_params, inputs=inputs, state=state, steps=steps, seed=seed)
         return inner, plan, call, masks
 
     def _training_gradients(self, params, inputs, targets, loss, state, mask, steps, seed,
@@ -221,7 +226,7 @@ class Model:
     def _run(self, params, inputs, state, steps, seed, backward: bool = False) -> Run:
         net, b = self.net, self.backend
         self._check_params(params)
-        t, batch = checks.check_inputs(net, inputs, steps)
+        t, batch = checks.check_inputs(self._io_net or net, inputs, steps)
         batch = checks.check_state(net, state, batch)
         checks.check_run_memory(net, self.program, t, batch, self.dtype, backward)
         noise = draw_noise(net, t, batch, config.DEFAULT_SEED if seed is None else seed)
@@ -231,7 +236,8 @@ class Model:
                  if state_key(name, -k) in state}
         run = self._kept_run(device_params, t, batch, noise, given)
         for name in net.inputs:
-            run.rows(name, 0, t)[...] = b.asarray(inputs[name], self.dtype)
+            run.rows(name, 0, t)[...] = b.asarray(
+                inputs[name] if name in inputs else self._feed[name], self.dtype)
         learned = {op.out for _, op in self.program.ops() if isinstance(op, InitState)}
         for name, depth in net.history.items():
             for k in range(1, depth + 1):
@@ -246,6 +252,8 @@ class Model:
         """:func:`checks.check_params`, but where ``params`` holds the very arrays of the last
         call that passed it, shapes unchanged, only what an in-place update can change: that
         every value is finite."""
+        if self._io_net is not None:
+            return  # a training network's: the spec's model checked them (see _training_call)
         last = self._checked
         if (last is not None and isinstance(params, dict) and len(params) == len(last)
                 and all(params.get(k) is a and a.shape == shape for k, (a, shape) in last.items())):

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import graphrnn as gr
+from graphrnn.backends import cupy_backend
 from graphrnn.errors import SpecError
 from graphrnn.frontend.reference import reference_forward
 from graphrnn.noise import counter_uniforms, draw_masks
@@ -57,19 +58,30 @@ def noisy_specs(draw):
     return render(net)
 
 
-def models(net):
-    out = [gr.compile(net, backend=b, dtype="float64") for b in ("numpy", "numpy-ufuncs")]
-    if CXX is not None:
-        host = gr.compile(net, backend="numpy", dtype="float64")
-        host.backend = HostBackend()
-        out.append(host)
-    return out
+BACKENDS = ("numpy", "numpy-ufuncs", "cupy-host", "cupy")
 
 
-def check_against_reference(net, seed=3):
+def model_on(net, backend: str):
+    """``net`` compiled in float64 for a backend (``cupy-host``: the CuPy backend's logic
+    and CUDA kernels compiled for the host); skips where it is not usable."""
+    if backend == "cupy" and not cupy_backend.available():
+        pytest.skip("no GPU with CuPy here")
+    if backend == "cupy-host":
+        if CXX is None:
+            pytest.skip("no host C++ compiler")
+        model = gr.compile(net, backend="numpy", dtype="float64")
+        model.backend = HostBackend()
+        return model
+    return gr.compile(net, backend=backend, dtype="float64")
+
+
+def check_against_reference(net, seed=3, backends=BACKENDS[:3]):
     inputs, state = random_case(net, steps=5, batch=3, seed=seed)
     steps = None if net.inputs else 5
-    for model in models(net):
+    for backend in backends:
+        if backend == "cupy-host" and CXX is None:
+            continue
+        model = model_on(net, backend)
         params = model.init_params(seed)
         for train in (False, True):
             got, got_state = model.forward(params, inputs, state, steps=steps, seed=seed,
@@ -80,9 +92,10 @@ def check_against_reference(net, seed=3):
             assert_close(got_state, want_state)
 
 
-def test_every_primitive_against_the_reference_on_every_backend():
-    check_against_reference(gr.load_spec(NOISY))
-    check_against_reference(gr.load_spec(SPECS / "awd_lstm.yaml"))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_primitive_against_the_reference_on_every_backend(backend):
+    check_against_reference(gr.load_spec(NOISY), backends=(backend,))
+    check_against_reference(gr.load_spec(SPECS / "awd_lstm.yaml"), backends=(backend,))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -124,8 +137,8 @@ def test_zoneout_at_evaluation_is_its_expectation():
                      leaky.forward(params, inputs, state)[0], rtol=1e-14)
 
 
-def finite_difference_check(net, seed=4):
-    model = gr.compile(net, dtype="float64")
+def finite_difference_check(net, seed=4, backend="numpy"):
+    model = model_on(net, backend)
     params = model.init_params(seed)
     inputs, state = random_case(net, steps=4, batch=2, seed=seed)
     rng = np.random.default_rng(seed)
@@ -149,10 +162,11 @@ def finite_difference_check(net, seed=4):
     return grads
 
 
-def test_gradients_match_finite_differences_with_fixed_masks():
-    grads = finite_difference_check(gr.load_spec(NOISY))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradients_match_finite_differences_with_fixed_masks(backend):
+    grads = finite_difference_check(gr.load_spec(NOISY), backend=backend)
     assert np.any(grads["h->h@1"] == 0)  # weight-dropped entries get no gradient
-    finite_difference_check(gr.load_spec(SPECS / "awd_lstm.yaml"))
+    finite_difference_check(gr.load_spec(SPECS / "awd_lstm.yaml"), backend=backend)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
