@@ -265,3 +265,21 @@ def test_gr_train_trains_with_noise_and_validates_without():
     assert len(seeds) >= 2 and len({s for s, _ in seeds}) == len(seeds)  # fresh masks
     assert all(train for _, train in seeds)
     assert history
+
+
+def test_cli_train_trains_a_noisy_spec(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=rng.normal(size=(6, 8, 8)), y=rng.normal(size=(6, 8, 4)))
+    out = tmp_path / "p.npz"
+    done = subprocess.run([sys.executable, "-m", "graphrnn", "train",
+                           str(SPECS / "awd_lstm.yaml"), "--data", str(data), "--epochs", "2",
+                           "--batch-size", "4", "--no-progress", "-o", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    params = dict(np.load(out))
+    assert "h->i@1" in params and "c.bias" not in params  # c sums identity edges: no bias
