@@ -87,4 +87,5 @@ echo "== timings (T=100, B=64, H=512, I=512, float32)"
 verdict="conformance on CuPy: $([ "$conformance" -eq 0 ] && echo passed || echo "FAILED")"
 timeout 110 "$PY" -m benchmarks.gpu_bench --out benchmarks/gpu_results.json --note "$verdict" \
   || status=1
+echo "== dropout's cost (LSTM fwd+bwd with and without noise)"; timeout 60 "$PY" -m benchmarks.dropout --backend cupy --hidden 512 --inputs 512 --steps 100 --batch 64 --pairs 20 || status=1
 exit $status

@@ -16,8 +16,9 @@ from graphrnn.errors import DataError, DivergenceError
 from graphrnn.executor import Run, final_rows
 from graphrnn.frontend.init import init_params
 from graphrnn.frontend.network import Network
-from graphrnn.noise import draw_noise
-from graphrnn.tape import Tape
+from graphrnn.frontend.training_noise import eval_network, mask_inputs, train_network
+from graphrnn.noise import draw_masks, draw_noise
+from graphrnn.tape import Tape, TrainingTape
 from graphrnn.training.losses import LOSSES, loss_and_grad
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -38,6 +39,15 @@ class Model:
         self._tape_runs: OrderedDict = OrderedDict()
         #: the parameter arrays of the last call that passed every check, with their shapes
         self._checked: dict | None = None
+        #: ``(model, plan)`` of the training network (``train=True``), made on first use
+        self._training = None
+        #: weight-dropped copies of parameters, one array per name, reused across calls
+        self._dropped: dict = {}
+        #: a training network's model: the spec's network (whose inputs callers pass; its
+        #: parameters are checked before the masks apply) and the masks, by input name,
+        #: written straight into their buffers (device arrays stay on the device)
+        self._io_net: Network | None = None
+        self._feed: dict = {}
 
     def __repr__(self) -> str:
         return (f"Model({self.net.name!r}, backend={self.backend.name!r}, "
@@ -58,8 +68,8 @@ class Model:
         return {k: v.astype(self.dtype) for k, v in init_params(self.net, seed).items()}
 
     def forward(self, params: dict, inputs: dict, state: dict | None = None,
-                steps: int | None = None, seed: int | None = None, record: bool = False,
-                input_grads: bool = True):
+                steps: int | None = None, seed: int | None = None, train: bool = False,
+                record: bool = False, input_grads: bool = True):
         """Run the network over a sequence.
 
         Parameters
@@ -77,7 +87,12 @@ class Model:
         steps : int, optional
             Number of steps for a network without inputs.
         seed : int, optional
-            Seed of the stochastic units and asynchronous orders (``GRAPHRNN_SEED`` if None).
+            Seed of the stochastic units, asynchronous orders and training masks
+            (``GRAPHRNN_SEED`` if None).
+        train : bool
+            Apply the training-time noise (``dropout``, ``zoneout``, ``weight_dropout``) with
+            masks drawn from ``seed``; False (the default): deterministic, zoneout as its
+            expectation.
         record : bool
             Also return a :class:`~graphrnn.tape.Tape` for a backward pass from any output
             and final-state gradients (what a framework's autograd needs).
@@ -94,6 +109,15 @@ class Model:
         tape : Tape
             Only with ``record=True``.
         """
+        if train and self.net.has_training_noise:
+            inner, plan, call, masks = self._training_call(params, inputs, state, steps, seed)
+            if not record:
+                outputs, final = inner.forward(**call)
+                return {o: outputs[plan.outputs[o]] for o in self.net.outputs}, final
+            outputs, final, tape = inner.forward(**call, record=True, input_grads=input_grads)
+            tape = TrainingTape(tape, plan.outputs,
+                                lambda g: self._spec_grads(g, plan, masks, drop_inputs=True))
+            return {o: outputs[plan.outputs[o]] for o in self.net.outputs}, final, tape
         if record:
             self._check_differentiable()
             run = self._run(params, inputs, state, steps, seed, backward=True,
@@ -109,7 +133,7 @@ class Model:
 
     def gradients(self, params: dict, inputs: dict, targets: dict, loss: str = "mse",
                   state: dict | None = None, mask=None, steps: int | None = None,
-                  seed: int | None = None, return_state: bool = False):
+                  seed: int | None = None, return_state: bool = False, train: bool = True):
         """Loss and its gradient by backpropagation through time.
 
         Parameters
@@ -124,6 +148,9 @@ class Model:
             Per-step weights (e.g. 1 on the last step only); the mean runs over masked steps.
         return_state : bool
             Also return the final state (to carry across chunks: truncated BPTT).
+        train : bool
+            Apply the training-time noise (the default; see :meth:`forward`): the gradient is
+            that of the masked network, the masks held fixed.
 
         Returns
         -------
@@ -136,6 +163,9 @@ class Model:
         """
         if loss not in LOSSES:
             raise DataError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        if train and self.net.has_training_noise:
+            return self._training_gradients(params, inputs, targets, loss, state, mask, steps,
+                                            seed, return_state)
         self._check_differentiable()
         run = self._run(params, inputs, state, steps, seed, backward=True)
         checks.check_targets(self.net, targets, loss, run.steps, run.batch)
@@ -161,6 +191,65 @@ class Model:
         grads = Tape(self, run, state or {}, input_grads=False)._backward(inputs=False)
         return (total, grads, self._final_state(run)) if return_state else (total, grads)
 
+    # -- training-time noise -----------------------------------------------------------------
+
+    def _training_call(self, params, inputs, state, steps, seed):
+        """The training network's model, its plan and the arguments of this call: the masks
+        as extra inputs (drawn on the backend's device), weight-dropped and renamed params."""
+        if self._training is None:
+            train_net, plan = train_network(self.net)
+            inner = Model(train_net, schedule(train_net, passes=self.backend.passes()),
+                          self.backend, self.dtype)
+            inner._io_net = self.net
+            self._training = inner, plan
+        inner, plan = self._training
+        checks.check_params(self.net, params)
+        t, batch = checks.check_inputs(self.net, inputs, steps)
+        batch = checks.check_state(self.net, state, batch)
+        seed = config.DEFAULT_SEED if seed is None else seed
+        b = self.backend
+        masks = draw_masks(self.net, t, batch, seed, xp=b.xp, dtype=self.dtype)
+        renamed = {v: k for k, v in plan.params.items()}
+        inner_params = {}
+        for name, value in params.items():
+            if name in masks.weight_dropout:
+                value = b.asarray(value, self.dtype)
+                kept = self._dropped.get(name)
+                if kept is None or kept.shape != value.shape:
+                    kept = self._dropped[name] = b.xp.empty(value.shape, self.dtype)
+                kept[...] = value * masks.weight_dropout[name]
+                value = kept
+            inner_params[renamed.get(name, name)] = value
+        inner._feed = mask_inputs(plan, masks, self.net, t, b.xp)
+        call = dict(params=inner_params, inputs=inputs, state=state, steps=steps, seed=seed)
+        return inner, plan, call, masks
+
+    def _training_gradients(self, params, inputs, targets, loss, state, mask, steps, seed,
+                            return_state):
+        inner, plan, call, masks = self._training_call(params, inputs, state, steps, seed)
+        names = plan.outputs
+        checks.check_names("targets (outputs)", targets, list(self.net.outputs),
+                           required=False)
+        masks_arg = ({names[k]: v for k, v in mask.items()} if isinstance(mask, dict)
+                     else mask)
+        result = inner.gradients(targets={names[k]: v for k, v in targets.items()}, loss=loss,
+                                 mask=masks_arg, return_state=return_state, train=False, **call)
+        return (result[0], self._spec_grads(result[1], plan, masks), *result[2:])
+
+    def _spec_grads(self, grads: dict, plan, masks, drop_inputs: bool = False) -> dict:
+        """The training network's gradients under the spec's names: renamed parameters,
+        weight-dropped matrices' gradients masked, and (``drop_inputs``) no ``input:`` keys
+        for the masks the training network reads as inputs."""
+        for new, old in plan.params.items():
+            grads[old] = grads.pop(new)
+        for name, m in masks.weight_dropout.items():
+            grads[name] = (grads[name] * self.backend.to_numpy(m)).astype(self.dtype,
+                                                                          copy=False)
+        if drop_inputs:
+            grads = {k: v for k, v in grads.items()
+                     if not k.startswith("input:") or k[6:] in self.net.inputs}
+        return grads
+
     # -- helpers ----------------------------------------------------------------------------
 
     def _check_differentiable(self) -> None:
@@ -173,7 +262,7 @@ class Model:
              lease=None) -> Run:
         net, b = self.net, self.backend
         self._check_params(params)
-        t, batch = checks.check_inputs(net, inputs, steps)
+        t, batch = checks.check_inputs(self._io_net or net, inputs, steps)
         batch = checks.check_state(net, state, batch)
         checks.check_run_memory(net, self.program, t, batch, self.dtype, backward)
         noise = draw_noise(net, t, batch, config.DEFAULT_SEED if seed is None else seed)
@@ -182,7 +271,7 @@ class Model:
         given = {(name, k) for key, name, k in net.boundaries if key in state}
         run = self._kept_run(device_params, t, batch, noise, given, lease)
         for name in net.inputs:
-            value = b.asarray(inputs[name], self.dtype)
+            value = b.asarray(inputs[name] if name in inputs else self._feed[name], self.dtype)
             run.rows(name, 0, t)[...] = value[..., None] if name in net.tokens else value
         learned = {op.out for _, op in self.program.ops() if isinstance(op, InitState)}
         for key, name, k in net.boundaries:
@@ -197,6 +286,8 @@ class Model:
         """:func:`checks.check_params`, but where ``params`` holds the very arrays of the last
         call that passed it, shapes unchanged, only what an in-place update can change: that
         every value is finite."""
+        if self._io_net is not None:
+            return  # a training network's: the spec's model checked them (see _training_call)
         last = self._checked
         if (last is not None and isinstance(params, dict) and len(params) == len(last)
                 and all(params.get(k) is a and a.shape == shape for k, (a, shape) in last.items())):
@@ -311,5 +402,5 @@ def compile(net: Network, backend: str = "numpy", dtype: str = "float32") -> Mod
         raise TypeError(f"compile() takes a Network (from load_spec), not {type(net).__name__}")
     b = get_backend(backend)
     with config.timed(1, "compile"):
-        program = schedule(net, passes=b.passes())
+        program = schedule(eval_network(net), passes=b.passes())
     return Model(net, program, b, DTYPES[dtype])

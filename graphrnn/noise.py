@@ -37,3 +37,105 @@ def draw_noise(net: Network, steps: int, batch: int, seed: int) -> Noise:
         if node.update == "asynchronous":
             orders[name] = np.argsort(rng.random((steps, node.size)), axis=1)
     return Noise(uniforms, orders)
+
+
+# -- training-time masks: a counter-based generator (the same numbers on every backend) --------
+
+_M64, _M32 = (1 << 64) - 1, (1 << 32) - 1
+_GOLDEN64, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_GOLDEN32, _FMIX1, _FMIX2 = 0x9E3779B9, 0x85EBCA6B, 0xC2B2AE35
+
+
+def _mix64(z: int) -> int:
+    """SplitMix64's finaliser (Python integers)."""
+    z = ((z ^ (z >> 30)) * _MIX1) & _M64
+    z = ((z ^ (z >> 27)) * _MIX2) & _M64
+    return z ^ (z >> 31)
+
+
+def stream_key(seed: int, stream: str) -> int:
+    """The 32-bit key of one named stream of one seed: SplitMix64 of the seed and the CRC-32
+    of the name, folded."""
+    import zlib
+    z = _mix64((_mix64((int(seed) & _M64) + _GOLDEN64) ^ zlib.crc32(stream.encode()))
+               + _GOLDEN64 & _M64)
+    return (z ^ (z >> 32)) & _M32
+
+
+def counter_bits(seed: int, stream: str, shape: tuple[int, ...], xp=np, first: int = 0):
+    """32 random bits per element, uint32, shaped ``shape``: element ``i`` (C order, counting
+    from ``first``) is MurmurHash3's finaliser of ``key + i * 0x9E3779B9`` (mod 2**32), a
+    pure function of ``(seed, stream, i)``, so any NumPy-like ``xp`` (CuPy: on the device)
+    and a CUDA or C kernel computing it inline give the same bits."""
+    n = int(np.prod(shape, dtype=np.int64))
+    u32 = xp.uint32
+    z = xp.arange(first, first + n, dtype=u32) * u32(_GOLDEN32) + u32(stream_key(seed, stream))
+    z ^= z >> u32(16)
+    z *= u32(_FMIX1)
+    z ^= z >> u32(13)
+    z *= u32(_FMIX2)
+    z ^= z >> u32(16)
+    return z.reshape(shape)
+
+
+def counter_uniforms(seed: int, stream: str, shape: tuple[int, ...], xp=np, first: int = 0):
+    """:func:`counter_bits` as uniforms in [0, 1): ``bits / 2**32`` (float64)."""
+    return counter_bits(seed, stream, shape, xp, first).astype(xp.float64) * 2.0 ** -32
+
+
+def threshold(p: float) -> int:
+    """The bits below which a unit is dropped with probability ``p``: ``ceil(p * 2**32)``
+    (``bits >= threshold(p)`` exactly when ``bits / 2**32 >= p``)."""
+    return min(int(np.ceil(p * 2.0 ** 32)), 1 << 32)
+
+
+@dataclass(frozen=True)
+class Masks:
+    """The training-time masks of one call (``train=True``), arrays of ``xp``.
+
+    ``node_dropout[node]`` ``(T, B, size)``: 0 or ``1 / (1 - p)`` (inverted dropout), fresh
+    at every step; ``zoneout[node]`` ``(T, B, size)``: 1 where the unit keeps its previous
+    value (probability p), else 0; ``edge_dropout[i]`` ``(B, size of the source)`` for edge
+    ``net.edges[i]``: 0 or ``1 / (1 - p)``, the same at every step; ``weight_dropout[param]``
+    shaped like the matrix: 0 or ``1 / (1 - p)``. Streams are named ``dropout:NODE``,
+    ``zoneout:NODE``, ``edge-dropout:I``, ``weight-dropout:PARAM`` (see
+    :func:`counter_bits`); a unit is dropped (zoneout: keeps its past) where its uniform
+    ``bits / 2**32`` is below p.
+    """
+
+    node_dropout: dict
+    zoneout: dict
+    edge_dropout: dict
+    weight_dropout: dict
+
+
+def _keep(xp, bits, p: float, dtype):
+    keep = (bits >= xp.uint32(threshold(p))).astype(dtype)
+    keep *= dtype(1.0 / (1.0 - p))
+    return keep
+
+
+def draw_masks(net: Network, steps: int, batch: int, seed: int, xp=np,
+               dtype=np.float64) -> Masks:
+    """The masks of one training call of ``steps`` steps on a batch of ``batch``."""
+    dtype = np.dtype(dtype).type
+    node_dropout, zoneout, edge_dropout, weight_dropout = {}, {}, {}, {}
+    for name, node in net.nodes.items():
+        shape = (steps, batch, node.size)
+        if node.dropout:
+            node_dropout[name] = _keep(xp, counter_bits(seed, f"dropout:{name}", shape, xp),
+                                       node.dropout, dtype)
+        if node.zoneout:
+            bits = counter_bits(seed, f"zoneout:{name}", shape, xp)
+            zoneout[name] = (bits < xp.uint32(threshold(node.zoneout))).astype(dtype)
+    for i, edge in enumerate(net.edges):
+        if edge.dropout:
+            shape = (batch, net.size(edge.src))
+            edge_dropout[i] = _keep(xp, counter_bits(seed, f"edge-dropout:{i}", shape, xp),
+                                    edge.dropout, dtype)
+        if edge.weight_dropout and edge.param not in weight_dropout:
+            shape = net.params[edge.param].shape
+            weight_dropout[edge.param] = _keep(
+                xp, counter_bits(seed, f"weight-dropout:{edge.param}", shape, xp),
+                edge.weight_dropout, dtype)
+    return Masks(node_dropout, zoneout, edge_dropout, weight_dropout)

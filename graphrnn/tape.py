@@ -93,3 +93,24 @@ class Tape:
                 grads.setdefault(f"state:{key}", None)
         return grads
 
+
+class TrainingTape:
+    """The tape of a call with training-time noise: the recorded call ran the training network
+    (masks as extra inputs, renamed parameters), and this tape speaks the spec's names."""
+
+    def __init__(self, tape: Tape, outputs: dict, spec_grads):
+        self.tape, self.outputs, self.spec_grads = tape, outputs, spec_grads
+
+    def release(self) -> None:
+        """Give the recorded Run back now (the tape cannot be used afterwards)."""
+        self.tape.release()
+
+    def backward(self, output_grads: dict, state_grads: dict | None = None) -> dict:
+        """As :meth:`Tape.backward`, with the spec's output and parameter names."""
+        renamed = {self.outputs[k]: v for k, v in (output_grads or {}).items()
+                   if k in self.outputs}
+        unknown = set(output_grads or {}) - set(self.outputs)
+        if unknown:  # the spec's check and message
+            checks.check_names("output gradient (an output)", output_grads,
+                               list(self.outputs), required=False)
+        return self.spec_grads(self.tape.backward(renamed, state_grads))

@@ -224,6 +224,9 @@ def _backward_member(e: _Emitter, k: int, op: NodeUpdate, no_grad: set[str], net
         lines.append(f"    const {ct} a{i} = {_term_value(e, op.terms[i], {})};")
     for share in sends:
         lines += _share(e, share, plan, members)
+    if not sends and not net_only and op.net not in plan.dnet_stores and any(
+            "dn =" in line for line in lines):
+        lines.append("    (void)dn;  // nothing reads this gradient (e.g. a copy of an input)")
     lines.append("  }")
     return lines
 

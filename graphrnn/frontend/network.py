@@ -43,6 +43,10 @@ class Node:
     line: int | None = None
     alpha: float | None = None
     beta: float | None = None
+    #: training-time noise (DESIGN.md): inverted dropout on the value delay-0 readers see, and
+    #: zoneout (keep the previous value with probability ``zoneout``); ``None``: none
+    dropout: float | None = None
+    zoneout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,10 @@ class Edge:
     init: str | None = None
     transpose: bool = False
     line: int | None = None
+    #: training-time noise: variational dropout of the source values (one mask a sequence)
+    #: and DropConnect of the full matrix (one mask a call); ``None``: none
+    dropout: float | None = None
+    weight_dropout: float | None = None
 
     @property
     def label(self) -> str:
@@ -135,9 +143,15 @@ class Network:
         return n.combine == "sum" and any(e.weight != "identity" for e in self.in_edges(node))
 
     def reads_own_past(self, node: str) -> bool:
-        """Leaky and asynchronous nodes read their own previous value implicitly."""
+        """Leaky, zoneout and asynchronous nodes read their own previous value implicitly."""
         n = self.nodes[node]
-        return n.leak is not None or n.update == "asynchronous"
+        return n.leak is not None or n.update == "asynchronous" or bool(n.zoneout)
+
+    @cached_property
+    def has_training_noise(self) -> bool:
+        """Whether some node or edge has dropout, zoneout or weight dropout (``train=``)."""
+        return (any(n.dropout or n.zoneout for n in self.nodes.values())
+                or any(e.dropout or e.weight_dropout for e in self.edges))
 
     @cached_property
     def history(self) -> dict[str, int]:

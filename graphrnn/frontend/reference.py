@@ -7,7 +7,7 @@ import numpy as np
 
 from graphrnn.frontend.network import Network, boundary_key
 from graphrnn.frontend.unroll import unroll, vertex_id
-from graphrnn.noise import draw_noise
+from graphrnn.noise import Masks, draw_masks, draw_noise
 from graphrnn.ops.activations import REGISTRY
 
 
@@ -27,11 +27,14 @@ def state_key(name: str, t: int) -> str:
 
 
 def reference_forward(net: Network, params: dict, inputs: dict, state: dict | None = None,
-                      steps: int | None = None, seed: int = 0) -> tuple[dict, dict]:
+                      steps: int | None = None, seed: int = 0,
+                      train: bool = False) -> tuple[dict, dict]:
     """Run ``net`` by walking its unrolled DAG in topological order.
 
     Same arguments and results as ``Model.forward`` (arrays time-major), always float64.
-    Slow by design: it exists to define what every faster path must compute.
+    Slow by design: it exists to define what every faster path must compute. With ``train``
+    the training-time noise applies, with the masks of :func:`graphrnn.noise.draw_masks`;
+    without, zoneout is its expectation and dropout is off.
     """
     state = state or {}
     if inputs:
@@ -40,7 +43,10 @@ def reference_forward(net: Network, params: dict, inputs: dict, state: dict | No
         batch = next(iter(state.values())).shape[0] if state else 1
     dag = unroll(net, steps=steps)
     noise = draw_noise(net, steps, batch, seed)
+    masks = draw_masks(net, steps, batch, seed) if train else Masks({}, {}, {}, {})
     p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    for name, m in masks.weight_dropout.items():
+        p[name] = p[name] * m
     values: dict[str, np.ndarray] = {}
     for vertex in nx.topological_sort(dag):
         attrs = dag.nodes[vertex]
@@ -53,8 +59,10 @@ def reference_forward(net: Network, params: dict, inputs: dict, state: dict | No
             key = attrs["state_key"]
             values[vertex] = _initial(net, p, state, name, key, batch)
         else:
-            values[vertex] = _node_value(net, dag, p, values, noise, vertex, batch)
-    outputs = {o: np.stack([values[f"{o}@{t}"] for t in range(steps)]) for o in net.outputs}
+            values[vertex] = _node_value(net, dag, p, values, noise, masks, train, vertex,
+                                         batch)
+    outputs = {o: np.stack([_seen(masks, values, f"{o}@{t}", o, t, 0) for t in range(steps)])
+               for o in net.outputs}
     final = {key: values[vertex_id(name, steps - k if k > 0 else -k - 1, steps)]
              for key, name, k in net.boundaries}
     return outputs, final
@@ -79,7 +87,17 @@ def _term(params, edge, x):
     return edge["scale"] * x
 
 
-def _node_value(net, dag, params, values, noise, vertex, batch):
+def _seen(masks: Masks, values: dict, vertex: str, name: str, t: int, delay: int):
+    """``vertex`` (``name`` at step ``t``) as a reader at ``delay`` sees it: a same-step
+    reader (and the output) sees node dropout's mask applied; a delayed one the undropped
+    value."""
+    value = values[vertex]
+    if delay == 0 and name in masks.node_dropout:
+        return value * masks.node_dropout[name][t]
+    return value
+
+
+def _node_value(net, dag, params, values, noise, masks, train, vertex, batch):
     name, t = dag.nodes[vertex]["node"], dag.nodes[vertex]["t"]
     node = net.nodes[name]
     def act(x, u, temp):
@@ -94,14 +112,22 @@ def _node_value(net, dag, params, values, noise, vertex, batch):
         if asynchronous and edge["delay"] == 1 and dag.nodes[src]["node"] == name:
             own.append(edge)
         else:
-            terms.append(_term(params, edge, values[src]))
+            x = _seen(masks, values, src, dag.nodes[src]["node"], dag.nodes[src]["t"],
+                      edge["delay"])
+            if edge["edge"] in masks.edge_dropout:
+                x = x * masks.edge_dropout[edge["edge"]]
+            terms.append(_term(params, edge, x))
     combine = np.prod if node.combine == "product" else np.sum
     other = combine(terms, axis=0) if terms else np.zeros((batch, node.size))
     u = noise.uniforms[name][t] if name in noise.uniforms else None
     leak = node.leak if node.leak is not None else 1.0
     if not asynchronous:
         value = act(other + bias, u, node.temperature)
-        return value if node.leak is None else (1 - leak) * prev + leak * value
+        value = value if node.leak is None else (1 - leak) * prev + leak * value
+        if not node.zoneout:
+            return value
+        keep = masks.zoneout[name][t] if train else node.zoneout
+        return keep * prev + (1 - keep) * value
     s = prev.copy()
     for i in noise.orders[name][t]:
         net_i = other[:, i] + sum(_term(params, e, s)[:, i] for e in own) + np.broadcast_to(

@@ -21,9 +21,10 @@ BUNDLED = Path(__file__).resolve().parents[1] / "specs"
 SECTIONS = ("name", "inputs", "nodes", "edges", "outputs")
 #: Keys of a node mapping.
 NODE_KEYS = ("size", "activation", "combine", "bias", "leak", "init_state", "update",
-             "temperature", "alpha", "beta")
+             "temperature", "alpha", "beta", "dropout", "zoneout")
 #: Keys of an edge mapping.
-EDGE_KEYS = ("from", "to", "delay", "weight", "scale", "name", "trainable", "init", "transpose")
+EDGE_KEYS = ("from", "to", "delay", "weight", "scale", "name", "trainable", "init", "transpose",
+             "dropout", "weight_dropout")
 #: Edge keys that only make sense for an edge with a parameter (not ``identity``).
 PARAM_KEYS = ("name", "init", "transpose", "trainable")
 EDGE_SYNTAX = "SRC -> DST [@DELAY] [full|diagonal|identity]"
@@ -458,7 +459,8 @@ class _Parser:
             scale = float(scale)
         return Edge(src=opts["from"], dst=opts["to"], delay=delay, weight=weight, scale=scale,
                     param=param, trainable=opts.get("trainable", True), init=opts.get("init"),
-                    transpose=opts.get("transpose", False), line=_line(item))
+                    transpose=opts.get("transpose", False), line=_line(item),
+                    dropout=opts.get("dropout"), weight_dropout=opts.get("weight_dropout"))
 
     def outputs(self, key: yaml.Node, value: yaml.Node) -> list[str]:
         if isinstance(value, yaml.ScalarNode) and not _is_empty(value):

@@ -129,7 +129,7 @@ def validate(net: Network, lines: dict[str, int] | None = None) -> None:
     for check in (_check_names, _check_inputs, _check_nodes, _check_edge_fields,
                   _check_endpoints, _check_tokens, _check_sizes, _check_duplicates, _check_params,
                   _check_incoming, _check_outputs, _check_loops, _check_directions,
-                  _check_asynchronous):
+                  _check_asynchronous, _check_noise):
         check(c)
     _warn_unused(c)
 
@@ -404,6 +404,46 @@ def _check_asynchronous(c: _Checker) -> None:
             c.fail(c.node_key(name, "update"), f"node {name} has update: asynchronous, which "
                    f"needs its Hopfield weights as a full self-edge '{name} -> {name} @1'; "
                    "add one")
+
+
+def _rate(value: object) -> bool:
+    return value is None or (_is_number(value) and 0 <= value < 1)
+
+
+def _check_noise(c: _Checker) -> None:
+    """Dropout, zoneout and weight-dropout rates in [0, 1), where they apply (DESIGN.md)."""
+    net = c.net
+    for name, node in net.nodes.items():
+        for key in ("dropout", "zoneout"):
+            value = getattr(node, key)
+            if not _rate(value):
+                c.fail(c.node_key(name, key), f"{key} must be a probability in [0, 1), got "
+                       f"{value!r}")
+            if value and node.update == "asynchronous":
+                c.fail(c.node_key(name, key), f"node {name} updates asynchronously; {key} "
+                       "applies to synchronous nodes only")
+    for i, e in enumerate(net.edges):
+        for key in ("dropout", "weight_dropout"):
+            value = getattr(e, key)
+            if not _rate(value):
+                c.fail(c.edge_key(i, key), f"{key} must be a probability in [0, 1), got "
+                       f"{value!r}")
+        if e.weight_dropout and e.weight != "full":
+            c.fail(c.edge_key(i, "weight_dropout"), f"weight_dropout drops entries of a full "
+                   f"matrix, but edge {e.label} is {e.weight}; use dropout instead")
+        if e.dropout and net.nodes[e.dst].update == "asynchronous" and e.src == e.dst:
+            c.fail(c.edge_key(i, "dropout"), f"edge {e.label} is an asynchronous node's "
+                   "Hopfield self-edge; dropout does not apply to it")
+    rates: dict[str, tuple[int, float]] = {}
+    for i, e in enumerate(net.edges):
+        if e.weight != "full":
+            continue
+        rate = e.weight_dropout or 0.0
+        j, other = rates.setdefault(e.param, (i, rate))
+        if other != rate:
+            c.fail(c.edge_key(i, "weight_dropout"), f"parameter {e.param!r} is tied to "
+                   f"{net.edges[j].label} with weight_dropout {other:g}, but this edge has "
+                   f"{rate:g}; one matrix has one mask, so give tied edges the same rate")
 
 
 def _warn_unused(c: _Checker) -> None:

@@ -43,6 +43,17 @@ class Stepper:
         self.dist = dist  # a graphrnn.training.distributed.Distributed, or None
         self.keys = keys  # trainable parameter names
         self.no_inputs = not model_io(model)[0]
+        #: training-time noise: each gradient call draws its masks from the next seed
+        self.noisy = bool(getattr(getattr(model, "net", None), "has_training_noise", False))
+        self.noise_calls = 0
+
+    def _noise_seed(self) -> dict:
+        """``seed=`` for a gradient call of a network with dropout or zoneout (fresh masks
+        every mini-batch and window, the same sequence in every run), else nothing."""
+        if not self.noisy:
+            return {}
+        self.noise_calls += 1
+        return {"seed": self.noise_calls}
 
     def _steps(self, steps: int) -> dict:
         """``steps=`` for a network without inputs (a Hopfield net), else nothing."""
@@ -71,12 +82,14 @@ class Stepper:
                 return 0.0, 0.0
             if self.dist is None:
                 loss, grads = self.model.gradients(params, inputs, targets, loss=self.loss,
-                                                   mask=mask, **self._steps(t))
+                                                   mask=mask, **self._steps(t),
+                                                   **self._noise_seed())
                 self._apply(params, loss, grads, "")
                 return loss * w_all, w_all
             w = _weight(mask, 0, t, b)
+            noise = self._noise_seed()
             loss, grads, _ = self._sum(params, w, w_all, "", lambda: self.model.gradients(
-                params, inputs, targets, loss=self.loss, mask=mask, **self._steps(t)))
+                params, inputs, targets, loss=self.loss, mask=mask, **self._steps(t), **noise))
             self._apply(params, loss, grads, "")
             return loss * w_all, w_all
         k1, k2 = self.tbptt
@@ -95,12 +108,14 @@ class Stepper:
             final = None
             where = f" (window of steps {lo}..{end - 1})"
 
-            def window(lo=lo, end=end, win_mask=win_mask, state=state):
+            noise = self._noise_seed()
+
+            def window(lo=lo, end=end, win_mask=win_mask, state=state, noise=noise):
                 win_in = {k: v[lo:end] for k, v in inputs.items()}
                 win_t = {k: v[lo:end] for k, v in targets.items()}
                 return self.model.gradients(
                     params, win_in, win_t, loss=self.loss, state=state, mask=win_mask,
-                    return_state=True, **self._steps(end - lo))
+                    return_state=True, **self._steps(end - lo), **noise)
             if self.dist is None and w > 0:
                 loss, grads, final = window()
                 total, weight = total + loss * w, weight + w

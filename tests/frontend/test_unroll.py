@@ -32,7 +32,8 @@ def formula(net: gr.Network, T: int) -> tuple[int, int]:
     for e in net.edges:
         depth[e.src] = max(depth[e.src], e.delay)
         ahead[e.src] = max(ahead[e.src], -e.delay)
-    own = [n for n, v in net.nodes.items() if v.leak is not None or v.update == "asynchronous"]
+    own = [n for n, v in net.nodes.items()
+           if v.leak is not None or v.update == "asynchronous" or v.zoneout]
     for n in own:
         depth[n] = max(depth[n], 1)
     implicit = [n for n in own if not any(e.src == e.dst == n and e.delay == 1 for e in net.edges)]
