@@ -46,7 +46,8 @@ def _options(module) -> dict:
     kind = type(module).__name__
     import torch
     if not isinstance(module, torch.nn.RNNBase) or kind not in KINDS:
-        raise SpecError(f"from_torch converts torch.nn.RNN, LSTM and GRU, not {kind}")
+        raise SpecError(f"from_torch converts torch.nn.RNN, LSTM and GRU, not {kind}",
+                        type(module).__module__ + "." + kind)
     mode = getattr(module, "mode", kind)
     return {"kind": kind, "input_size": module.input_size, "hidden": module.hidden_size,
             "layers": module.num_layers, "bidirectional": bool(module.bidirectional),
@@ -175,8 +176,9 @@ def torch_spec(module) -> tuple[dict, dict]:
     """The spec (as a dictionary, see :func:`spec_text`) and params of :func:`from_torch`."""
     opts = _options(module)
     if opts["dropout"] > 0 and not DROPOUT:
-        raise SpecError(f"from_torch: dropout={opts['dropout']} between layers needs the node "
-                        f"key dropout (not in graphrnn yet): set the module's dropout to 0")
+        raise SpecError(f"dropout={opts['dropout']} between layers needs the node key dropout "
+                        f"(not in graphrnn yet): set the module's dropout to 0",
+                        f"torch.nn.{opts['kind']}")
     b = _build(opts)
     tensors = {k: v.detach().cpu().numpy() for k, v in module.named_parameters()}
     dtype = np.float64 if next(iter(tensors.values())).dtype == np.float64 else np.float32
@@ -246,7 +248,8 @@ def _network_options(net: Network) -> dict:
     gate = {"LSTM": "i_l0", "GRU": "r_l0", "RNN": "h_l0"}[kind]
     if gate not in nodes or "x" not in net.inputs or net.outputs != ("y",):
         raise SpecError(f"to_torch: {net.name} is not a torch.nn.RNN/LSTM/GRU (it needs input "
-                        f"x, output y and the nodes from_torch makes, e.g. {gate})")
+                        f"x, output y and the nodes from_torch makes, e.g. {gate})",
+                        net.source or net.name)
     layers = 0
     while f"h_l{layers}" in nodes:
         layers += 1
@@ -321,14 +324,16 @@ def to_torch(network: Network, params: dict, *, batch_first: bool = False):
     want = load_spec(spec_text(_spec(opts, b)))
     what = _difference(network, want)
     if what is not None:
-        raise SpecError(f"to_torch: torch.nn.{opts['kind']} cannot express {what}")
+        raise SpecError(f"to_torch: torch.nn.{opts['kind']} cannot express {what}",
+                        network.source or network.name)
     for key, links in b.links.items():
         if links[0][3] == "place":
             place = np.zeros(want.params[key].shape)
             place[links[0][1]] = np.eye(place.shape[1])
             if not np.array_equal(np.asarray(params[key]), place):
                 raise SpecError(f"to_torch: torch.nn.{opts['kind']} cannot express {key} "
-                                f"other than the fixed placement [I; 0] / [0; I] of its output")
+                                f"other than the fixed placement [I; 0] / [0; I] of its output",
+                                network.source or network.name)
     double = any(np.asarray(v).dtype == np.float64 for v in params.values())
     dtype = torch.float64 if double else torch.float32
     kw = {"proj_size": opts["proj"]} if opts["kind"] == "LSTM" else {}
