@@ -192,3 +192,31 @@ def test_float32_and_refusals():
         gr.from_torch(torch.nn.Linear(3, 3))
     spec, _ = torch_convert.torch_spec(_module("lstm_proj"))
     assert spec["nodes"]["h_l0"]["size"] == PROJ and spec["nodes"]["m_l0"]["size"] == HID
+
+
+def test_converted_module_keeps_training_in_torch():
+    """from_torch -> graphrnn.torch.Module with the converted weights: the same function as
+    the torch module, and its gradients equal torch's through the same parameter map."""
+    from graphrnn.torch import Module
+    m = _module("lstm_proj", layers=2, bidirectional=True, batch_first=True, seed=7)
+    net, params = gr.from_torch(m)
+    g = Module(net, dtype=torch.float64)
+    with torch.no_grad():
+        for name, p in g.params().items():
+            p.copy_(torch.from_numpy(params[name]))
+    x = torch.from_numpy(np.random.default_rng(2).normal(size=(B, T, IN)))
+    y_ref = m(x)[0]
+    y = g(x.transpose(0, 1))[0]["y"].transpose(0, 1)
+    np.testing.assert_allclose(y.detach().numpy(), y_ref.detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
+    y.square().sum().backward()
+    y_ref.square().sum().backward()
+    theirs = dict(m.named_parameters())
+    for key, parts in torch_convert.parameter_map(m).items():
+        for torch_name, rows, cols in parts:
+            t = theirs[torch_name].grad[rows]
+            np.testing.assert_allclose(g.params()[key].grad.numpy(),
+                                       (t if cols is None else t[:, cols]).numpy(),
+                                       rtol=1e-10, atol=1e-12)
+    assert not g.params()["h_l1->y"].requires_grad  # the fixed placement into y
+    assert gr.to_torch(net, params, batch_first=True).batch_first
