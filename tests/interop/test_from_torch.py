@@ -220,3 +220,19 @@ def test_converted_module_keeps_training_in_torch():
                                        rtol=1e-10, atol=1e-12)
     assert not g.params()["h_l1->y"].requires_grad  # the fixed placement into y
     assert gr.to_torch(net, params, batch_first=True).batch_first
+
+
+def test_converted_bidirectional_module_under_torch_compile():
+    """The fake implementation lists the NODE@+k final states too (torch.compile traces it)."""
+    from graphrnn.torch import Module
+    m = _module("gru", bidirectional=True, seed=3)
+    net, params = gr.from_torch(m)
+    g = Module(net, dtype=torch.float64)
+    with torch.no_grad():
+        for name, p in g.params().items():
+            p.copy_(torch.from_numpy(params[name]))
+    x = torch.from_numpy(np.random.default_rng(4).normal(size=(T, B, IN)))
+    f = torch.compile(lambda x: g(x)[1]["h_l0_reverse@+1"], fullgraph=True,
+                      backend="aot_eager")
+    np.testing.assert_allclose(f(x).detach().numpy(), m(x)[1][1].detach().numpy(),
+                               rtol=1e-10, atol=1e-12)
