@@ -4,6 +4,7 @@
 from graphrnn import config, hopfield  # noqa: F401
 from graphrnn.errors import DataError, SpecError
 from graphrnn.exchange import from_onnx, to_onnx
+from graphrnn.exchange.torch_convert import from_torch, to_torch  # imports torch on use
 from graphrnn.frontend.network import Edge, Network, Node, Param
 from graphrnn.frontend.spec import load_spec, spec_path
 from graphrnn.frontend.unroll import unroll
@@ -11,6 +12,6 @@ from graphrnn.model import Model, compile  # noqa: A004
 from graphrnn.training.loop import TrainResult, train
 
 __all__ = ["DataError", "Edge", "Model", "Network", "Node", "Param", "SpecError", "TrainResult",
-           "compile", "from_onnx", "hopfield", "load_spec", "spec_path", "to_onnx", "train",
-           "unroll"]
+           "compile", "from_onnx", "from_torch", "hopfield", "load_spec", "spec_path", "to_onnx",
+           "to_torch", "train", "unroll"]
 __version__ = "0.1.0"

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from graphrnn.frontend.network import Network
-from graphrnn.frontend.reference import state_key
 from graphrnn.frontend.spec import load_spec
 from graphrnn.model import Model
 from graphrnn.model import compile as compile_model
@@ -118,7 +117,7 @@ def _forward_fake(model_id, params, inputs, state, state_keys, steps, input_grad
     net = model.net
     like = params[0] if params else inputs[0]
     t, b = _call_shape(model, inputs, state, steps)
-    keys = [state_key(n, -k) for n, d in net.history.items() for k in range(1, d + 1)]
+    keys = list(net.state_keys)  # as tape.final_state_keys: NODE@+k included
     return ([like.new_empty((t, b, net.size(o))) for o in net.outputs]
             + [like.new_empty((b, net.size(k.split("@")[0]))) for k in keys]
             + [torch.empty((), dtype=torch.int64)])
@@ -255,6 +254,6 @@ class Module(torch.nn.Module):
                                          "\n".join(keys), int(steps or 0), input_grads,
                                          self.training)
         n = len(net.outputs)
-        finals = [state_key(m, -k) for m, d in net.history.items() for k in range(1, d + 1)]
+        finals = list(net.state_keys)  # as tape.final_state_keys: NODE@+k included
         return dict(zip(net.outputs, out[:n], strict=True)), dict(zip(finals, out[n:-1],
                                                                       strict=True))
