@@ -25,11 +25,6 @@ from graphrnn.errors import SpecError
 from graphrnn.frontend.network import Network
 from graphrnn.frontend.spec import load_spec
 
-#: The one switch for ``dropout`` between layers: it becomes the node key ``dropout: p`` on each
-#: layer's hidden node but the last. Set True once graphrnn has the dropout family (branch
-#: ``noise``); until then a module with ``dropout > 0`` is refused with one line.
-DROPOUT = False
-
 KINDS = ("RNN", "LSTM", "GRU")
 #: torch's gate order in ``weight_ih``/``weight_hh`` and our node for each row block
 GATES = {"RNN": ("h",), "LSTM": ("i", "f", "g", "o"), "GRU": ("r", "z", "n")}
@@ -175,10 +170,6 @@ def _spec(opts: dict, b: _Build) -> dict:
 def torch_spec(module) -> tuple[dict, dict]:
     """The spec (as a dictionary, see :func:`spec_text`) and params of :func:`from_torch`."""
     opts = _options(module)
-    if opts["dropout"] > 0 and not DROPOUT:
-        raise SpecError(f"dropout={opts['dropout']} between layers needs the node key dropout "
-                        f"(not in graphrnn yet): set the module's dropout to 0",
-                        f"torch.nn.{opts['kind']}")
     b = _build(opts)
     tensors = {k: v.detach().cpu().numpy() for k, v in module.named_parameters()}
     dtype = np.float64 if next(iter(tensors.values())).dtype == np.float64 else np.float32
@@ -206,8 +197,9 @@ def from_torch(module) -> tuple[Network, dict]:
     module : torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU
         Any options: ``num_layers``, ``bidirectional``, ``proj_size``, ``bias``,
         ``nonlinearity``, ``batch_first`` (graphrnn is time-major: pass ``x.transpose(0, 1)``
-        and transpose ``y`` back; the network is the same), ``dropout`` (0 only, until the
-        dropout node key lands: see ``DROPOUT``).
+        and transpose ``y`` back; the network is the same), ``dropout`` (between layers:
+        the node key ``dropout: p`` on each layer's hidden nodes but the last, applied with
+        ``train=True``).
 
     Returns
     -------
@@ -222,7 +214,7 @@ def from_torch(module) -> tuple[Network, dict]:
     Raises
     ------
     SpecError
-        A module that is not RNN/LSTM/GRU, or ``dropout > 0`` while ``DROPOUT`` is off.
+        A module that is not RNN/LSTM/GRU.
     """
     spec, params = torch_spec(module)
     net = load_spec(spec_text(spec))

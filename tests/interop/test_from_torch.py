@@ -167,17 +167,22 @@ def test_modified_lstm_trains():
     assert model.gradients(stepped, {"x": x}, {"y": target})[0] < loss
 
 
-def test_dropout_between_layers(monkeypatch):
+def test_dropout_between_layers():
+    """torch's dropout between layers becomes node dropout on each layer's hidden nodes but the
+    last; without training noise the network is torch's module in eval mode."""
     m = _module("lstm", layers=3, bidirectional=True)
     m.dropout = 0.25
-    refused = r"^torch.nn.LSTM: dropout=0.25 between layers .*\(not in graphrnn yet\)"
-    with pytest.raises(SpecError, match=refused):
-        gr.from_torch(m)
-    monkeypatch.setattr(torch_convert, "DROPOUT", True)
     spec, _ = torch_convert.torch_spec(m)
     dropped = {n for n, v in spec["nodes"].items() if "dropout" in v}
     assert dropped == {"h_l0", "h_l0_reverse", "h_l1", "h_l1_reverse"}
     assert all(spec["nodes"][n]["dropout"] == 0.25 for n in dropped)
+    net, params = gr.from_torch(m)
+    x = torch.randn(T, B, IN, dtype=torch.float64)
+    m.eval()
+    with torch.no_grad():
+        want = m(x)[0].numpy()
+    got = gr.compile(net, dtype="float64").forward(params, {"x": x.numpy()})[0]["y"]
+    assert np.abs(got - want).max() <= 1e-10 * np.abs(want).max()
     m.dropout = 0.0
     spec, _ = torch_convert.torch_spec(m)
     assert not any("dropout" in v for v in spec["nodes"].values())
