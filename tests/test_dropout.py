@@ -290,3 +290,25 @@ def test_cli_train_trains_a_noisy_spec(tmp_path):
     assert done.returncode == 0, done.stderr
     params = dict(np.load(out))
     assert "h->i@1" in params and "c.bias" not in params  # c sums identity edges: no bias
+
+
+def test_training_masks_come_from_the_seed_and_survive_a_resume(tmp_path):
+    """A dropout net trained for 2 epochs equals 1 epoch, then a resume for the second (its
+    masks are drawn from the seed, epoch and step, not from a count of calls), and another
+    seed draws other masks."""
+    model = gr.compile(gr.load_spec(NOISY), dtype="float64")
+    rng = np.random.default_rng(0)
+    data = {"x": rng.normal(size=(6, 8, 3)), "y": rng.normal(size=(6, 8, 2))}
+
+    def fit(seed=0, epochs=2, **kw):
+        return gr.train(model, model.init_params(1), data, epochs=epochs, batch_size=4,
+                        lr=0.01, progress=False, val_fraction=0.0, seed=seed, **kw).params
+
+    whole = fit()
+    ck = tmp_path / "ck.npz"
+    fit(checkpoint=ck, epochs=1)
+    resumed = fit(checkpoint=ck, resume=True)
+    other = fit(seed=1)
+    for k in whole:
+        assert np.array_equal(whole[k], resumed[k]), k
+    assert any(not np.allclose(whole[k], other[k]) for k in whole)

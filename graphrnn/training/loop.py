@@ -134,6 +134,7 @@ def run_epoch(state: TrainState, plan: Plan, bar: Progress) -> None:
     bar.start(epoch + 1, state.step)
     while state.step < plan.n_batches:
         idx = order[state.step]
+        plan.stepper.start_batch(plan.seed, epoch, state.step)
         t0 = time.perf_counter()
         try:
             if dist is None:

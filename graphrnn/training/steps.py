@@ -43,17 +43,23 @@ class Stepper:
         self.dist = dist  # a graphrnn.training.distributed.Distributed, or None
         self.keys = keys  # trainable parameter names
         self.no_inputs = not model_io(model)[0]
-        #: training-time noise: each gradient call draws its masks from the next seed
+        #: training-time noise: each gradient call draws its masks from its own seed
         self.noisy = bool(getattr(getattr(model, "net", None), "has_training_noise", False))
-        self.noise_calls = 0
+        self.noise_key, self.noise_calls = (0, 0, 0), 0
+
+    def start_batch(self, seed: int, epoch: int, step: int) -> None:
+        """The next mini-batch's masks come from ``(seed, epoch, step)``: a run resumed from a
+        checkpoint draws the same masks as one that never stopped."""
+        self.noise_key, self.noise_calls = (seed, epoch, step), 0
 
     def _noise_seed(self) -> dict:
         """``seed=`` for a gradient call of a network with dropout or zoneout (fresh masks
-        every mini-batch and window, the same sequence in every run), else nothing."""
+        every mini-batch and window, from the training seed, epoch and step), else nothing."""
         if not self.noisy:
             return {}
         self.noise_calls += 1
-        return {"seed": self.noise_calls}
+        key = np.random.SeedSequence([*self.noise_key, self.noise_calls])
+        return {"seed": int(key.generate_state(1)[0])}
 
     def _steps(self, steps: int) -> dict:
         """``steps=`` for a network without inputs (a Hopfield net), else nothing."""
