@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphrnn.compiler.ir import Program, StageKind
+from graphrnn.compiler.ir import Combine, Fused, NodeUpdate, Program, StageKind, TermKind
 from graphrnn.noise import Noise
 from graphrnn.ops.fused import FusedKernel
 from graphrnn.ops.init_state import InitStateKernel
@@ -51,6 +51,13 @@ class Run:
         self._looped = {o.uid for s in prog.stages if s.kind == StageKind.LOOP for op in s.ops
                         for o in (*getattr(op, "ops", ()), op)}
         self._step_views: dict = {}
+        #: buffers whose values nothing reads once the forward pass is over: their memory
+        #: holds gradient arrays (:meth:`grad_array`), so BPTT needs no memory of its own
+        #: for them (off where a backward pass recomputes forward rows: ``remat``)
+        self.donors = dead_after_forward(prog)
+        #: segment length of the recomputed loop steps in BPTT (None: every row is kept)
+        self.remat: int | None = None
+        self._donated: list = []  # (donor array, elements given away)
         self._make_kernels()
 
     def _make_kernels(self) -> None:
@@ -113,6 +120,26 @@ class Run:
         else:
             self.param_grads[name] = g.copy() if g.base is not None else g
 
+    def donated(self, shape: tuple):
+        """A contiguous ``shape`` array in the memory of a buffer that is dead once the
+        forward pass is over (:func:`dead_after_forward`), or None where none has room left.
+        Gradients are made after the forward pass (:meth:`zero_grads`), so lending that
+        memory to them is safe; a later call's forward overwrites it before its own
+        ``zero_grads``."""
+        if self.remat is not None:
+            return None
+        count = int(np.prod(shape))
+        align = max(1, 64 // np.dtype(self.dtype).itemsize)
+        for i, name in enumerate(self.donors):
+            flat = self.arrays[name].reshape(-1)
+            used = self._donated[i] if i < len(self._donated) else 0
+            if used + count <= flat.size:
+                while len(self._donated) <= i:
+                    self._donated.append(0)
+                self._donated[i] = used + -(-count // align) * align
+                return flat[used:used + count].reshape(shape)
+        return None
+
     def forward(self) -> None:
         """Run every stage: batched ops once over all steps, loops step by step (each in its
         direction)."""
@@ -139,6 +166,7 @@ class Run:
                     array.fill(0)
             return
         self.grads = _ZeroGrads(self)
+        self._donated = []
         self._step_views = {k: v for k, v in self._step_views.items() if not k[1]}
 
     def backward(self) -> None:
@@ -183,6 +211,30 @@ def _whole(stage, kernels) -> bool:
     return stage.kind == StageKind.BATCHED or all(getattr(k, "whole_loop", False) for k in kernels)
 
 
+def dead_after_forward(prog: Program) -> tuple[str, ...]:
+    """The GEMM buffers whose values the backward pass never reads: not outputs nor history,
+    read only as ``full`` terms of sums (whose gradient is ``d net`` itself, without the
+    term's value), by NodeUpdates alone (a MatMul's backward would read its source)."""
+    readers: dict[str, list] = {}
+    for _, op in prog.ops():
+        for member in (op.ops if isinstance(op, Fused) else (op,)):
+            for name, _ in member.reads:
+                readers.setdefault(name, []).append(member)
+    dead = []
+    for name, b in prog.buffers.items():
+        if b.role != "gemm" or name in prog.outputs or b.pad or b.tail:
+            continue
+        ok = True
+        for m in readers.get(name, ()):
+            terms = [t for t in m.terms if t.src == name] if isinstance(m, NodeUpdate) else ()
+            ok = ok and isinstance(m, NodeUpdate) and not m.own and bool(terms) and all(
+                t.kind == TermKind.FULL for t in terms) and (
+                m.combine == Combine.SUM or len(m.terms) == 1)
+        if ok:
+            dead.append(name)
+    return tuple(dead)
+
+
 class _ZeroGrads(dict):
     """A run's gradient arrays by buffer name, zeros made when first asked for."""
 
@@ -197,8 +249,14 @@ class _ZeroGrads(dict):
         if name in run.grad_aliases:
             array = self[name] = self[run.grad_aliases[name]]
             return array
-        make = run.backend.empty if name in run.grads_assigned else run.backend.zeros
-        array = self[name] = make(("grad", name), run.arrays[name].shape, run.dtype)
+        shape = run.arrays[name].shape
+        array = run.donated(shape)
+        if array is None:
+            make = run.backend.empty if name in run.grads_assigned else run.backend.zeros
+            array = make(("grad", name), shape, run.dtype)
+        elif name not in run.grads_assigned:
+            array.fill(0)
+        self[name] = array
         return array
 
 
