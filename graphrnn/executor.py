@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import mmap
+import sys
+
 import numpy as np
 
-from graphrnn.compiler.ir import Combine, Fused, NodeUpdate, Program, StageKind, TermKind
+from graphrnn.compiler.ir import Combine, Fused, MatMul, NodeUpdate, Program, StageKind, TermKind
 from graphrnn.noise import Noise
 from graphrnn.ops.fused import FusedKernel
 from graphrnn.ops.init_state import InitStateKernel
@@ -57,6 +61,7 @@ class Run:
         self.donors = dead_after_forward(prog)
         #: segment length of the recomputed loop steps in BPTT (None: every row is kept)
         self.remat: int | None = None
+        self._own: dict | None = None
         self._donated: list = []  # (donor array, elements given away)
         self._make_kernels()
 
@@ -148,7 +153,11 @@ class Run:
 
     def _forward(self) -> None:
         for stage, kernels in self.kernels:
-            if _whole(stage, kernels):
+            if self.remat is not None and stage.kind == StageKind.LOOP:
+                for lo, hi in self._segments(stage.reverse):
+                    self._loop_window(stage, kernels, lo, hi, backward=False)
+                    self._release(stage, lo, hi)
+            elif _whole(stage, kernels):
                 for k in kernels:
                     k.forward(0, self.steps)
             else:
@@ -177,7 +186,12 @@ class Run:
 
     def _backward(self) -> None:
         for stage, kernels in reversed(self.kernels):
-            if _whole(stage, kernels):
+            if self.remat is not None and stage.kind == StageKind.LOOP:
+                for lo, hi in reversed(self._segments(stage.reverse)):
+                    self._loop_window(stage, kernels, lo, hi, backward=False)
+                    self._loop_window(stage, kernels, lo, hi, backward=True)
+                    self._release(stage, lo, hi)
+            elif _whole(stage, kernels):
                 for k in reversed(kernels):
                     k.backward(0, self.steps)
             else:
@@ -185,6 +199,39 @@ class Run:
                                   reverse=not stage.reverse)
             for k in kernels:
                 k.param_grads()
+
+    # -- recomputation (``remat``) ----------------------------------------------------------
+
+    def _segments(self, reverse: bool) -> list[tuple[int, int]]:
+        """The loop's windows of ``remat`` steps in the order the forward pass runs them."""
+        k = max(1, int(self.remat))
+        spans = [(lo, min(lo + k, self.steps)) for lo in range(0, self.steps, k)]
+        return spans[::-1] if reverse else spans
+
+    def _loop_window(self, stage, kernels, lo: int, hi: int, backward: bool) -> None:
+        """Steps ``[lo, hi)`` of a loop stage, forward (in its direction) or backward."""
+        if _whole(stage, kernels):
+            for k in (reversed(kernels) if backward else kernels):
+                (k.backward if backward else k.forward)(lo, hi)
+            return
+        fns = [k.backward for k in reversed(kernels)] if backward else [
+            k.forward for k in kernels]
+        for t in (range(hi - 1, lo - 1, -1) if backward != stage.reverse else range(lo, hi)):
+            for fn in fns:
+                fn(t, t + 1)
+
+    def _release(self, stage, lo: int, hi: int) -> None:
+        """Give the memory of steps ``[lo, hi)`` of the stage's own buffers (written by it,
+        read by no other stage, not outputs) back to the system, but for the rows the next
+        window reads (its history: the last ``pad`` rows, the first ``tail`` ones): the
+        backward pass recomputes them. NumPy on Linux only (elsewhere the rows stay)."""
+        if self._own is None:
+            self._own = _stage_own_buffers(self.prog)
+        for name in self._own.get(id(stage), ()):
+            b = self.prog.buffers[name]
+            a, z = lo + b.tail, hi - b.pad
+            if z > a:
+                release_rows(self.rows(name, a, z))
 
 
 def _refreshers(kernels) -> list | None:
@@ -209,6 +256,57 @@ def _whole(stage, kernels) -> bool:
     """Whether the stage's kernels each take all steps in one call (batched, or a compiled
     loop), rather than one step at a time."""
     return stage.kind == StageKind.BATCHED or all(getattr(k, "whole_loop", False) for k in kernels)
+
+
+def _stage_own_buffers(prog: Program) -> dict:
+    """Per loop stage (by ``id``), the buffers it writes that no other stage reads and that are
+    not outputs: the rows recomputation may drop."""
+    read_by: dict[str, set] = {}
+    for stage in prog.stages:
+        for op in stage.ops:
+            for name, _ in op.reads:
+                read_by.setdefault(name, set()).add(id(stage))
+    own = {}
+    for stage in prog.stages:
+        if stage.kind == StageKind.LOOP:
+            written = {w for op in stage.ops for m in (*getattr(op, "ops", ()), op)
+                       for w in m.writes}
+            # what the weight gradients after the loop read stays: MatMul sources, the terms
+            # of nodes with diagonal weights
+            after = {op.src for op in stage.ops if isinstance(op, MatMul)}
+            after.update(t.src for op in stage.ops for m in (*getattr(op, "ops", ()), op)
+                         if isinstance(m, NodeUpdate)
+                         and any(t.kind == TermKind.DIAGONAL for t in m.terms) for t in m.terms)
+            own[id(stage)] = tuple(sorted(
+                n for n in written if n in prog.buffers and n not in prog.outputs
+                and n not in after and read_by.get(n, set()) <= {id(stage)}))
+    return own
+
+
+def release_rows(array) -> None:
+    """Drop the pages wholly inside a NumPy array's memory (``madvise(MADV_DONTNEED)``): they
+    read as zeros until written again. A no-op off Linux and for other array types."""
+    if not isinstance(array, np.ndarray) or _MADVISE is None or not array.flags.c_contiguous:
+        return
+    page = mmap.PAGESIZE
+    start = -(-array.ctypes.data // page) * page
+    end = (array.ctypes.data + array.nbytes) // page * page
+    if end > start:
+        _MADVISE(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 4)  # MADV_DONTNEED
+
+
+def _madvise():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):  # pragma: no cover - every Linux libc has it
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+    return fn
+
+
+_MADVISE = _madvise()
 
 
 def dead_after_forward(prog: Program) -> tuple[str, ...]:
