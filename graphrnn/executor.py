@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import mmap
+import sys
+
 import numpy as np
 
-from graphrnn.compiler.ir import Program, StageKind
+from graphrnn.compiler.ir import Combine, Fused, MatMul, NodeUpdate, Program, StageKind, TermKind
 from graphrnn.noise import Noise
 from graphrnn.ops.fused import FusedKernel
 from graphrnn.ops.init_state import InitStateKernel
@@ -51,6 +55,14 @@ class Run:
         self._looped = {o.uid for s in prog.stages if s.kind == StageKind.LOOP for op in s.ops
                         for o in (*getattr(op, "ops", ()), op)}
         self._step_views: dict = {}
+        #: buffers whose values nothing reads once the forward pass is over: their memory
+        #: holds gradient arrays (:meth:`grad_array`), so BPTT needs no memory of its own
+        #: for them (off where a backward pass recomputes forward rows: ``remat``)
+        self.donors = dead_after_forward(prog)
+        #: segment length of the recomputed loop steps in BPTT (None: every row is kept)
+        self.remat: int | None = None
+        self._own: dict | None = None
+        self._donated: list = []  # (donor array, elements given away)
         self._make_kernels()
 
     def _make_kernels(self) -> None:
@@ -113,6 +125,26 @@ class Run:
         else:
             self.param_grads[name] = g.copy() if g.base is not None else g
 
+    def donated(self, shape: tuple):
+        """A contiguous ``shape`` array in the memory of a buffer that is dead once the
+        forward pass is over (:func:`dead_after_forward`), or None where none has room left.
+        Gradients are made after the forward pass (:meth:`zero_grads`), so lending that
+        memory to them is safe; a later call's forward overwrites it before its own
+        ``zero_grads``."""
+        if self.remat is not None:
+            return None
+        count = int(np.prod(shape))
+        align = max(1, 64 // np.dtype(self.dtype).itemsize)
+        for i, name in enumerate(self.donors):
+            flat = self.arrays[name].reshape(-1)
+            used = self._donated[i] if i < len(self._donated) else 0
+            if used + count <= flat.size:
+                while len(self._donated) <= i:
+                    self._donated.append(0)
+                self._donated[i] = used + -(-count // align) * align
+                return flat[used:used + count].reshape(shape)
+        return None
+
     def forward(self) -> None:
         """Run every stage: batched ops once over all steps, loops step by step (each in its
         direction)."""
@@ -121,7 +153,11 @@ class Run:
 
     def _forward(self) -> None:
         for stage, kernels in self.kernels:
-            if _whole(stage, kernels):
+            if self.remat is not None and stage.kind == StageKind.LOOP:
+                for lo, hi in self._segments(stage.reverse):
+                    self._loop_window(stage, kernels, lo, hi, backward=False)
+                    self._release(stage, lo, hi)
+            elif _whole(stage, kernels):
                 for k in kernels:
                     k.forward(0, self.steps)
             else:
@@ -139,6 +175,7 @@ class Run:
                     array.fill(0)
             return
         self.grads = _ZeroGrads(self)
+        self._donated = []
         self._step_views = {k: v for k, v in self._step_views.items() if not k[1]}
 
     def backward(self) -> None:
@@ -149,7 +186,12 @@ class Run:
 
     def _backward(self) -> None:
         for stage, kernels in reversed(self.kernels):
-            if _whole(stage, kernels):
+            if self.remat is not None and stage.kind == StageKind.LOOP:
+                for lo, hi in reversed(self._segments(stage.reverse)):
+                    self._loop_window(stage, kernels, lo, hi, backward=False)
+                    self._loop_window(stage, kernels, lo, hi, backward=True)
+                    self._release(stage, lo, hi)
+            elif _whole(stage, kernels):
                 for k in reversed(kernels):
                     k.backward(0, self.steps)
             else:
@@ -157,6 +199,39 @@ class Run:
                                   reverse=not stage.reverse)
             for k in kernels:
                 k.param_grads()
+
+    # -- recomputation (``remat``) ----------------------------------------------------------
+
+    def _segments(self, reverse: bool) -> list[tuple[int, int]]:
+        """The loop's windows of ``remat`` steps in the order the forward pass runs them."""
+        k = max(1, int(self.remat))
+        spans = [(lo, min(lo + k, self.steps)) for lo in range(0, self.steps, k)]
+        return spans[::-1] if reverse else spans
+
+    def _loop_window(self, stage, kernels, lo: int, hi: int, backward: bool) -> None:
+        """Steps ``[lo, hi)`` of a loop stage, forward (in its direction) or backward."""
+        if _whole(stage, kernels):
+            for k in (reversed(kernels) if backward else kernels):
+                (k.backward if backward else k.forward)(lo, hi)
+            return
+        fns = [k.backward for k in reversed(kernels)] if backward else [
+            k.forward for k in kernels]
+        for t in (range(hi - 1, lo - 1, -1) if backward != stage.reverse else range(lo, hi)):
+            for fn in fns:
+                fn(t, t + 1)
+
+    def _release(self, stage, lo: int, hi: int) -> None:
+        """Give the memory of steps ``[lo, hi)`` of the stage's own buffers (written by it,
+        read by no other stage, not outputs) back to the system, but for the rows the next
+        window reads (its history: the last ``pad`` rows, the first ``tail`` ones): the
+        backward pass recomputes them. NumPy on Linux only (elsewhere the rows stay)."""
+        if self._own is None:
+            self._own = _stage_own_buffers(self.prog)
+        for name in self._own.get(id(stage), ()):
+            b = self.prog.buffers[name]
+            a, z = lo + b.tail, hi - b.pad
+            if z > a:
+                release_rows(self.rows(name, a, z))
 
 
 def _refreshers(kernels) -> list | None:
@@ -183,6 +258,81 @@ def _whole(stage, kernels) -> bool:
     return stage.kind == StageKind.BATCHED or all(getattr(k, "whole_loop", False) for k in kernels)
 
 
+def _stage_own_buffers(prog: Program) -> dict:
+    """Per loop stage (by ``id``), the buffers it writes that no other stage reads and that are
+    not outputs: the rows recomputation may drop."""
+    read_by: dict[str, set] = {}
+    for stage in prog.stages:
+        for op in stage.ops:
+            for name, _ in op.reads:
+                read_by.setdefault(name, set()).add(id(stage))
+    own = {}
+    for stage in prog.stages:
+        if stage.kind == StageKind.LOOP:
+            written = {w for op in stage.ops for m in (*getattr(op, "ops", ()), op)
+                       for w in m.writes}
+            # what the weight gradients after the loop read stays: MatMul sources, the terms
+            # of nodes with diagonal weights
+            after = {op.src for op in stage.ops if isinstance(op, MatMul)}
+            after.update(t.src for op in stage.ops for m in (*getattr(op, "ops", ()), op)
+                         if isinstance(m, NodeUpdate)
+                         and any(t.kind == TermKind.DIAGONAL for t in m.terms) for t in m.terms)
+            own[id(stage)] = tuple(sorted(
+                n for n in written if n in prog.buffers and n not in prog.outputs
+                and n not in after and read_by.get(n, set()) <= {id(stage)}))
+    return own
+
+
+def release_rows(array) -> None:
+    """Drop the pages wholly inside a NumPy array's memory (``madvise(MADV_DONTNEED)``): they
+    read as zeros until written again. A no-op off Linux and for other array types."""
+    if not isinstance(array, np.ndarray) or _MADVISE is None or not array.flags.c_contiguous:
+        return
+    page = mmap.PAGESIZE
+    start = -(-array.ctypes.data // page) * page
+    end = (array.ctypes.data + array.nbytes) // page * page
+    if end > start:
+        _MADVISE(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 4)  # MADV_DONTNEED
+
+
+def _madvise():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):  # pragma: no cover - every Linux libc has it
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+    return fn
+
+
+_MADVISE = _madvise()
+
+
+def dead_after_forward(prog: Program) -> tuple[str, ...]:
+    """The GEMM buffers whose values the backward pass never reads: not outputs nor history,
+    read only as ``full`` terms of sums (whose gradient is ``d net`` itself, without the
+    term's value), by NodeUpdates alone (a MatMul's backward would read its source)."""
+    readers: dict[str, list] = {}
+    for _, op in prog.ops():
+        for member in (op.ops if isinstance(op, Fused) else (op,)):
+            for name, _ in member.reads:
+                readers.setdefault(name, []).append(member)
+    dead = []
+    for name, b in prog.buffers.items():
+        if b.role != "gemm" or name in prog.outputs or b.pad or b.tail:
+            continue
+        ok = True
+        for m in readers.get(name, ()):
+            terms = [t for t in m.terms if t.src == name] if isinstance(m, NodeUpdate) else ()
+            ok = ok and isinstance(m, NodeUpdate) and not m.own and bool(terms) and all(
+                t.kind == TermKind.FULL for t in terms) and (
+                m.combine == Combine.SUM or len(m.terms) == 1)
+        if ok:
+            dead.append(name)
+    return tuple(dead)
+
+
 class _ZeroGrads(dict):
     """A run's gradient arrays by buffer name, zeros made when first asked for."""
 
@@ -197,8 +347,14 @@ class _ZeroGrads(dict):
         if name in run.grad_aliases:
             array = self[name] = self[run.grad_aliases[name]]
             return array
-        make = run.backend.empty if name in run.grads_assigned else run.backend.zeros
-        array = self[name] = make(("grad", name), run.arrays[name].shape, run.dtype)
+        shape = run.arrays[name].shape
+        array = run.donated(shape)
+        if array is None:
+            make = run.backend.empty if name in run.grads_assigned else run.backend.zeros
+            array = make(("grad", name), shape, run.dtype)
+        elif name not in run.grads_assigned:
+            array.fill(0)
+        self[name] = array
         return array
 
 

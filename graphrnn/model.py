@@ -133,7 +133,8 @@ class Model:
 
     def gradients(self, params: dict, inputs: dict, targets: dict, loss: str = "mse",
                   state: dict | None = None, mask=None, steps: int | None = None,
-                  seed: int | None = None, return_state: bool = False, train: bool = True):
+                  seed: int | None = None, return_state: bool = False, train: bool = True,
+                  remat: int | None = None):
         """Loss and its gradient by backpropagation through time.
 
         Parameters
@@ -151,6 +152,11 @@ class Model:
         train : bool
             Apply the training-time noise (the default; see :meth:`forward`): the gradient is
             that of the masked network, the masks held fixed.
+        remat : int, optional
+            Gradient checkpointing: keep the recurrent loops' own rows only every ``remat``
+            steps and recompute each segment of ``remat`` steps in the backward pass (about
+            one extra forward pass of the loops, for memory that no longer grows with T for
+            those rows; ``remat`` near sqrt(T) is a good choice). Same gradients to rounding.
 
         Returns
         -------
@@ -163,11 +169,14 @@ class Model:
         """
         if loss not in LOSSES:
             raise DataError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        if remat is not None and (isinstance(remat, bool) or not isinstance(remat, int)
+                                  or remat < 1):
+            raise DataError(f"remat must be a whole number of steps >= 1, not {remat!r}")
         if train and self.net.has_training_noise:
             return self._training_gradients(params, inputs, targets, loss, state, mask, steps,
-                                            seed, return_state)
+                                            seed, return_state, remat)
         self._check_differentiable()
-        run = self._run(params, inputs, state, steps, seed, backward=True)
+        run = self._run(params, inputs, state, steps, seed, backward=True, remat=remat)
         checks.check_targets(self.net, targets, loss, run.steps, run.batch)
         masks = mask if isinstance(mask, dict) else {name: mask for name in targets}
         checks.check_names("mask (an output)", masks, list(targets), required=False)
@@ -225,7 +234,7 @@ class Model:
         return inner, plan, call, masks
 
     def _training_gradients(self, params, inputs, targets, loss, state, mask, steps, seed,
-                            return_state):
+                            return_state, remat):
         inner, plan, call, masks = self._training_call(params, inputs, state, steps, seed)
         names = plan.outputs
         checks.check_names("targets (outputs)", targets, list(self.net.outputs),
@@ -233,7 +242,8 @@ class Model:
         masks_arg = ({names[k]: v for k, v in mask.items()} if isinstance(mask, dict)
                      else mask)
         result = inner.gradients(targets={names[k]: v for k, v in targets.items()}, loss=loss,
-                                 mask=masks_arg, return_state=return_state, train=False, **call)
+                                 mask=masks_arg, return_state=return_state, train=False,
+                                 remat=remat, **call)
         return (result[0], self._spec_grads(result[1], plan, masks), *result[2:])
 
     def _spec_grads(self, grads: dict, plan, masks, drop_inputs: bool = False) -> dict:
@@ -259,7 +269,7 @@ class Model:
                                 "asynchronous updates are not supported")
 
     def _run(self, params, inputs, state, steps, seed, backward: bool = False,
-             lease=None) -> Run:
+             lease=None, remat: int | None = None) -> Run:
         net, b = self.net, self.backend
         self._check_params(params)
         t, batch = checks.check_inputs(self._io_net or net, inputs, steps)
@@ -269,7 +279,7 @@ class Model:
         device_params = {k: b.asarray(v, self.dtype) for k, v in params.items()}
         state = state or {}
         given = {(name, k) for key, name, k in net.boundaries if key in state}
-        run = self._kept_run(device_params, t, batch, noise, given, lease)
+        run = self._kept_run(device_params, t, batch, noise, given, lease, remat)
         for name in net.inputs:
             value = b.asarray(inputs[name] if name in inputs else self._feed[name], self.dtype)
             run.rows(name, 0, t)[...] = value[..., None] if name in net.tokens else value
@@ -299,15 +309,16 @@ class Model:
             self._checked = {k: (v, v.shape) for k, v in params.items()}
 
     def _kept_run(self, params: dict, steps: int, batch: int, noise, given: set,
-                  lease=None) -> Run:
+                  lease=None, remat: int | None = None) -> Run:
         """The Run of the last call of these shapes, rebound to ``params``
         (:meth:`Run.rebind`), or a new one (kept where the backend reuses Runs, the network
         draws no noise and its buffers are not large).
 
         ``lease``: a recorded call's ``("tape", input_grads)``: the Run is taken out of the
         idle tape Runs (its buffers its own, not the pool's that other calls share) and comes
-        back when its tape is dropped (:meth:`_return_tape_run`)."""
-        key = (steps, batch, frozenset(given), config.LOOP_THREADS, config.LOOP_MAX_MACS)
+        back when its tape is dropped (:meth:`_return_tape_run`). ``remat``: a Run recomputing
+        loop rows (:meth:`gradients`) is kept apart from the others."""
+        key = (steps, batch, frozenset(given), config.LOOP_THREADS, config.LOOP_MAX_MACS, remat)
         if lease is not None:
             key = (*key, *lease)
             run = self._tape_runs.pop(key, None)
@@ -325,6 +336,7 @@ class Model:
                 backend.pool = BufferPool(backend.xp, backend.pool.limit)
             run = Run(self.program, backend, params, steps, batch, self.dtype, noise,
                       trainable, given, input_grads=lease is not None and lease[-1])
+            run.remat = remat  # fixed for the Run: its gradients lie in donated memory or not
             run.keepable = (getattr(self.backend, "reuses_runs", False) and not noise.uniforms
                             and not noise.orders
                             and sum(a.nbytes for a in run.arrays.values()) <= RUN_KEPT_BYTES)
