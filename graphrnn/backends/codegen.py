@@ -314,6 +314,8 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
     for m in members:
         if not REGISTRY[m.activation].elementwise and not net_only:
             raise ValueError(f"activation {m.activation!r} is not element-wise")
+        if m.norm:
+            raise ValueError(f"node {m.node} is layer-normalised: not element-wise")
         if buffers[m.out].size != size:
             raise ValueError(f"fused members differ in size: {m.node} is not {size} wide")
     if target not in TARGETS:

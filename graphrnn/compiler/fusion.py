@@ -20,13 +20,14 @@ from graphrnn.compiler.ir import (
 def elementwise(op: NodeUpdate, buffers: dict[str, Buffer]) -> bool:
     """Whether ``op`` computes each output element from the same element of its inputs.
 
-    True when the activation is not ``softmax`` (which mixes a row), the update is synchronous
+    True when the activation is not ``softmax`` and the node is not normalised (both mix a
+    row), the update is synchronous
     (no ``own`` terms), every ``full`` term reads a column range of a GEMM buffer that is as wide
     as the node, and every ``diagonal``/``identity`` term reads a buffer of the node's size (at
     any delay). Such a node is one thread per ``(b, j)`` element in a generated CUDA kernel.
     """
     size = buffers[op.out].size
-    if op.activation == "softmax" or op.own or buffers[op.net].size != size:
+    if op.activation == "softmax" or op.norm or op.own or buffers[op.net].size != size:
         return False
     for t in op.terms:
         if t.kind == TermKind.FULL:

@@ -13,8 +13,11 @@ def default_init(net: Network, param: Param) -> str:
     Hopfield-style self-weights (a full self-edge of a sign/step/bernoulli or asynchronous
     node) are ``symmetric`` with a zero diagonal; square recurrent matrices (a self-edge or
     any delayed edge) are ``orthogonal``; other matrices ``glorot`` (Xavier uniform);
-    diagonal weights ``uniform``; biases and learned initial states ``zeros``.
+    diagonal weights ``uniform``; biases and learned initial states ``zeros``; LayerNorm
+    gains ``ones``.
     """
+    if param.role == "gain":
+        return "ones"
     if param.role in ("bias", "init"):
         return "zeros"
     if param.role == "diagonal":
