@@ -75,6 +75,18 @@ def _split(n: int, parts: int) -> list[int]:
     return [min(n, i * step) for i in range(parts)] + [n]
 
 
+def _normalised(chain) -> bool:
+    """A layer-normalised node: its kernel computes whole rows (a mean and variance each)."""
+    return bool(getattr(chain, "norm", None))
+
+
+def _whole_row(size: int, parts: int, k: int) -> tuple[int, ...]:
+    """Bounds giving all ``size`` columns to thread ``k % parts`` (normalised chains take turns
+    among the threads, so the GEMM columns they read spread over them too)."""
+    owner = k % parts
+    return (0,) * (owner + 1) + (size,) * (parts - owner)
+
+
 def _members(chain):
     return chain.ops if isinstance(chain, Fused) else (chain,)
 
@@ -120,7 +132,8 @@ def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan
     macs = batch * sum(prog.buffers[g.src].size * prog.buffers[g.out].size for g in gemms)
     work = macs + CHAIN_MACS * batch * sum(sizes)
     count = max(1, min(threads, MAX_THREADS, max(sizes) // MIN_COLUMNS, work // MIN_MACS))
-    bounds = tuple(tuple(_split(size, count)) for size in sizes)
+    bounds = tuple(_whole_row(size, count, k) if _normalised(c) else tuple(_split(size, count))
+                   for k, (size, c) in enumerate(zip(sizes, chains, strict=True)))
     forward = tuple((p, i, off + lo, hi - lo) for i, (c, offs) in sorted(readers.items())
                     for off in offs for p, (lo, hi) in enumerate(pairwise(bounds[c])) if hi > lo)
     backward = tuple((p, i, lo, hi - lo) for i, g in enumerate(gemms)

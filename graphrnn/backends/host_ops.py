@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+from dataclasses import replace
 
 import numpy as np
 
 from graphrnn.backends import native
 from graphrnn.backends.codegen import generate
+from graphrnn.backends.codegen_norm import generate_norm
 from graphrnn.compiler.fusion import elementwise
 from graphrnn.compiler.ir import Fused, NodeUpdate
 from graphrnn.ops.node_update import NodeUpdateKernel
@@ -15,8 +17,9 @@ from graphrnn.ops.node_update import NodeUpdateKernel
 
 def compiled_kernel_applies(op, buffers) -> bool:
     """Whether ``op`` runs as a generated C kernel: a Fused chain, or one element-wise
-    NodeUpdate (not softmax, not asynchronous)."""
-    return isinstance(op, Fused) or (isinstance(op, NodeUpdate) and elementwise(op, buffers))
+    NodeUpdate (not softmax, not asynchronous), or a layer-normalised one that would be."""
+    return isinstance(op, Fused) or (isinstance(op, NodeUpdate) and elementwise(
+        replace(op, norm=None, gain=None), buffers))
 
 
 def _function(lib, name: str):
@@ -58,7 +61,8 @@ class FusedHostKernel:
         key = (op.uid, dtype, no_grad, keep)
         hit = sources.get(key)
         if hit is None or hit[0] != op:  # the Program outlives runs: generate once
-            src = generate(op, prog.buffers, dtype, no_grad, target="host", keep=keep)
+            src = (generate_norm(op, prog.buffers, dtype, no_grad) if getattr(op, "norm", None)
+                   else generate(op, prog.buffers, dtype, no_grad, target="host", keep=keep))
             lib = native.build(src.source)
             hit = sources[key] = (op, src, _function(lib, src.forward),
                                   _function(lib, src.backward) if src.backward else None)
@@ -68,7 +72,7 @@ class FusedHostKernel:
         #: parameters and noise as contiguous arrays of the run's dtype (kept alive here)
         self.store = {(a.kind, a.name): self._contiguous(a)
                       for a in self.src.forward_args + self.src.backward_args
-                      if a.kind in ("param", "noise")}
+                      if a.kind in ("param", "noise", "rstd", "dy")}
         self._tables: list = []
         self.fwd_args = self._pointers(self.src.forward_args)
         self.bwd_args, self._grads = None, None
@@ -83,6 +87,10 @@ class FusedHostKernel:
         self.generic = None  # param_grads' NodeUpdateKernels hold copies: made again
 
     def _contiguous(self, arg):
+        if arg.kind in ("rstd", "dy"):  # a normalised node's scratch: (T, B) and (T, B, size)
+            run = self.run
+            shape = (run.steps, run.batch) + ((run.size(arg.name),) if arg.kind == "dy" else ())
+            return np.empty(shape, dtype=run.dtype)
         table = self.run.params if arg.kind == "param" else self.run.uniforms
         return np.ascontiguousarray(table[arg.name], dtype=self.run.dtype)
 
@@ -125,6 +133,16 @@ class FusedHostKernel:
         """Bias and diagonal-weight gradients: one reduction over every step at once, over a
         GEMM buffer's gradient columns where they equal the node's ``d net``."""
         run = self.run
+        op = self.op
+        if getattr(op, "norm", None):  # dy: the gradient of gain·x̂ + bias; net holds x̂
+            dy, xhat = self.store[("dy", op.node)], run.rows(op.net, 0, run.steps)
+            if op.bias in run.trainable:
+                run.add_param_grad(op.bias, dy.sum(axis=(0, 1)))
+            if op.gain in run.trainable:
+                run.add_param_grad(op.gain, (dy * xhat).sum(axis=(0, 1)))
+            if any(t.kind == "diagonal" for t in op.terms):
+                NodeUpdateKernel(replace(op, bias=None, norm=None, gain=None), run).param_grads()
+            return
         for bias, gemm, (a, b) in self.src.bias_from:
             if bias in run.trainable:
                 dnet = run.rows(gemm, 0, run.steps, grad=True)[..., a:b]
