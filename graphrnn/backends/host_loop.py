@@ -91,17 +91,21 @@ def _members(chain):
     return chain.ops if isinstance(chain, Fused) else (chain,)
 
 
-def _gemm_readers(gemms, chains) -> dict[int, tuple[int, list[int]]] | None:
-    """GEMM -> (the chain reading it, the column offsets it reads at); None unless every GEMM
-    is read, by one chain, through ``full`` terms only."""
+def _gemm_readers(gemms, chains) -> dict[int, list[tuple[int, int]]] | None:
+    """GEMM -> the ``(chain, column offset)`` of each read of it; None unless every GEMM is
+    read, through ``full`` terms only, by one chain, or by several whose reads are all of
+    layer-normalised chains (a LayerNorm LSTM's gates: one chain each, one merged GEMM)."""
     index = {g.out: i for i, g in enumerate(gemms)}
-    readers: dict[int, tuple[int, list[int]]] = {}
+    readers: dict[int, list[tuple[int, int]]] = {}
     for c, chain in enumerate(chains):
         for t in (t for m in _members(chain) for t in m.terms if t.src in index):
-            reader, offsets = readers.setdefault(index[t.src], (c, []))
-            if t.kind != "full" or reader != c:
+            if t.kind != "full":
                 return None
-            offsets.append(t.cols[0])
+            readers.setdefault(index[t.src], []).append((c, t.cols[0]))
+    for reads in readers.values():
+        owners = {c for c, _ in reads}
+        if len(owners) > 1 and not all(_normalised(chains[c]) for c in owners):
+            return None
     return readers if len(readers) == len(gemms) else None
 
 
@@ -127,15 +131,17 @@ def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan
             and any(name in outs for name, _ in op.reads) for _, op in prog.ops()):
         return None
     sizes = [prog.buffers[_members(c)[0].out].size for c in chains]
-    if any(b - a < sizes[c] for c, offs in readers.values() for a, b in pairwise(sorted(offs))):
+    if any(b[1] - a[1] < sizes[a[0]] for reads in readers.values()
+           for a, b in pairwise(sorted(reads, key=lambda r: r[1]))):
         return None  # two reads of one GEMM share columns
     macs = batch * sum(prog.buffers[g.src].size * prog.buffers[g.out].size for g in gemms)
     work = macs + CHAIN_MACS * batch * sum(sizes)
     count = max(1, min(threads, MAX_THREADS, max(sizes) // MIN_COLUMNS, work // MIN_MACS))
     bounds = tuple(_whole_row(size, count, k) if _normalised(c) else tuple(_split(size, count))
                    for k, (size, c) in enumerate(zip(sizes, chains, strict=True)))
-    forward = tuple((p, i, off + lo, hi - lo) for i, (c, offs) in sorted(readers.items())
-                    for off in offs for p, (lo, hi) in enumerate(pairwise(bounds[c])) if hi > lo)
+    forward = tuple((p, i, off + lo, hi - lo) for i, reads in sorted(readers.items())
+                    for c, off in reads for p, (lo, hi) in enumerate(pairwise(bounds[c]))
+                    if hi > lo)
     backward = tuple((p, i, lo, hi - lo) for i, g in enumerate(gemms)
                      for p, (lo, hi) in enumerate(pairwise(_split(prog.buffers[g.src].size,
                                                                   count))) if hi > lo)
