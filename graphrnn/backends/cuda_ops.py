@@ -284,6 +284,10 @@ def device_kernel(op, run, backend):
     if isinstance(op, Fused):
         return FusedCudaKernel(op, run, backend)
     if isinstance(op, NodeUpdate):
+        if op.norm:  # a row reduction: one block a row (graphrnn.backends.cuda_norm)
+            from graphrnn.backends.cuda_norm import LayerNormNodeKernel
+            plain = replace(op, norm=None, gain=None)
+            return LayerNormNodeKernel(op, run, backend) if elementwise(plain, buffers) else None
         if op.own:
             ok = op.activation in ACT_CODES and elementwise(replace(op, own=()), buffers)
             return AsyncNodeKernel(op, run, backend) if ok else None
