@@ -41,7 +41,8 @@ def torch_ln_loop(torch, params: dict, x: np.ndarray, y: np.ndarray) -> refs.Imp
         gx, hs = wx(xt), []
         for t in range(xt.shape[0]):
             pre = (gx[t] + wh(h)).chunk(4, 1)
-            i, f, g, o = (ln(p, (hidden,), *norm[n], eps=1e-5) for p, n in zip(pre, GATES))
+            i, f, g, o = (ln(p, (hidden,), *norm[n], eps=1e-5)
+                          for p, n in zip(pre, GATES, strict=True))
             c = sig(f) * c + sig(i) * tanh(g)
             h = sig(o) * tanh(ln(c, (hidden,), *norm["tc"], eps=1e-5))
             hs.append(h)

@@ -188,3 +188,33 @@ def test_gain_name_is_reserved_only_on_normalised_nodes():
     assert "h.gain" in gr.load_spec(plain).params
     with pytest.raises(SpecError, match="reserved"):
         gr.load_spec(plain.replace("h: 4", "h: {size: 4, norm: layer}"))
+
+
+def _host_gpu(net, dtype):
+    """The GPU backend with its CUDA code compiled for the host (tests/helpers/cuda_host)."""
+    from tests.helpers.cuda_host import HostBackend
+    model = gr.compile(net, backend="numpy", dtype=dtype)
+    model.backend = HostBackend()
+    return model
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_host_run_gpu_kernels_match_numpy(dtype):
+    from tests.helpers.cuda_host import CXX
+    if CXX is None:
+        pytest.skip("no host C++ compiler")
+    net = _with_norm(gr.load_spec(SPECS / "lstm.yaml"), 1)  # every node, leaky ones too
+    net = dataclasses.replace(net, nodes={**net.nodes, "c": dataclasses.replace(
+        net.nodes["c"], leak=0.6, activation="softplus")})
+    cpu, gpu = gr.compile(net, dtype=dtype), _host_gpu(net, dtype)
+    rtol = 1e-11 if dtype == "float64" else 2e-4
+    for call in range(3):  # a replayed CUDA graph must see new parameters
+        params = _random_params(cpu, seed=call % 2)
+        inputs, state = random_case(net, steps=4, batch=3, seed=call)
+        targets = {"y": np.random.default_rng(call).normal(size=(4, 3, net.size("y")))}
+        lw, gw = cpu.gradients(params, inputs, targets, state=state)
+        lg, gg = gpu.gradients(params, inputs, targets, state=state)
+        assert lg == pytest.approx(lw, rel=rtol)
+        for k in gw:
+            np.testing.assert_allclose(gg[k], gw[k], rtol=rtol, atol=rtol, err_msg=k)
+    assert gpu.backend.replays >= 1
