@@ -9,7 +9,6 @@ import numpy as np
 
 from graphrnn.backends import native
 from graphrnn.backends.codegen import generate
-from graphrnn.backends.codegen_norm import generate_norm
 from graphrnn.compiler.fusion import elementwise
 from graphrnn.compiler.ir import Fused, NodeUpdate
 from graphrnn.ops.node_update import NodeUpdateKernel
@@ -61,8 +60,7 @@ class FusedHostKernel:
         key = (op.uid, dtype, no_grad, keep)
         hit = sources.get(key)
         if hit is None or hit[0] != op:  # the Program outlives runs: generate once
-            src = (generate_norm(op, prog.buffers, dtype, no_grad) if getattr(op, "norm", None)
-                   else generate(op, prog.buffers, dtype, no_grad, target="host", keep=keep))
+            src = generate(op, prog.buffers, dtype, no_grad, target="host", keep=keep)
             lib = native.build(src.source)
             hit = sources[key] = (op, src, _function(lib, src.forward),
                                   _function(lib, src.backward) if src.backward else None)
