@@ -42,9 +42,8 @@ def _head(e: _Emitter, name: str) -> str:
                      for i, d in enumerate(decls))
     return f"""void {name}({", ".join(params)}, void* const* P,
     const int j0, const int j1) {{{unpack}
-  if (j0 >= j1) return;
   for (int tt = t0; tt < t0 + steps; ++tt)
-  for (int b = 0; b < B; ++b) {{
+  for (int b = j0; b < j1; ++b) {{
     const gr_index row = (gr_index)tt * B + b;"""
 
 
@@ -133,7 +132,8 @@ def generate_norm(op: NodeUpdate, buffers: dict[str, Buffer], dtype: str = "floa
                   no_grad: frozenset[str] = frozenset()) -> FusedSource:
     """The host kernels of a ``norm: layer`` NodeUpdate (see the module).
 
-    Pointer kinds besides :class:`~graphrnn.backends.codegen.Arg`'s: ``rstd`` (``(T, B)``,
+    The kernels take ``j0, j1`` as batch rows (``0, B`` for all), not columns. Pointer
+    kinds besides :class:`~graphrnn.backends.codegen.Arg`'s: ``rstd`` (``(T, B)``,
     ``1/σ`` per row) and ``dy`` (``(T, B, size)``, the gradient of ``γ·x̂ + bias``), scratch
     arrays of the run's that the caller allocates.
     """

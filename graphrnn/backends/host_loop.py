@@ -51,15 +51,17 @@ LOOP_FLAGS = ("-ffp-contract=fast", "-pthread")
 
 @dataclass(frozen=True)
 class LoopPlan:
-    """How a loop stage splits over threads. ``ops``: the stage's ops in order, ``(True, c)``
-    for its ``c``-th chain, ``(False, g)`` for its ``g``-th GEMM; ``bounds``: per chain, thread
-    ``i`` computes its columns ``[b[i], b[i + 1])``; ``forward``: ``(thread, gemm, col, count)``,
+    """How a loop stage splits over threads. ``ops``: the stage's ops in order, ``(1, c)``
+    for its ``c``-th chain (``(2, c)``: a layer-normalised chain right after a GEMM, which the
+    threads meet before), ``(0, g)`` for its ``g``-th GEMM; ``bounds``: per chain, thread ``i``
+    computes its columns ``[b[i], b[i + 1])`` (a layer-normalised chain: its batch rows,
+    whatever threads computed their GEMM columns); ``forward``: ``(thread, gemm, col, count)``,
     the GEMM buffer columns each thread computes (those its columns of the reading chain read);
     ``backward``: the same over each GEMM's source columns (the source gradient, a share per
     thread); ``macs``: the GEMM multiply-adds of a step."""
 
     threads: int
-    ops: tuple[tuple[bool, int], ...]
+    ops: tuple[tuple[int, int], ...]
     bounds: tuple[tuple[int, ...], ...]
     forward: tuple[tuple[int, int, int, int], ...]
     backward: tuple[tuple[int, int, int, int], ...]
@@ -76,15 +78,9 @@ def _split(n: int, parts: int) -> list[int]:
 
 
 def _normalised(chain) -> bool:
-    """A layer-normalised node: its kernel computes whole rows (a mean and variance each)."""
+    """A layer-normalised node: its kernel computes whole rows (a mean and variance each), so
+    its threads split the batch rows, not the columns."""
     return bool(getattr(chain, "norm", None))
-
-
-def _whole_row(size: int, parts: int, k: int) -> tuple[int, ...]:
-    """Bounds giving all ``size`` columns to thread ``k % parts`` (normalised chains take turns
-    among the threads, so the GEMM columns they read spread over them too)."""
-    owner = k % parts
-    return (0,) * (owner + 1) + (size,) * (parts - owner)
 
 
 def _members(chain):
@@ -137,15 +133,17 @@ def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan
     macs = batch * sum(prog.buffers[g.src].size * prog.buffers[g.out].size for g in gemms)
     work = macs + CHAIN_MACS * batch * sum(sizes)
     count = max(1, min(threads, MAX_THREADS, max(sizes) // MIN_COLUMNS, work // MIN_MACS))
-    bounds = tuple(_whole_row(size, count, k) if _normalised(c) else tuple(_split(size, count))
-                   for k, (size, c) in enumerate(zip(sizes, chains, strict=True)))
+    bounds = tuple(tuple(_split(batch, count) if _normalised(c) else _split(size, count))
+                   for size, c in zip(sizes, chains, strict=True))
     forward = tuple((p, i, off + lo, hi - lo) for i, reads in sorted(readers.items())
-                    for c, off in reads for p, (lo, hi) in enumerate(pairwise(bounds[c]))
+                    for c, off in reads for p, (lo, hi) in enumerate(pairwise(
+                        _split(sizes[c], count) if _normalised(chains[c]) else bounds[c]))
                     if hi > lo)
     backward = tuple((p, i, lo, hi - lo) for i, g in enumerate(gemms)
                      for p, (lo, hi) in enumerate(pairwise(_split(prog.buffers[g.src].size,
                                                                   count))) if hi > lo)
-    ops = tuple((not isinstance(op, MatMul), position[op.uid]) for op in stage.ops)
+    ops = tuple((0 if isinstance(op, MatMul) else 2 if _normalised(op) and k and isinstance(
+        stage.ops[k - 1], MatMul) else 1, position[op.uid]) for k, op in enumerate(stage.ops))
     return LoopPlan(count, ops, bounds, forward, backward, macs)
 
 
@@ -278,7 +276,7 @@ class CompiledLoopKernel:
             chains[c] = _Chain(address, args[1], bounds)
             self._keep.append(bounds)
         ranges = (_Range * max(len(entries), 1))(*entries)
-        ops = (_Op * len(plan.ops))(*(_Op(int(is_chain), i) for is_chain, i in plan.ops))
+        ops = (_Op * len(plan.ops))(*(_Op(int(kind), i) for kind, i in plan.ops))
         self._keep += [gemms, chains, ranges, ops]
         return _Loop(gemms, chains, ranges, ops, len(ops), len(entries), plan.threads,
                      run.batch, int(backward))

@@ -102,7 +102,8 @@ class FusedHostKernel:
                 raise ValueError("compiled kernels take whole contiguous arrays")
         addresses = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
         self._tables.append(addresses)  # the kernel reads them from there: keep it alive
-        return (run.batch, ctypes.addressof(addresses), 0, self.src.size)
+        span = run.batch if getattr(self.op, "norm", None) else self.src.size  # rows: norm
+        return (run.batch, ctypes.addressof(addresses), 0, span)
 
     def _call(self, fn, args: tuple, lo: int, hi: int, reverse: bool) -> None:
         if hi - lo == 1 or self.src.window_safe:
