@@ -286,8 +286,8 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
     ----------
     op : Fused or NodeUpdate
         Element-wise members (see :func:`~graphrnn.compiler.fusion.elementwise`); a lone NodeUpdate
-        is a Fused op of one. A lone layer-normalised NodeUpdate for the host gets
-        :func:`~graphrnn.backends.codegen_norm.generate_norm`'s row kernels.
+        is a Fused op of one. Layer-normalised ones (lone, or a Fused run of them) for the host
+        get :func:`~graphrnn.backends.codegen_norm.generate_norm`'s row kernels.
     buffers : dict[str, Buffer]
         The Program's buffers (sizes and pads are compiled in).
     dtype : {"float32", "float64"}
@@ -310,7 +310,7 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
     FusedSource
     """
     members = op.ops if isinstance(op, Fused) else (op,)
-    if isinstance(op, NodeUpdate) and op.norm and target == "host" and not net_only:
+    if target == "host" and not net_only and any(m.norm for m in members):
         from graphrnn.backends.codegen_norm import generate_norm  # a row pass per (t, b)
         return generate_norm(op, buffers, dtype, no_grad)
     ctype = CTYPES[dtype]

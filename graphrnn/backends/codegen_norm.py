@@ -27,7 +27,7 @@ from graphrnn.backends.codegen import (
     _term_value,
 )
 from graphrnn.backends.kernel_plan import KernelPlan
-from graphrnn.compiler.ir import Buffer, NodeUpdate, op_label
+from graphrnn.compiler.ir import Buffer, Fused, NodeUpdate, op_label
 from graphrnn.frontend.network import NORM_EPS
 from graphrnn.ops import node_update_vjp
 from graphrnn.ops.node_update_vjp import LeakSplit, LocalGrad, NormGrad, RecomputeValue
@@ -128,26 +128,35 @@ def _backward(e: _Emitter, op: NodeUpdate, no_grad: frozenset[str]) -> list[str]
     return [*lines, "    }"]
 
 
-def generate_norm(op: NodeUpdate, buffers: dict[str, Buffer], dtype: str = "float32",
+def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "float32",
                   no_grad: frozenset[str] = frozenset()) -> FusedSource:
-    """The host kernels of a ``norm: layer`` NodeUpdate (see the module).
+    """The host kernels of a ``norm: layer`` NodeUpdate, or of a Fused run of them (one row
+    loop, the members' row passes in turn; see the module).
 
     The kernels take ``j0, j1`` as batch rows (``0, B`` for all), not columns. Pointer
     kinds besides :class:`~graphrnn.backends.codegen.Arg`'s: ``rstd`` (``(T, B)``,
     ``1/σ`` per row) and ``dy`` (``(T, B, size)``, the gradient of ``γ·x̂ + bias``), scratch
-    arrays of the run's that the caller allocates.
+    arrays of the run's that the caller allocates, one of each per member.
     """
-    if not op.norm or op.own:
-        raise ValueError(f"node {op.node} is not a synchronous normalised node")
-    ctype, size = CTYPES[dtype], buffers[op.out].size
+    members = op.ops if isinstance(op, Fused) else (op,)
+    size = buffers[members[0].out].size
+    for m in members:
+        if not m.norm or m.own or buffers[m.out].size != size:
+            raise ValueError(f"node {m.node} is not a synchronous normalised node of {size}")
+    ctype = CTYPES[dtype]
     fwd, bwd = _Emitter(buffers, ctype, size, "host"), _Emitter(buffers, ctype, size, "host")
-    fwd_body, bwd_body = _forward(fwd, op), _backward(bwd, op, no_grad)
+    fwd_body = [line for m in members for line in ["    {", *_forward(fwd, m), "    }"]]
+    bwd_body = [line for m in reversed(members)
+                for line in ["    {", *_backward(bwd, m, no_grad), "    }"]]
     digest = hashlib.sha1("\n".join([ctype, *fwd_body, *bwd_body]).encode()).hexdigest()[:12]
     fname, bname = f"gr_norm_{digest}_fwd", f"gr_norm_{digest}_bwd"
-    source = "\n".join([f"// graphrnn generated kernels for layer-normalised {op.node} "
+    label = ", ".join(m.node for m in members)
+    source = "\n".join([f"// graphrnn generated kernels for layer-normalised {label} "
                         f"({dtype}, {size} wide, host)", '#include "host.h"', "#include <math.h>",
                         "", _head(fwd, fname), *fwd_body, "  }\n}", "",
                         _head(bwd, bname), *bwd_body, "  }\n}", ""])
     config.debug(4, f"[graphrnn] generated C source:\n{source}")
-    window_safe = op.leak is None and not any(t.src == op.out and t.delay > 0 for t in op.terms)
+    outs = {m.out for m in members}
+    window_safe = not any(m.leak is not None or any(t.src in outs and t.delay > 0
+                                                     for t in m.terms) for m in members)
     return FusedSource(source, fname, bname, tuple(fwd.args), tuple(bwd.args), window_safe, size)

@@ -161,3 +161,29 @@ class LayerNormNodeKernel(_Kernel):
             run.add_param_grad(op.gain, (dy * run.rows(op.net, 0, run.steps)).sum(axis=(0, 1)))
         if any(t.kind == "diagonal" for t in op.terms):
             NodeUpdateKernel(replace(op, bias=None, norm=None, gain=None), run).param_grads()
+
+
+class LayerNormRunKernel:
+    """A Fused run of normalised NodeUpdates (the CPU pipeline's grouping): its members'
+    :class:`LayerNormNodeKernel` in turn (backward in reverse)."""
+
+    capturable = True
+
+    def __init__(self, op, run, backend):
+        self.op, self.batch = op, run.batch
+        self.members = [LayerNormNodeKernel(m, run, backend) for m in op.ops]
+
+    def pointers(self, backward: bool) -> tuple:
+        return tuple(p for k in self.members for p in k.pointers(backward))
+
+    def forward(self, lo: int, hi: int) -> None:
+        for k in self.members:
+            k.forward(lo, hi)
+
+    def backward(self, lo: int, hi: int) -> None:
+        for k in reversed(self.members):
+            k.backward(lo, hi)
+
+    def param_grads(self) -> None:
+        for k in self.members:
+            k.param_grads()

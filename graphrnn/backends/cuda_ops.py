@@ -282,6 +282,9 @@ def device_kernel(op, run, backend):
     if isinstance(op, MatMul):
         return GemmKernel(op, run, backend)
     if isinstance(op, Fused):
+        if any(m.norm for m in op.ops):  # normalised nodes grouped for the CPU: one by one
+            from graphrnn.backends.cuda_norm import LayerNormRunKernel
+            return LayerNormRunKernel(op, run, backend)
         return FusedCudaKernel(op, run, backend)
     if isinstance(op, NodeUpdate):
         if op.norm:  # a row reduction: one block a row (graphrnn.backends.cuda_norm)

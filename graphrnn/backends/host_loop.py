@@ -80,7 +80,7 @@ def _split(n: int, parts: int) -> list[int]:
 def _normalised(chain) -> bool:
     """A layer-normalised node: its kernel computes whole rows (a mean and variance each), so
     its threads split the batch rows, not the columns."""
-    return bool(getattr(chain, "norm", None))
+    return any(getattr(m, "norm", None) for m in _members(chain))
 
 
 def _members(chain):

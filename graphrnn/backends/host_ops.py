@@ -54,6 +54,8 @@ class FusedHostKernel:
         self.op, self.run = op, run
         prog = run.prog
         self.members = op.ops if isinstance(op, Fused) else (op,)
+        #: layer-normalised members (then all are): row kernels, j0/j1 are batch rows
+        self.normalised = any(getattr(m, "norm", None) for m in self.members)
         no_grad = frozenset(n for n in prog.buffers if n not in run.grads_wanted)
         dtype = np.dtype(run.dtype).name
         keep = read_elsewhere(prog, op)
@@ -102,7 +104,7 @@ class FusedHostKernel:
                 raise ValueError("compiled kernels take whole contiguous arrays")
         addresses = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
         self._tables.append(addresses)  # the kernel reads them from there: keep it alive
-        span = run.batch if getattr(self.op, "norm", None) else self.src.size  # rows: norm
+        span = run.batch if self.normalised else self.src.size  # a normalised kernel: rows
         return (run.batch, ctypes.addressof(addresses), 0, span)
 
     def _call(self, fn, args: tuple, lo: int, hi: int, reverse: bool) -> None:
@@ -132,15 +134,16 @@ class FusedHostKernel:
         """Bias and diagonal-weight gradients: one reduction over every step at once, over a
         GEMM buffer's gradient columns where they equal the node's ``d net``."""
         run = self.run
-        op = self.op
-        if getattr(op, "norm", None):  # dy: the gradient of gain·x̂ + bias; net holds x̂
-            dy, xhat = self.store[("dy", op.node)], run.rows(op.net, 0, run.steps)
-            if op.bias in run.trainable:
-                run.add_param_grad(op.bias, dy.sum(axis=(0, 1)))
-            if op.gain in run.trainable:
-                run.add_param_grad(op.gain, (dy * xhat).sum(axis=(0, 1)))
-            if any(t.kind == "diagonal" for t in op.terms):
-                NodeUpdateKernel(replace(op, bias=None, norm=None, gain=None), run).param_grads()
+        if self.normalised:  # dy: the gradient of gain·x̂ + bias; net holds x̂
+            for m in self.members:
+                dy, xhat = self.store[("dy", m.node)], run.rows(m.net, 0, run.steps)
+                if m.bias in run.trainable:
+                    run.add_param_grad(m.bias, dy.sum(axis=(0, 1)))
+                if m.gain in run.trainable:
+                    run.add_param_grad(m.gain, (dy * xhat).sum(axis=(0, 1)))
+                if any(t.kind == "diagonal" for t in m.terms):
+                    NodeUpdateKernel(replace(m, bias=None, norm=None, gain=None),
+                                     run).param_grads()
             return
         for bias, gemm, (a, b) in self.src.bias_from:
             if bias in run.trainable:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import count
 
 from graphrnn.compiler.ir import (
@@ -91,5 +92,33 @@ def fuse_elementwise(prog: Program) -> Program:
                 flush()
             run.append(op)
         flush()
+        stages.append(Stage(stage.kind, tuple(ops)))
+    return prog.replace(stages=tuple(stages))
+
+
+def group_normalised(prog: Program) -> Program:
+    """Merge each run of two or more consecutive layer-normalised NodeUpdates of one size in a
+    loop stage (each element-wise but for its norm) into one Fused op: for the CPU's compiled
+    kernels only, which run them as one row loop (a LayerNorm LSTM's four gates: one kernel
+    and one meeting of the threads a step instead of four). Not in the standard pipeline: the
+    GPU kernels take normalised nodes one at a time."""
+    stages, uids = [], count(next_uid(prog))
+    for stage in prog.stages:
+        if stage.kind != StageKind.LOOP:
+            stages.append(stage)
+            continue
+        ops: list = []
+        for op in stage.ops:
+            if (isinstance(op, NodeUpdate) and op.norm and not op.own
+                    and elementwise(replace(op, norm=None, gain=None), prog.buffers)):
+                last = ops[-1] if ops else None
+                members = (last.ops if isinstance(last, Fused) else (last,)
+                           if isinstance(last, NodeUpdate) else ())
+                if (members and all(m.norm for m in members)
+                        and prog.buffers[members[0].out].size == prog.buffers[op.out].size):
+                    ops[-1] = Fused((*members, op), last.uid if isinstance(last, Fused)
+                                    else next(uids))
+                    continue
+            ops.append(op)
         stages.append(Stage(stage.kind, tuple(ops)))
     return prog.replace(stages=tuple(stages))
