@@ -238,6 +238,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="the small-size grid and the streaming row (benchmarks/small.py)")
     p.add_argument("--dropout", action="store_true",
                    help="an LSTM's fwd+bwd with and without dropout (benchmarks/dropout.py)")
+    p.add_argument("--layer-norm", action="store_true",
+                   help="the LayerNorm LSTM against the LSTM and a torch loop "
+                        "(benchmarks/layer_norm.py)")
     return p
 
 
@@ -251,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.dropout:
         from benchmarks import dropout
         return dropout.main([])
+    if args.layer_norm:
+        from benchmarks import layer_norm
+        return layer_norm.main(["--budget", str(args.budget or 4.0)]
+                               + (["--sizes", ";".join(",".join(map(str, z)) for z in args.sizes)]
+                                  if args.sizes else []))
     cells = [c for c in args.cells.split(",") if c]
     modes = [m for m in args.modes.split(",") if m]
     bad = [c for c in cells if c not in CELLS] + [m for m in modes if m not in MODES]

@@ -74,7 +74,7 @@ echo "== CUDA graphs (GRAPHRNN_DEBUG=1, without torch in the process)"
 timeout 60 env GRAPHRNN_DEBUG=1 "$PY" - <<'PYEOF' 2>&1 | grep -E "cuda graph|cuBLAS|backend" | sort | uniq -c
 import numpy as np
 import graphrnn as gr
-for spec in ("lstm", "jordan"):
+for spec in ("lstm", "jordan", "ln_lstm"):  # ln_lstm: the layer-norm row kernels too
     model = gr.compile(gr.load_spec(f"specs/{spec}.yaml"), backend="cupy")
     params = model.init_params(0)
     x = {"x": np.random.default_rng(0).normal(size=(20, 4, 8))}

@@ -289,7 +289,8 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
     ----------
     op : Fused or NodeUpdate
         Element-wise members (see :func:`~graphrnn.compiler.fusion.elementwise`); a lone NodeUpdate
-        is a Fused op of one.
+        is a Fused op of one. Layer-normalised ones (lone, or a Fused run of them) for the host
+        get :func:`~graphrnn.backends.codegen_norm.generate_norm`'s row kernels.
     buffers : dict[str, Buffer]
         The Program's buffers (sizes and pads are compiled in).
     dtype : {"float32", "float64"}
@@ -312,11 +313,17 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
     FusedSource
     """
     members = op.ops if isinstance(op, Fused) else (op,)
+    if target == "host" and not net_only and any(m.norm for m in members):
+        from graphrnn.backends.codegen_norm import generate_norm  # a row pass per (t, b)
+        return generate_norm(op, buffers, dtype, no_grad)
     ctype = CTYPES[dtype]
     size = buffers[members[0].out].size
     for m in members:
         if not REGISTRY[m.activation].elementwise and not net_only:
             raise ValueError(f"activation {m.activation!r} is not element-wise")
+        if m.norm and not net_only:
+            raise ValueError(f"node {m.node} is layer-normalised: not element-wise (its host "
+                             "kernel is generate_norm's, its GPU one cuda_norm's)")
         if buffers[m.out].size != size:
             raise ValueError(f"fused members differ in size: {m.node} is not {size} wide")
     if target not in TARGETS:

@@ -336,10 +336,17 @@ def device_kernel(op, run, backend):
     if isinstance(op, MatMul):
         return GemmKernel(op, run, backend)
     if isinstance(op, Fused):
+        if any(m.norm for m in op.ops):  # normalised nodes grouped for the CPU: one by one
+            from graphrnn.backends.cuda_norm import LayerNormRunKernel
+            return LayerNormRunKernel(op, run, backend)
         return FusedCudaKernel(op, run, backend)
     if isinstance(op, Gather):
         return GatherCudaKernel(op, run, backend)
     if isinstance(op, NodeUpdate):
+        if op.norm:  # a row reduction: one block a row (graphrnn.backends.cuda_norm)
+            from graphrnn.backends.cuda_norm import LayerNormNodeKernel
+            plain = replace(op, norm=None, gain=None)
+            return LayerNormNodeKernel(op, run, backend) if elementwise(plain, buffers) else None
         if op.own:
             ok = op.activation in ACT_CODES and elementwise(replace(op, own=()), buffers)
             return AsyncNodeKernel(op, run, backend) if ok else None

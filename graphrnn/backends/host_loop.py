@@ -51,16 +51,18 @@ LOOP_FLAGS = ("-ffp-contract=fast", "-pthread")
 
 @dataclass(frozen=True)
 class LoopPlan:
-    """How a loop stage splits over threads. ``ops``: the stage's ops in order, ``(True, c)``
-    for its ``c``-th chain, ``(False, g)`` for its ``g``-th GEMM; ``bounds``: per chain, thread
-    ``i`` computes its columns ``[b[i], b[i + 1])``; ``forward``: ``(thread, gemm, col, count)``,
+    """How a loop stage splits over threads. ``ops``: the stage's ops in order, ``(1, c)``
+    for its ``c``-th chain (``(2, c)``: a layer-normalised chain right after a GEMM, which the
+    threads meet before), ``(0, g)`` for its ``g``-th GEMM; ``bounds``: per chain, thread ``i``
+    computes its columns ``[b[i], b[i + 1])`` (a layer-normalised chain: its batch rows,
+    whatever threads computed their GEMM columns); ``forward``: ``(thread, gemm, col, count)``,
     the GEMM buffer columns each thread computes (those its columns of the reading chain read);
     ``backward``: the same over each GEMM's source columns (the source gradient, a share per
     thread); ``macs``: the GEMM multiply-adds of a step; ``reverse``: the stage is an
     anti-causal loop (forward from the last step down, backward from step 0 up)."""
 
     threads: int
-    ops: tuple[tuple[bool, int], ...]
+    ops: tuple[tuple[int, int], ...]
     bounds: tuple[tuple[int, ...], ...]
     forward: tuple[tuple[int, int, int, int], ...]
     backward: tuple[tuple[int, int, int, int], ...]
@@ -77,21 +79,31 @@ def _split(n: int, parts: int) -> list[int]:
     return [min(n, i * step) for i in range(parts)] + [n]
 
 
+def _normalised(chain) -> bool:
+    """A layer-normalised node: its kernel computes whole rows (a mean and variance each), so
+    its threads split the batch rows, not the columns."""
+    return any(getattr(m, "norm", None) for m in _members(chain))
+
+
 def _members(chain):
     return chain.ops if isinstance(chain, Fused) else (chain,)
 
 
-def _gemm_readers(gemms, chains) -> dict[int, tuple[int, list[int]]] | None:
-    """GEMM -> (the chain reading it, the column offsets it reads at); None unless every GEMM
-    is read, by one chain, through ``full`` terms only."""
+def _gemm_readers(gemms, chains) -> dict[int, list[tuple[int, int]]] | None:
+    """GEMM -> the ``(chain, column offset)`` of each read of it; None unless every GEMM is
+    read, through ``full`` terms only, by one chain, or by several whose reads are all of
+    layer-normalised chains (a LayerNorm LSTM's gates: one chain each, one merged GEMM)."""
     index = {g.out: i for i, g in enumerate(gemms)}
-    readers: dict[int, tuple[int, list[int]]] = {}
+    readers: dict[int, list[tuple[int, int]]] = {}
     for c, chain in enumerate(chains):
         for t in (t for m in _members(chain) for t in m.terms if t.src in index):
-            reader, offsets = readers.setdefault(index[t.src], (c, []))
-            if t.kind != "full" or reader != c:
+            if t.kind != "full":
                 return None
-            offsets.append(t.cols[0])
+            readers.setdefault(index[t.src], []).append((c, t.cols[0]))
+    for reads in readers.values():
+        owners = {c for c, _ in reads}
+        if len(owners) > 1 and not all(_normalised(chains[c]) for c in owners):
+            return None
     return readers if len(readers) == len(gemms) else None
 
 
@@ -117,18 +129,23 @@ def plan_loop(stage: Stage, prog: Program, threads: int, batch: int) -> LoopPlan
             and any(name in outs for name, _ in op.reads) for _, op in prog.ops()):
         return None
     sizes = [prog.buffers[_members(c)[0].out].size for c in chains]
-    if any(b - a < sizes[c] for c, offs in readers.values() for a, b in pairwise(sorted(offs))):
+    if any(b[1] - a[1] < sizes[a[0]] for reads in readers.values()
+           for a, b in pairwise(sorted(reads, key=lambda r: r[1]))):
         return None  # two reads of one GEMM share columns
     macs = batch * sum(prog.buffers[g.src].size * prog.buffers[g.out].size for g in gemms)
     work = macs + CHAIN_MACS * batch * sum(sizes)
     count = max(1, min(threads, MAX_THREADS, max(sizes) // MIN_COLUMNS, work // MIN_MACS))
-    bounds = tuple(tuple(_split(size, count)) for size in sizes)
-    forward = tuple((p, i, off + lo, hi - lo) for i, (c, offs) in sorted(readers.items())
-                    for off in offs for p, (lo, hi) in enumerate(pairwise(bounds[c])) if hi > lo)
+    bounds = tuple(tuple(_split(batch, count) if _normalised(c) else _split(size, count))
+                   for size, c in zip(sizes, chains, strict=True))
+    forward = tuple((p, i, off + lo, hi - lo) for i, reads in sorted(readers.items())
+                    for c, off in reads for p, (lo, hi) in enumerate(pairwise(
+                        _split(sizes[c], count) if _normalised(chains[c]) else bounds[c]))
+                    if hi > lo)
     backward = tuple((p, i, lo, hi - lo) for i, g in enumerate(gemms)
                      for p, (lo, hi) in enumerate(pairwise(_split(prog.buffers[g.src].size,
                                                                   count))) if hi > lo)
-    ops = tuple((not isinstance(op, MatMul), position[op.uid]) for op in stage.ops)
+    ops = tuple((0 if isinstance(op, MatMul) else 2 if _normalised(op) and k and isinstance(
+        stage.ops[k - 1], MatMul) else 1, position[op.uid]) for k, op in enumerate(stage.ops))
     return LoopPlan(count, ops, bounds, forward, backward, macs, stage.reverse)
 
 
@@ -261,7 +278,7 @@ class CompiledLoopKernel:
             chains[c] = _Chain(address, args[1], bounds)
             self._keep.append(bounds)
         ranges = (_Range * max(len(entries), 1))(*entries)
-        ops = (_Op * len(plan.ops))(*(_Op(int(is_chain), i) for is_chain, i in plan.ops))
+        ops = (_Op * len(plan.ops))(*(_Op(int(kind), i) for kind, i in plan.ops))
         self._keep += [gemms, chains, ranges, ops]
         return _Loop(gemms, chains, ranges, ops, len(ops), len(entries), plan.threads,
                      run.batch, int(backward), int(plan.reverse))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+from dataclasses import replace
 
 import numpy as np
 
@@ -15,8 +16,9 @@ from graphrnn.ops.node_update import NodeUpdateKernel
 
 def compiled_kernel_applies(op, buffers) -> bool:
     """Whether ``op`` runs as a generated C kernel: a Fused chain, or one element-wise
-    NodeUpdate (not softmax, not asynchronous)."""
-    return isinstance(op, Fused) or (isinstance(op, NodeUpdate) and elementwise(op, buffers))
+    NodeUpdate (not softmax, not asynchronous), or a layer-normalised one that would be."""
+    return isinstance(op, Fused) or (isinstance(op, NodeUpdate) and elementwise(
+        replace(op, norm=None, gain=None), buffers))
 
 
 def _function(lib, name: str):
@@ -52,6 +54,8 @@ class FusedHostKernel:
         self.op, self.run = op, run
         prog = run.prog
         self.members = op.ops if isinstance(op, Fused) else (op,)
+        #: layer-normalised members (then all are): row kernels, j0/j1 are batch rows
+        self.normalised = any(getattr(m, "norm", None) for m in self.members)
         no_grad = frozenset(n for n in prog.buffers if n not in run.grads_wanted)
         dtype = np.dtype(run.dtype).name
         keep = read_elsewhere(prog, op)
@@ -68,7 +72,7 @@ class FusedHostKernel:
         #: parameters and noise as contiguous arrays of the run's dtype (kept alive here)
         self.store = {(a.kind, a.name): self._contiguous(a)
                       for a in self.src.forward_args + self.src.backward_args
-                      if a.kind in ("param", "noise")}
+                      if a.kind in ("param", "noise", "rstd", "dy")}
         self._tables: list = []
         self.fwd_args = self._pointers(self.src.forward_args)
         self.bwd_args, self._grads = None, None
@@ -83,6 +87,10 @@ class FusedHostKernel:
         self.generic = None  # param_grads' NodeUpdateKernels hold copies: made again
 
     def _contiguous(self, arg):
+        if arg.kind in ("rstd", "dy"):  # a normalised node's scratch: (T, B) and (T, B, size)
+            run = self.run
+            shape = (run.steps, run.batch) + ((run.size(arg.name),) if arg.kind == "dy" else ())
+            return np.empty(shape, dtype=run.dtype)
         table = self.run.params if arg.kind == "param" else self.run.uniforms
         return np.ascontiguousarray(table[arg.name], dtype=self.run.dtype)
 
@@ -96,7 +104,8 @@ class FusedHostKernel:
                 raise ValueError("compiled kernels take whole contiguous arrays")
         addresses = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
         self._tables.append(addresses)  # the kernel reads them from there: keep it alive
-        return (run.batch, ctypes.addressof(addresses), 0, self.src.size)
+        span = run.batch if self.normalised else self.src.size  # a normalised kernel: rows
+        return (run.batch, ctypes.addressof(addresses), 0, span)
 
     def _call(self, fn, args: tuple, lo: int, hi: int, reverse: bool) -> None:
         if hi - lo == 1 or self.src.window_safe:
@@ -125,6 +134,17 @@ class FusedHostKernel:
         """Bias and diagonal-weight gradients: one reduction over every step at once, over a
         GEMM buffer's gradient columns where they equal the node's ``d net``."""
         run = self.run
+        if self.normalised:  # dy: the gradient of gain·x̂ + bias; net holds x̂
+            for m in self.members:
+                dy, xhat = self.store[("dy", m.node)], run.rows(m.net, 0, run.steps)
+                if m.bias in run.trainable:
+                    run.add_param_grad(m.bias, dy.sum(axis=(0, 1)))
+                if m.gain in run.trainable:
+                    run.add_param_grad(m.gain, (dy * xhat).sum(axis=(0, 1)))
+                if any(t.kind == "diagonal" for t in m.terms):
+                    NodeUpdateKernel(replace(m, bias=None, norm=None, gain=None),
+                                     run).param_grads()
+            return
         for bias, gemm, (a, b) in self.src.bias_from:
             if bias in run.trainable:
                 dnet = run.rows(gemm, 0, run.steps, grad=True)[..., a:b]

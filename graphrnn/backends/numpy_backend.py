@@ -9,6 +9,7 @@ from graphrnn.backends import host_loop, native
 from graphrnn.backends.base import Backend, BufferPool
 from graphrnn.backends.host_loop import CompiledLoopKernel, plan_loop
 from graphrnn.backends.host_ops import FusedHostKernel, compiled_kernel_applies
+from graphrnn.compiler.fusion import group_normalised
 from graphrnn.compiler.ir import StageKind
 from graphrnn.compiler.passes import PASSES, fold_biases_into_projections
 
@@ -52,7 +53,9 @@ class NumpyBackend(Backend):
     def passes(self):
         """The standard pipeline; with compiled kernels biases stay in the nodes (a compiled
         chain adds them for free), not in the input projections (a pass of their own)."""
-        return [p for p in PASSES if p is not fold_biases_into_projections or not self.compiled]
+        if not self.compiled:
+            return list(PASSES)
+        return [p for p in PASSES if p is not fold_biases_into_projections] + [group_normalised]
 
     def stage_kernels(self, stage, run) -> list:
         """Step-by-step kernels, or, with compiled kernels, one C call a pass for a loop of GEMMs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import count
 
 from graphrnn.compiler.ir import (
@@ -19,13 +20,14 @@ from graphrnn.compiler.ir import (
 def elementwise(op: NodeUpdate, buffers: dict[str, Buffer]) -> bool:
     """Whether ``op`` computes each output element from the same element of its inputs.
 
-    True when the activation is not ``softmax`` (which mixes a row), the update is synchronous
+    True when the activation is not ``softmax`` and the node is not normalised (both mix a
+    row), the update is synchronous
     (no ``own`` terms), every ``full`` term reads a column range of a GEMM buffer that is as wide
     as the node, and every ``diagonal``/``identity`` term reads a buffer of the node's size (at
     any delay). Such a node is one thread per ``(b, j)`` element in a generated CUDA kernel.
     """
     size = buffers[op.out].size
-    if op.activation == "softmax" or op.own or buffers[op.net].size != size:
+    if op.activation == "softmax" or op.norm or op.own or buffers[op.net].size != size:
         return False
     for t in op.terms:
         if t.kind == TermKind.FULL:
@@ -90,4 +92,32 @@ def fuse_elementwise(prog: Program) -> Program:
             run.append(op)
         flush()
         stages.append(stage.with_ops(ops))
+    return prog.replace(stages=tuple(stages))
+
+
+def group_normalised(prog: Program) -> Program:
+    """Merge each run of two or more consecutive layer-normalised NodeUpdates of one size in a
+    loop stage (each element-wise but for its norm) into one Fused op: for the CPU's compiled
+    kernels only, which run them as one row loop (a LayerNorm LSTM's four gates: one kernel
+    and one meeting of the threads a step instead of four). Not in the standard pipeline: the
+    GPU kernels take normalised nodes one at a time."""
+    stages, uids = [], count(next_uid(prog))
+    for stage in prog.stages:
+        if stage.kind != StageKind.LOOP:
+            stages.append(stage)
+            continue
+        ops: list = []
+        for op in stage.ops:
+            if (isinstance(op, NodeUpdate) and op.norm and not op.own
+                    and elementwise(replace(op, norm=None, gain=None), prog.buffers)):
+                last = ops[-1] if ops else None
+                members = (last.ops if isinstance(last, Fused) else (last,)
+                           if isinstance(last, NodeUpdate) else ())
+                if (members and all(m.norm for m in members)
+                        and prog.buffers[members[0].out].size == prog.buffers[op.out].size):
+                    ops[-1] = Fused((*members, op), last.uid if isinstance(last, Fused)
+                                    else next(uids))
+                    continue
+            ops.append(op)
+        stages.append(stage.with_ops(tuple(ops)))  # keeps the loop's direction
     return prog.replace(stages=tuple(stages))

@@ -141,6 +141,10 @@ class NodeUpdate:
     alpha: float | None = None
     beta: float | None = None
     uid: int = 0
+    #: ``"layer"``: the combined terms are layer-normalised over the node's units and scaled
+    #: by the gain parameter ``gain`` before the bias (``None``: no normalisation)
+    norm: str | None = None
+    gain: str | None = None
 
     @property
     def asynchronous(self) -> bool:
@@ -416,7 +420,8 @@ def op_label(op: Op) -> str:
     terms = " ".join((f"{t.scale:g}*" if t.scale != 1 else "") + f"{t.kind}({t.src}"
                      + (_at(t.delay) if t.delay else "")
                      + (f"[{t.cols[0]}:{t.cols[1]}]" if t.cols else "") + ")" for t in op.terms)
-    extra = "".join([f" +{op.bias}" if op.bias else "", f" leak={op.leak}" if op.leak else "",
+    extra = "".join([f" layernorm*{op.gain}" if op.norm else "",
+                     f" +{op.bias}" if op.bias else "", f" leak={op.leak}" if op.leak else "",
                      " async" if op.own else ""])
     return f"{op.out} = {op.activation}({op.combine}: {terms}){extra}"
 

@@ -128,5 +128,6 @@ def _lower_node(net: Network, name: str, uids) -> tuple[list, dict[str, Buffer]]
     bias = f"{name}.bias" if net.has_bias(name) else None
     ops.append(NodeUpdate(name, name, f"{name}:net", tuple(terms), Combine(node.combine), bias,
                           node.activation, node.leak, node.temperature, tuple(own),
-                          node.alpha, node.beta, next(uids)))
+                          node.alpha, node.beta, next(uids), norm=node.norm,
+                          gain=f"{name}.gain" if node.norm else None))
     return ops, buffers

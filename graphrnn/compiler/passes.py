@@ -118,7 +118,7 @@ def fold_biases_into_projections(prog: Program) -> Program:
     folded: dict[str, dict[tuple[int, int], str]] = {}
 
     def fold(op: NodeUpdate) -> NodeUpdate:
-        if op.bias is None or op.combine != Combine.SUM:
+        if op.bias is None or op.combine != Combine.SUM or op.norm:  # added after the norm
             return op
         for t in op.terms:
             if t.kind == TermKind.FULL and t.src in batched:

@@ -14,8 +14,10 @@ def default_init(net: Network, param: Param) -> str:
     node) are ``symmetric`` with a zero diagonal; square recurrent matrices (a self-edge or
     any delayed edge) are ``orthogonal``; other matrices ``glorot`` (Xavier uniform);
     diagonal weights ``uniform``; embedding tables ``normal``; biases and learned initial
-    states ``zeros``.
+    states ``zeros``; LayerNorm gains ``ones``.
     """
+    if param.role == "gain":
+        return "ones"
     if param.role in ("bias", "init"):
         return "zeros"
     if param.role == "embedding":

@@ -16,6 +16,10 @@ COMBINES = ("sum", "product")
 WEIGHT_KINDS = ("full", "diagonal", "identity", "embedding")
 INIT_STATES = ("zeros", "learned")
 UPDATES = ("synchronous", "asynchronous")
+#: Normalisations a node may name (``norm:``); ``None``: none.
+NORMS = ("layer",)
+#: LayerNorm's epsilon (``torch.nn.LayerNorm``'s default)
+NORM_EPS = 1e-5
 #: Parameter initialisations a spec may name per edge (``init:``).
 INITS = ("glorot", "orthogonal", "normal", "uniform", "zeros", "ones", "identity",
          "symmetric")
@@ -28,7 +32,9 @@ class Node:
     ``bias`` is ``None`` for the default rule (a bias when a ``sum`` node has at least one
     ``full`` or ``diagonal`` in-edge), or an explicit ``True``/``False``. ``alpha`` and
     ``beta`` are the activation's parameters (``leaky_relu``, ``elu``, ...; ``None``: ONNX's
-    default for that activation).
+    default for that activation). ``norm="layer"`` layer-normalises the combined net input
+    over the node's units (per step and sequence, as ``torch.nn.LayerNorm``) and scales it by
+    the gain ``NODE.gain`` before the bias and activation.
     """
 
     name: str
@@ -47,6 +53,7 @@ class Node:
     #: zoneout (keep the previous value with probability ``zoneout``); ``None``: none
     dropout: float | None = None
     zoneout: float | None = None
+    norm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ class Param:
 
     name: str
     shape: tuple[int, ...]
-    role: str  # "full" | "diagonal" | "embedding" | "bias" | "init"
+    role: str  # "full" | "diagonal" | "embedding" | "bias" | "init" | "gain"
     trainable: bool = True
     init: str | None = None
     edges: tuple[Edge, ...] = ()
@@ -231,6 +238,8 @@ class Network:
             role = "embedding" if edge.param in self.embedding_params else edge.weight
             out[edge.param] = Param(edge.param, shape, role, trainable, init, edges)
         for name, node in self.nodes.items():
+            if node.norm is not None:
+                out[f"{name}.gain"] = Param(f"{name}.gain", (node.size,), "gain")
             if self.has_bias(name):
                 out[f"{name}.bias"] = Param(f"{name}.bias", (node.size,), "bias")
             if node.init_state == "learned":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from graphrnn.frontend.network import Network, boundary_key
+from graphrnn.frontend.network import NORM_EPS, Network, boundary_key
 from graphrnn.frontend.unroll import unroll, vertex_id
 from graphrnn.noise import Masks, draw_masks, draw_noise
 from graphrnn.ops.activations import REGISTRY
@@ -87,6 +87,15 @@ def _term(params, edge, x):
     return edge["scale"] * x
 
 
+def layer_norm(x: np.ndarray) -> np.ndarray:
+    """``x`` normalised over its last axis: ``(x - mean) / sqrt(var + eps)``, the biased
+    variance and eps ``1e-5`` of ``torch.nn.LayerNorm`` (no gain, no shift)."""
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + NORM_EPS)
+
+
+
 def _seen(masks: Masks, values: dict, vertex: str, name: str, t: int, delay: int):
     """``vertex`` (``name`` at step ``t``) as a reader at ``delay`` sees it: a same-step
     reader (and the output) sees node dropout's mask applied; a delayed one the undropped
@@ -119,6 +128,8 @@ def _node_value(net, dag, params, values, noise, masks, train, vertex, batch):
             terms.append(_term(params, edge, x))
     combine = np.prod if node.combine == "product" else np.sum
     other = combine(terms, axis=0) if terms else np.zeros((batch, node.size))
+    if node.norm == "layer":
+        other = layer_norm(other) * params[f"{name}.gain"]
     u = noise.uniforms[name][t] if name in noise.uniforms else None
     leak = node.leak if node.leak is not None else 1.0
     if not asynchronous:

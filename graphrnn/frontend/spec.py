@@ -21,7 +21,7 @@ BUNDLED = Path(__file__).resolve().parents[1] / "specs"
 SECTIONS = ("name", "inputs", "nodes", "edges", "outputs")
 #: Keys of a node mapping.
 NODE_KEYS = ("size", "activation", "combine", "bias", "leak", "init_state", "update",
-             "temperature", "alpha", "beta", "dropout", "zoneout")
+             "temperature", "alpha", "beta", "dropout", "zoneout", "norm")
 #: Keys of an edge mapping.
 EDGE_KEYS = ("from", "to", "delay", "weight", "scale", "name", "trainable", "init", "transpose",
              "dropout", "weight_dropout")

@@ -16,6 +16,7 @@ from graphrnn.frontend.network import (
     COMBINES,
     INIT_STATES,
     INITS,
+    NORMS,
     UPDATES,
     WEIGHT_KINDS,
     Edge,
@@ -179,6 +180,12 @@ def _check_nodes(c: _Checker) -> None:
             bad("leak", f"leak must be a number in (0, 1] (1 means no leak), got {node.leak!r}")
         if not (_is_number(node.temperature) and node.temperature > 0):
             bad("temperature", f"temperature must be a number > 0, got {node.temperature!r}")
+        if node.norm is not None:
+            if not isinstance(node.norm, str) or node.norm not in NORMS:
+                bad("norm", unknown_choice("norm", node.norm, NORMS))
+            if node.update == "asynchronous":
+                bad("norm", f"node {name}: norm: layer needs the whole step's net input at "
+                    "once; it cannot go with update: asynchronous")
         takes = REGISTRY[node.activation].keys
         for key in ("alpha", "beta"):
             value = getattr(node, key)
@@ -310,6 +317,7 @@ def _check_tied_embedding(c: _Checker, i: int, e: Edge, other: Edge, at: str) ->
 def _check_params(c: _Checker) -> None:
     net = c.net
     reserved = {f"{n}.{role}": (n, role) for n in net.nodes for role in ("bias", "init")}
+    reserved.update({f"{n}.gain": (n, "gain") for n, node in net.nodes.items() if node.norm})
     first: dict[str, int] = {}
     for i, e in enumerate(net.edges):
         if e.weight == "identity":

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from graphrnn.compiler.ir import NodeUpdate, Term
+from graphrnn.frontend.network import NORM_EPS
 from graphrnn.ops import node_update_vjp
 from graphrnn.ops.activations import REGISTRY
-from graphrnn.ops.node_update_vjp import LeakSplit, RecomputeValue, TermShare
+from graphrnn.ops.node_update_vjp import LeakSplit, NormGrad, RecomputeValue, TermShare
 
 
 class NodeUpdateKernel:
@@ -31,10 +32,19 @@ class NodeUpdateKernel:
         #: the derivative reads its input (the record's ``grad_reads``); other nodes work in
         #: ``out`` and skip the net buffer.
         self.keeps_net = (op.leak is not None or self.act.grad_reads == "input"
-                          or bool(op.own))
+                          or bool(op.own) or bool(op.norm))
+        if op.norm:  # x̂ and 1/σ per step and row (the backward's), d(γ·x̂) for the gain's
+            shape = (run.steps, run.batch, run.size(op.out))
+            self.norm_arrays = tuple(xp.empty(s, dtype=run.dtype)
+                                     for s in (shape, shape[:2] + (1,), shape))
+            self.xhat, self.rstd, self.dy = map(self._own_window, self.norm_arrays)
         self._scratch: dict = {}
         if op.own:
             self.own = sum(_own_matrix(xp, run.params, t, run.size(op.node)) for t in op.own)
+
+    def _own_window(self, array):
+        """A getter over an array of this kernel's, ``(T, ...)``, shaped like a window."""
+        return (lambda lo, hi: array[lo]) if self.looped else (lambda lo, hi: array[lo:hi])
 
     def window(self, name: str, delay: int = 0, grad: bool = False):
         return self.run.window(name, delay, grad, self.looped)
@@ -92,9 +102,24 @@ class NodeUpdateKernel:
             combine(self.value(0, terms[0], lo, hi), self.value(1, terms[1], lo, hi), out=target)
             for k in range(2, len(terms)):
                 combine(target, self.value(k, terms[k], lo, hi), out=target)
+        if self.op.norm:
+            self._normalise(target, lo, hi)
         if self.bias is not None:
             target += self.bias
         return target
+
+    def _normalise(self, x, lo: int, hi: int) -> None:
+        """``x <- γ·x̂`` in place, ``x̂ = (x - mean)/σ`` over the units (kept, with 1/σ)."""
+        xp = self.run.xp
+        xhat, rstd = self.xhat(lo, hi), self.rstd(lo, hi)
+        xp.subtract(x, x.mean(axis=-1, keepdims=True), out=xhat)
+        xp.multiply(xhat, xhat, out=x)
+        xp.mean(x, axis=-1, keepdims=True, out=rstd)
+        rstd += NORM_EPS
+        xp.sqrt(rstd, out=rstd)
+        xp.divide(1, rstd, out=rstd)
+        xhat *= rstd
+        xp.multiply(xhat, self.run.params[self.op.gain], out=x)
 
     def _asynchronous(self, net, s, t: int) -> None:
         """Neurons one at a time in the run's order, each seeing the newest values.
@@ -152,11 +177,25 @@ class NodeUpdateKernel:
                 gprev = dprev(lo, hi)
                 gprev += xp.multiply(g, 1 - step.leak, out=self.scratch("gprev", g))
                 g = xp.multiply(g, step.leak, out=self.scratch("gleak", g))
+            elif kind is NormGrad:
+                self._norm_grad(step, dnet, lo, hi)
             elif kind is RecomputeValue:
                 value = self.scratch("act", net)
                 self.activate(net, value, self.uniforms(lo, hi))
             else:  # LocalGrad
                 REGISTRY[step.activation].grad(xp, g, value, net, dnet, self.act_params)
+
+    def _norm_grad(self, step: NormGrad, dn, lo: int, hi: int) -> None:
+        """``dn`` (of ``γ·x̂``, kept as ``dy``) becomes the gradient of the combined terms."""
+        xp = self.run.xp
+        dy, xhat, rstd = self.dy(lo, hi), self.xhat(lo, hi), self.rstd(lo, hi)
+        xp.copyto(dy, dn)
+        dn *= self.run.params[step.gain]  # dy·γ
+        m1 = dn.mean(axis=-1, keepdims=True)
+        m2 = (dn * xhat).mean(axis=-1, keepdims=True)
+        dn -= m1
+        dn -= xhat * m2
+        dn *= rstd
 
     def term_grad(self, share: TermShare, dnet, lo: int, hi: int, sources=None):
         """``d term``: ``d net`` times the values of the share's ``product_of`` terms."""
@@ -184,8 +223,11 @@ class NodeUpdateKernel:
         op, run = self.op, self.run
         steps = run.steps
         dnet = run.rows(op.net, 0, steps, grad=True)
+        dy = self.norm_arrays[2] if op.norm else dnet  # the gradient of γ·x̂ + bias
         if op.bias in run.trainable:
-            run.add_param_grad(op.bias, dnet.sum(axis=(0, 1)))
+            run.add_param_grad(op.bias, dy.sum(axis=(0, 1)))
+        if op.norm and op.gain in run.trainable:
+            run.add_param_grad(op.gain, (dy * self.norm_arrays[0]).sum(axis=(0, 1)))
         slabs = [run.window(t.src, t.delay) for t in op.terms]
         for share in node_update_vjp.shares(node_update_vjp.vjp_steps(op)):
             if share.factor == "weight" and share.weight in run.trainable:

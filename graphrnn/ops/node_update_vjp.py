@@ -16,7 +16,10 @@ The steps, in order:
    since ``out`` holds the leaked value. Without it the derivative reads the stored ``out``.
 3. :class:`LocalGrad`: ``dn = g·act'``, by the activation record's derivative, which reads
    the value, the input ``net`` or nothing (the record's ``grad_reads``).
-4. One :class:`TermShare` per term, in term order: ``dn`` times the other terms' values (a
+4. :class:`NormGrad` (a layer-normalised node): ``dn`` is the gradient of the normalised
+   ``γ·x̂`` (the bias's and gain's gradients read it); it becomes that of the combined terms,
+   ``dn = (1/σ)·(dn·γ − mean(dn·γ) − x̂·mean(dn·γ·x̂))`` (means over the node's units).
+5. One :class:`TermShare` per term, in term order: ``dn`` times the other terms' values (a
    product), times the term's factor (``scale`` for a scaled identity term, ``scale·w`` for a
    diagonal one), added to the gradient of its source at its delay (a full term: to the GEMM
    buffer's gradient columns; the GEMM's backward takes it from there).
@@ -56,6 +59,15 @@ class LocalGrad:
 
 
 @dataclass(frozen=True)
+class NormGrad:
+    """Through the layer norm: ``dy = dn`` is kept (``d bias = Σ dy``, ``d gain = Σ dy·x̂``
+    over steps and rows), then ``dn = (1/σ)·(dy·γ − mean(dy·γ) − x̂·mean(dy·γ·x̂))`` with
+    ``γ`` the parameter ``gain``, ``x̂`` the normalised terms and ``σ = sqrt(var + eps)``."""
+
+    gain: str
+
+
+@dataclass(frozen=True)
 class ShareTarget:
     """Where a share is added: the gradient of ``src`` at ``delay`` steps back, at columns
     ``cols`` of a GEMM buffer (``None``: the whole row)."""
@@ -83,7 +95,7 @@ class TermShare:
     target: ShareTarget
 
 
-Step = LeakSplit | RecomputeValue | LocalGrad | TermShare
+Step = LeakSplit | RecomputeValue | LocalGrad | NormGrad | TermShare
 
 
 def vjp_steps(op: NodeUpdate) -> tuple[Step, ...]:
@@ -105,6 +117,8 @@ def vjp_steps(op: NodeUpdate) -> tuple[Step, ...]:
         if reads == "value":
             steps.append(RecomputeValue())
     steps.append(LocalGrad(op.activation, reads))
+    if op.norm:
+        steps.append(NormGrad(op.gain))
     product = op.combine == "product" and len(op.terms) > 1
     for k, term in enumerate(op.terms):
         others = tuple(j for j in range(len(op.terms)) if j != k) if product else ()

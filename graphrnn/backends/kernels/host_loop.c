@@ -40,7 +40,8 @@ typedef struct {
     const int* bounds;
 } gr_loop_chain;
 
-// The stage's ops in order: GEMM `index` (chain 0) or chain `index` (chain 1)
+// The stage's ops in order: GEMM `index` (chain 0) or chain `index` (chain 1; 2: a chain whose
+// threads split the batch rows, after a GEMM: every thread waits for all its columns first)
 typedef struct {
     int chain, index;
 } gr_loop_op;
@@ -104,6 +105,8 @@ static void gr_loop_part(void* arg, int id) {
             for (int o = 0; o < L->nops; ++o) {
                 const gr_loop_op op = L->ops[o];
                 if (op.chain) {
+                    // 2: a chain split by batch rows reads GEMM columns of every thread
+                    if (op.chain == 2) gr_barrier_wait(&call->barrier);
                     gr_loop_chain_step(L, id, op.index, tt);
                     gr_barrier_wait(&call->barrier);
                 } else {
