@@ -19,6 +19,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from graphrnn.errors import SpecError
+from graphrnn.exchange.onnx_bidirectional import merge_bidirectional
 from graphrnn.exchange.onnx_ops import emit_gru, emit_lstm, emit_rnn
 from graphrnn.files import write_atomic
 from graphrnn.frontend.network import Network
@@ -327,6 +328,7 @@ class _Exporter:
                 self.loop(loops[frozenset(members)])
             elif next(iter(members)) in net.nodes:
                 self.batched(next(iter(members)))
+        merge_bidirectional(g)
         outputs = []
         for name in net.outputs:
             g.op("Identity", [self.seq[name]], outputs=[name])
