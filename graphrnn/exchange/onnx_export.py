@@ -6,9 +6,14 @@ node's initial state, so it may be left out); outputs are the spec's outputs, th
 ``final.KEY``. Each strongly connected component of the network is one stage, in topological
 order: one without a cycle is computed for all T steps at once (``MatMul`` over ``(T, B, F)``);
 a time loop becomes one ``Scan`` whose body is one step, the terms it reads from outside the
-loop hoisted before it. A loop that is exactly an ONNX ``RNN`` (one node, one full recurrent
-edge ``@1``, one full input edge) is emitted as that op. The model's size does not depend on T
-unless ``unrolled`` asks for the loop written out step by step.
+loop hoisted before it; an anti-causal loop (delays <= 0) is a ``Scan`` from the last step down
+(``scan_input_directions``/``scan_output_directions`` 1), starting from the boundary states
+``state.NODE@+k``, and ``final.NODE@+k`` is the value at step k - 1. A loop that is exactly an
+ONNX ``RNN``, ``GRU`` or ``LSTM`` is emitted as that op (``direction=reverse`` when
+anti-causal; a forward and a reverse one on the same input merge into one
+``direction=bidirectional`` op). Token inputs are int64 ``(T, B)`` ids, an embedding edge a
+``Gather`` on its table. The model's size does not depend on T unless ``unrolled`` asks for
+the loop written out step by step.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""Time loops that are exactly an ONNX ``RNN`` or ``LSTM`` operator, emitted as that operator.
+"""Time loops that are exactly an ONNX ``RNN``, ``GRU`` or ``LSTM``, emitted as that operator.
 
 A loop matches when its nodes, edges, activations and readers are those of the operator's
 equations and nothing more (no leak, no other edge, no reader of an internal gate); anything
-else stays a ``Scan``. The hidden node's sequence is the operator's ``Y``; an LSTM cell's
+else stays a ``Scan``. Recurrent reads are ``@1``, or ``@-1`` in an anti-causal loop, which
+becomes the operator with ``direction=reverse`` (``exp.lag`` says which).
+The hidden node's sequence is the operator's ``Y``; an LSTM cell's
 final value (its only use outside the loop) is ``Y_c``.
 """
 

@@ -218,6 +218,8 @@ def test_cli_export_writes_a_model_and_refuses_in_one_line(tmp_path):
     assert done.returncode == 0, done.stderr
     _check(net, gr.compile(net).init_params(0), onnx.load(str(tmp_path / "u.onnx")),
            steps_list=(3,))
+    done = cli("export", "specs/bilstm.yaml", "-o", str(tmp_path / "bi.onnx"))
+    assert done.returncode == 0 and "(LSTM bidirectional)" in done.stdout, done.stderr
     refused = cli("export", "specs/hopfield.yaml", "-o", str(tmp_path / "h.onnx"))
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "asynchronous" in refused.stderr and not (tmp_path / "h.onnx").exists()
