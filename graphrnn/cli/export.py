@@ -15,8 +15,9 @@ def add_export_command(subparsers) -> None:
     """Register ``export`` and ``import`` on the CLI's subparsers."""
     p = subparsers.add_parser(
         "export", help="write a network as an ONNX model",
-        description="Write SPEC with the parameters in --params as ONNX (time loops as Scan, "
-                    "size independent of T; --unrolled --steps T writes the loops out).")
+        description="Write SPEC with the parameters in --params as ONNX (time loops as Scan "
+                    "or RNN/GRU/LSTM, anti-causal ones from the last step down, size "
+                    "independent of T; --unrolled --steps T writes the loops out).")
     p.add_argument("spec")
     p.add_argument("--params", help=".npz of parameters (default: initialise with --seed)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation")
@@ -48,7 +49,9 @@ def export_command(args: argparse.Namespace) -> int:
     model = compile(net, dtype="float32")
     params = load_data(args.params) if args.params else model.init_params(args.seed)
     proto = export.to_onnx(model, params, args.output, unrolled=args.unrolled, steps=args.steps)
-    loops = sorted({n.op_type for n in proto.graph.node if n.op_type in _LOOPS})
+    loops = sorted({" ".join([n.op_type, *(a.s.decode() for a in n.attribute
+                                           if a.name == "direction")])
+                    for n in proto.graph.node if n.op_type in _LOOPS})
     how = f"unrolled for {args.steps} steps" if args.unrolled else ", ".join(loops) or "no loop"
     print(f"wrote {args.output}: {len(proto.graph.node)} ONNX nodes ({how})")
     return 0

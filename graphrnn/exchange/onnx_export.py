@@ -6,9 +6,14 @@ node's initial state, so it may be left out); outputs are the spec's outputs, th
 ``final.KEY``. Each strongly connected component of the network is one stage, in topological
 order: one without a cycle is computed for all T steps at once (``MatMul`` over ``(T, B, F)``);
 a time loop becomes one ``Scan`` whose body is one step, the terms it reads from outside the
-loop hoisted before it. A loop that is exactly an ONNX ``RNN`` (one node, one full recurrent
-edge ``@1``, one full input edge) is emitted as that op. The model's size does not depend on T
-unless ``unrolled`` asks for the loop written out step by step.
+loop hoisted before it; an anti-causal loop (delays <= 0) is a ``Scan`` from the last step down
+(``scan_input_directions``/``scan_output_directions`` 1), starting from the boundary states
+``state.NODE@+k``, and ``final.NODE@+k`` is the value at step k - 1. A loop that is exactly an
+ONNX ``RNN``, ``GRU`` or ``LSTM`` is emitted as that op (``direction=reverse`` when
+anti-causal; a forward and a reverse one on the same input merge into one
+``direction=bidirectional`` op). Token inputs are int64 ``(T, B)`` ids, an embedding edge a
+``Gather`` on its table. The model's size does not depend on T unless ``unrolled`` asks for
+the loop written out step by step.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from graphrnn.errors import SpecError
+from graphrnn.exchange.onnx_bidirectional import merge_bidirectional
 from graphrnn.exchange.onnx_ops import emit_gru, emit_lstm, emit_rnn
 from graphrnn.files import write_atomic
 from graphrnn.frontend.network import Network
@@ -44,13 +50,6 @@ def refusal(net: Network) -> SpecError | None:
         if node.activation == "bernoulli":
             return SpecError("bernoulli (a stochastic unit) cannot be exported to "
                              "ONNX", net.source, node.line, f"nodes.{name}.activation")
-    for e in net.edges:
-        if e.weight == "embedding":
-            return SpecError(f"{e.src} -> {e.dst} embedding: token inputs are not exported to "
-                             "ONNX yet", net.source, e.line, "edges")
-        if e.delay < 0:
-            return SpecError(f"{e.src} -> {e.dst} @{e.delay} reads the future: anti-causal "
-                             "edges are not exported to ONNX yet", net.source, e.line, "edges")
     return None
 
 
@@ -109,9 +108,10 @@ class _Exporter:
         self.g = _Graph([0], {})
         self.seq: dict[str, str] = {}       # node or input -> its (T, B, size) tensor
         self.init: dict[str, list[str]] = {}  # name -> [(B, size) at t = -1, -2, ...]
+        self.ahead: dict[str, list[str]] = {}  # name -> [(B, size) at t = T, T + 1, ...]
         self.inputs: list[onnx.ValueInfoProto] = []
         self.defaults: list[onnx.TensorProto] = []
-        self.last: dict[str, str] = {}  # name -> its (B, size) final value, where no sequence
+        self.last: dict[str, str] = {}  # state key -> its (B, size) final value, where no sequence
         self.loop_members: set[str] = set()
 
     # -- graph inputs, batch and time ---------------------------------------------------------
@@ -121,14 +121,15 @@ class _Exporter:
         time_dim = self.unrolled or "T"
         for name, size in net.inputs.items():
             self.inputs.append(helper.make_tensor_value_info(
-                name, TensorProto.FLOAT, [time_dim, "B", size]))
+                name, *((TensorProto.INT64, [time_dim, "B"]) if name in net.tokens
+                        else (TensorProto.FLOAT, [time_dim, "B", size]))))
             self.seq[name] = name
         shapes = []
-        for key in net.state_keys:
-            name = key.split("@")[0]
+        for key, name, k in net.boundaries:
             self.inputs.append(helper.make_tensor_value_info(
                 f"state.{key}", TensorProto.FLOAT, ["B", net.size(name)]))
-            learned = name in net.nodes and net.nodes[name].init_state == "learned"
+            learned = (k > 0 and name in net.nodes
+                       and net.nodes[name].init_state == "learned")
             default = (self.params[f"{name}.init"] if learned
                        else np.zeros(net.size(name), np.float32))
             self.defaults.append(numpy_helper.from_array(default.reshape(1, -1), f"state.{key}"))
@@ -142,18 +143,21 @@ class _Exporter:
             self.time = g.op("Reshape", ["steps", g.const([1], "one", np.int64)], "time")
             self.batch = (g.op("Max", shapes, "batch") if shapes
                           else g.const([1], "one", np.int64))
-        for key in net.state_keys:
-            name = key.split("@")[0]
+        for key, name, k in net.boundaries:  # k = 1, 2, ... then -1, -2, ... per name
             shape = g.op("Concat", [self.batch, g.const([net.size(name)], "size", np.int64)],
                          axis=0)
-            self.init.setdefault(name, []).append(g.op("Expand", [f"state.{key}", shape], key))
+            rows = self.init if k > 0 else self.ahead
+            rows.setdefault(name, []).append(g.op("Expand", [f"state.{key}", shape], key))
 
     # -- terms ---------------------------------------------------------------------------------
 
     def weight(self, g: _Graph, edge, x: str) -> str:
         if edge.weight == "full":
             w = self.params[edge.param]
-            out = g.op("MatMul", [x, self.g.const(w if edge.transpose else w.T, "w")], "mm")
+            w = w if self.net.reads_transposed(edge) else w.T
+            out = g.op("MatMul", [x, self.g.const(w, "w")], "mm")
+        elif edge.weight == "embedding":  # row tok[t, b] of the (V, size) table
+            out = g.op("Gather", [self.g.const(self.params[edge.param], "emb"), x], "emb")
         elif edge.weight == "diagonal":
             out = g.op("Mul", [x, self.g.const(self.params[edge.param], "w")], "diag")
         else:
@@ -161,11 +165,18 @@ class _Exporter:
         return out if edge.scale == 1.0 else g.op("Mul", [out, self.g.const(edge.scale)])
 
     def shifted(self, src: str, delay: int) -> str:
-        """``src`` read ``delay`` steps back, for all T steps: initial rows, then the sequence."""
+        """``src`` read ``delay`` steps back (ahead, ``delay < 0``), for all T steps: initial
+        rows, then the sequence (the sequence, then the boundary rows after its end)."""
         g = self.g
         if delay == 0:
             return self.seq[src]
         zero = g.const([0], "zero", np.int64)
+        if delay < 0:
+            rows = [g.op("Unsqueeze", [r, zero]) for r in self.ahead[src][:-delay]]
+            buf = g.op("Concat", [self.seq[src], *rows], "ahead", axis=0)
+            start = g.const([-delay], "k", np.int64)
+            end = g.op("Add", [self.time, start], "end")
+            return g.op("Slice", [buf, start, end, zero], "shifted")
         rows = [g.op("Unsqueeze", [self.init[src][k - 1], zero]) for k in range(delay, 0, -1)]
         buf = g.op("Concat", [*rows, self.seq[src]], "hist", axis=0)
         return g.op("Slice", [buf, zero, self.time, zero], "shifted")
@@ -202,9 +213,10 @@ class _Exporter:
     def loop(self, members: list[str]) -> None:
         net, g = self.net, self.g
         inside = set(members)
-        depth = {m: max([e.delay for e in net.edges if e.src == m and e.dst in inside]
+        reverse = net.anti_causal(members)
+        depth = {m: max([abs(e.delay) for e in net.edges if e.src == m and e.dst in inside]
                         + [1 if net.reads_own_past(m) else 0]) for m in members}
-        self.loop_members = inside
+        self.loop_members, self.lag = inside, -1 if reverse else 1
         if not self.unrolled and (emit_rnn(self, members, depth) or emit_lstm(self, members)
                                   or emit_gru(self, members)):
             return
@@ -217,9 +229,10 @@ class _Exporter:
                 pre = self.combine(g, node, ext, None)
                 hoisted[m] = self.bias(g, m, pre) if node.combine == "sum" else pre
         order = _step_order(net, members)
-        carried = {m: self.init.get(m, [])[:depth[m]] for m in members}
+        rows = self.ahead if reverse else self.init
+        carried = {m: rows.get(m, [])[:depth[m]] for m in members}
         if self.unrolled:
-            self.unrolled_loop(members, order, carried, hoisted)
+            self.unrolled_loop(members, order, carried, hoisted, reverse)
             return
         body = _Graph(self.g.counter, self.g.consts)
         b_carried = {m: [body.fresh(f"in.{m}") for _ in range(depth[m])] for m in members}
@@ -240,8 +253,12 @@ class _Exporter:
         n_state = len(new_carried)
         outputs = [g.fresh("final") for _ in range(n_state)] + [g.fresh(f"v.{m}")
                                                                 for m in members]
+        directions = {} if not reverse else {  # from the last step down, outputs in order
+            "scan_input_directions": [1] * (len(b_slices) + 1),
+            "scan_output_directions": [1] * len(members)}
         g.op("Scan", [n for m in members for n in carried[m]] + [hoisted[m] for m in b_slices]
-             + [clock_seq], outputs=outputs, body=graph, num_scan_inputs=len(b_slices) + 1)
+             + [clock_seq], outputs=outputs, body=graph, num_scan_inputs=len(b_slices) + 1,
+             **directions)
         for m, out in zip(members, outputs[n_state:], strict=True):
             self.seq[m] = out
 
@@ -253,7 +270,7 @@ class _Exporter:
             terms = [slices[m]] if m in slices else []
             for e in net.in_edges(m):
                 if e.src in carried:
-                    x = values[e.src] if e.delay == 0 else carried[e.src][e.delay - 1]
+                    x = values[e.src] if e.delay == 0 else carried[e.src][abs(e.delay) - 1]
                     terms.append(self.weight(g, e, x))
             like = (carried[m] or [v for vs in carried.values() for v in vs])[0]
             pre = self.combine(g, node, terms, like)
@@ -266,10 +283,11 @@ class _Exporter:
             values[m] = value
         return values
 
-    def unrolled_loop(self, members, order, carried, hoisted) -> None:
+    def unrolled_loop(self, members, order, carried, hoisted, reverse) -> None:
         g, outs = self.g, {m: [] for m in members}
         zero = g.const([0], "zero", np.int64)
-        for t in range(self.unrolled):
+        steps = range(self.unrolled - 1, -1, -1) if reverse else range(self.unrolled)
+        for t in steps:
             index = g.const(t, "t", np.int64)
             slices = {m: g.op("Gather", [hoisted[m], index], "slice") for m in hoisted}
             values = self.step(g, order, carried, slices)
@@ -277,9 +295,32 @@ class _Exporter:
             for m in members:
                 outs[m].append(g.op("Unsqueeze", [values[m], zero]))
         for m in members:
+            outs[m] = outs[m][::-1] if reverse else outs[m]
             self.seq[m] = g.op("Concat", outs[m], f"v.{m}", axis=0)
 
     # -- the whole graph -----------------------------------------------------------------------
+
+    def finals(self) -> list[onnx.ValueInfoProto]:
+        """``final.KEY`` per state key: the value at step ``T - k`` (past row k) or ``k - 1``
+        (``NODE@+k``), read from the rows before or after the sequence where T is short."""
+        net, g, out = self.net, self.g, []
+        zero = g.const([0], "zero", np.int64)
+        for key, name, k in net.boundaries:
+            if key in self.last:
+                g.op("Identity", [self.last[key]], outputs=[f"final.{key}"])
+            elif k > 0:
+                depth = net.history[name]
+                rows = [g.op("Unsqueeze", [self.init[name][j - 1], zero])
+                        for j in range(depth, 0, -1)]
+                buf = g.op("Concat", [*rows, self.seq[name]], "hist", axis=0)
+                g.op("Gather", [buf, g.const(-k, "k", np.int64)], outputs=[f"final.{key}"])
+            else:
+                rows = [g.op("Unsqueeze", [r, zero]) for r in self.ahead[name]]
+                buf = g.op("Concat", [self.seq[name], *rows], "ahead", axis=0)
+                g.op("Gather", [buf, g.const(-k - 1, "k", np.int64)], outputs=[f"final.{key}"])
+            out.append(helper.make_tensor_value_info(f"final.{key}", TensorProto.FLOAT,
+                                                     ["B", net.size(name)]))
+        return out
 
     def build(self) -> onnx.ModelProto:
         net, g = self.net, self.g
@@ -292,27 +333,13 @@ class _Exporter:
                 self.loop(loops[frozenset(members)])
             elif next(iter(members)) in net.nodes:
                 self.batched(next(iter(members)))
+        merge_bidirectional(g)
         outputs = []
         for name in net.outputs:
             g.op("Identity", [self.seq[name]], outputs=[name])
             outputs.append(helper.make_tensor_value_info(
                 name, TensorProto.FLOAT, [self.unrolled or "T", "B", net.size(name)]))
-        for name, depth in net.history.items():
-            if not depth:
-                continue
-            if name in self.last:
-                g.op("Identity", [self.last[name]], outputs=[f"final.{name}"])
-                outputs.append(helper.make_tensor_value_info(
-                    f"final.{name}", TensorProto.FLOAT, ["B", net.size(name)]))
-                continue
-            zero = g.const([0], "zero", np.int64)
-            rows = [g.op("Unsqueeze", [self.init[name][k - 1], zero]) for k in range(depth, 0, -1)]
-            buf = g.op("Concat", [*rows, self.seq[name]], "hist", axis=0)
-            for k in range(1, depth + 1):
-                key = name if k == 1 else f"{name}@-{k}"
-                g.op("Gather", [buf, g.const(-k, "k", np.int64)], outputs=[f"final.{key}"])
-                outputs.append(helper.make_tensor_value_info(
-                    f"final.{key}", TensorProto.FLOAT, ["B", net.size(name)]))
+        outputs += self.finals()
         graph = helper.make_graph(g.nodes, net.name, self.inputs, outputs,
                                   initializer=self.defaults + list(g.consts.values()))
         model = helper.make_model(graph, producer_name="graphrnn",

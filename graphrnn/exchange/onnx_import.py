@@ -4,8 +4,12 @@ Names (DESIGN.md, *Frameworks*): input ``X`` ``(T, B, input_size)`` time-major (
 with ``layout=1`` is batch-major: transpose its arrays), outputs ``Y`` (and ``Y_reverse``), the
 hidden and cell nodes ``H`` and ``C`` (``H_reverse``, ``C_reverse``), so ONNX's
 ``initial_h``/``initial_c`` are the states ``H``/``C`` and ``Y_h``/``Y_c`` the final states
-under the same keys. Gates are nodes named as ONNX's equations name them (``i o f g`` for the
-LSTM, whose candidate ONNX calls ``c``; ``z r hh`` for the GRU); parameters are the edges'
+under the same keys. A reverse direction is an anti-causal chain (edges ``@-1``, reading step
+t + 1): with ``direction=bidirectional`` its nodes end ``_reverse`` and its states are
+``H_reverse@+1``, ``C_reverse@+1`` (``initial_h[1]``, ``Y_h[1]``); with ``direction=reverse``
+alone the one chain is ``H``, ``C`` with output ``Y``, its states ``H@+1``, ``C@+1``.
+Gates are nodes named as ONNX's equations name them (``i o f g`` for the LSTM, whose
+candidate ONNX calls ``c``; ``z r hh`` for the GRU); parameters are the edges'
 default names (``X->i``, ``H->i@1``, ``C->i@1`` a peephole, ``i.bias`` = ``Wb + Rb``).
 What graphrnn cannot express is refused with one line naming the attribute.
 """
@@ -22,10 +26,6 @@ from onnx import helper, numpy_helper
 from graphrnn.errors import SpecError
 from graphrnn.frontend.network import Network
 from graphrnn.frontend.spec import load_spec
-
-#: The one switch for ONNX's reverse directions: they need anti-causal edges (``@-1``), which
-#: land with negative delays. Set True once graphrnn accepts them (the conversion is written).
-NEGATIVE_DELAYS = False
 
 #: ONNX activation name (lower case) -> graphrnn activation
 ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "affine": "affine",
@@ -129,10 +129,10 @@ class _Spec:
             self.params[f"{src}->{dst}" + (f"@{delay}" if delay else "")] = value
 
 
-def _direction(op, s: _Spec, d: int, acts, w, r, b, p, attrs) -> str:
-    """Add one direction's chain to ``s``; return its hidden node's name."""
-    sfx = "_reverse" if d == 1 else ""
-    lag = -1 if d == 1 else 1
+def _direction(op, s: _Spec, sfx: str, reverse: bool, acts, w, r, b, p, attrs) -> str:
+    """Add one direction's chain to ``s`` (node names ending ``sfx``; anti-causal, reading
+    step t + 1, when ``reverse``); return its hidden node's name."""
+    lag = -1 if reverse else 1
     hid, H, C = s.hidden, f"H{sfx}", f"C{sfx}"
     gates = w.shape[0] // hid
     W = [w[k * hid:(k + 1) * hid] for k in range(gates)]
@@ -214,8 +214,8 @@ def from_onnx(path_or_model) -> tuple[Network, dict]:
     Raises
     ------
     SpecError
-        One line naming what graphrnn cannot express (a reverse ``direction`` before
-        negative delays, non-trivial ``sequence_lens``, other ops).
+        One line naming what graphrnn cannot express (non-trivial ``sequence_lens``,
+        other ops, ``clip`` <= 0).
     """
     spec, params = onnx_spec(path_or_model)
     return load_spec(spec_text(spec)), params
@@ -262,8 +262,6 @@ def _convert(graph: onnx.GraphProto) -> tuple[dict, dict]:
     direction = direction.decode() if isinstance(direction, bytes) else direction
     if direction not in ("forward", "reverse", "bidirectional"):
         _refuse(op, f"direction={direction} is not forward, reverse or bidirectional")
-    if direction != "forward" and not NEGATIVE_DELAYS:
-        _refuse(op, f"direction={direction} needs negative delays (not in graphrnn yet)")
     if attrs.get("clip") is not None and not attrs["clip"] > 0:
         _refuse(op, f"clip={attrs['clip']} must be positive")
     if "sequence_lens" in given:
@@ -287,12 +285,13 @@ def _convert(graph: onnx.GraphProto) -> tuple[dict, dict]:
     s = _Spec(hidden)
     outs = []
     for d in range(dirs):
-        H = _direction(op, s, d, acts[d], w[d], r[d], b[d], None if p is None else p[d],
-                       attrs)
+        sfx = "_reverse" if d == 1 else ""  # direction=reverse alone: nodes H, C, output Y
+        H = _direction(op, s, sfx, d == 1 or direction == "reverse", acts[d], w[d], r[d], b[d],
+                       None if p is None else p[d], attrs)
         if attrs.get("clip") is not None:
             s.clip(attrs["clip"])
             s.activated.clear()
-        y = "Y_reverse" if d == 1 else "Y"
+        y = f"Y{sfx}"
         s.node(y)
         s.edge(H, y)
         outs.append(y)

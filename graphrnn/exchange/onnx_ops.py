@@ -1,8 +1,10 @@
-"""Time loops that are exactly an ONNX ``RNN`` or ``LSTM`` operator, emitted as that operator.
+"""Time loops that are exactly an ONNX ``RNN``, ``GRU`` or ``LSTM``, emitted as that operator.
 
 A loop matches when its nodes, edges, activations and readers are those of the operator's
 equations and nothing more (no leak, no other edge, no reader of an internal gate); anything
-else stays a ``Scan``. The hidden node's sequence is the operator's ``Y``; an LSTM cell's
+else stays a ``Scan``. Recurrent reads are ``@1``, or ``@-1`` in an anti-causal loop, which
+becomes the operator with ``direction=reverse`` (``exp.lag`` says which).
+The hidden node's sequence is the operator's ``Y``; an LSTM cell's
 final value (its only use outside the loop) is ``Y_c``.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphrnn.frontend.network import boundary_key
 from graphrnn.ops.activations import REGISTRY
 
 #: graphrnn activation -> the name of the ONNX recurrent operators' ``activations`` entry
@@ -69,7 +72,7 @@ def _gate(exp, name: str, hidden: str, cell: str | None, peep_delay: int):
         return None
     x = r = p = None
     for e in net.in_edges(name):
-        if e.weight == "full" and e.src == hidden and e.delay == 1 and r is None:
+        if e.weight == "full" and e.src == hidden and e.delay == exp.lag and r is None:
             r = _weight(exp.params, e)
         elif (e.weight == "diagonal" and e.src == cell and e.delay == peep_delay
               and p is None):
@@ -103,7 +106,7 @@ def _lstm_roles(exp, members: list[str]) -> dict | None:
             parts = _identity_sources(net, cell)
             if not parts or len(parts) != 2 or not _plain(net.nodes[cell], "sum", net, cell):
                 continue
-            roles = _cell_parts(net, cell, [s for s, d in parts if d == 0])
+            roles = _cell_parts(net, cell, [s for s, d in parts if d == 0], exp.lag)
             if roles is None:
                 continue
             roles.update(h=hid, hc=hc, c=cell, o=o)
@@ -112,8 +115,8 @@ def _lstm_roles(exp, members: list[str]) -> dict | None:
     return None
 
 
-def _cell_parts(net, cell: str, parts: list[str]) -> dict | None:
-    """``fc = f * c[t-1]`` and ``ig = i * g`` among the two products summed into ``cell``."""
+def _cell_parts(net, cell: str, parts: list[str], lag: int) -> dict | None:
+    """``fc = f * c[t-lag]`` and ``ig = i * g`` among the two products summed into ``cell``."""
     if len(parts) != 2:
         return None
     for fc, ig in (parts, parts[::-1]):
@@ -121,9 +124,9 @@ def _cell_parts(net, cell: str, parts: list[str]) -> dict | None:
         if not fs or not is_ or not all(_plain(net.nodes[n], "product", net, n)
                                         for n in (fc, ig)):
             continue
-        if len(fs) != 2 or len(is_) != 2 or (cell, 1) not in fs or any(d for _, d in is_):
+        if len(fs) != 2 or len(is_) != 2 or (cell, lag) not in fs or any(d for _, d in is_):
             continue
-        f = next((s for s, d in fs if (s, d) != (cell, 1) and d == 0), None)
+        f = next((s for s, d in fs if (s, d) != (cell, lag) and d == 0), None)
         if f is None:
             continue
         return {"fc": fc, "ig": ig, "f": f, "i": is_[0][0], "g": is_[1][0]}
@@ -140,7 +143,7 @@ def _readers_ok(exp, members: list[str], visible: set[str]) -> bool:
 def _lstm_gates(exp, roles: dict) -> dict | None:
     """Each gate's ``_gate`` reading, or None where one is not a gate or they disagree."""
     gates = {}
-    for k, peep in (("i", 1), ("o", 0), ("f", 1), ("g", None)):
+    for k, peep in (("i", exp.lag), ("o", 0), ("f", exp.lag), ("g", None)):
         gates[k] = _gate(exp, roles[k], roles["h"], roles["c"] if peep is not None else None,
                          peep if peep is not None else -9)
         if gates[k] is None:
@@ -156,7 +159,8 @@ def emit_lstm(exp, members: list[str]) -> bool:
     net = exp.net
     if roles is None or not _readers_ok(exp, members, {roles["h"]}):
         return False
-    if net.history[roles["c"]] > 1 or net.nodes[roles["hc"]].activation not in ACTIVATIONS:
+    reads = net.future if exp.lag < 0 else net.history
+    if reads[roles["c"]] > 1 or net.nodes[roles["hc"]].activation not in ACTIVATIONS:
         return False
     gates = _lstm_gates(exp, roles)
     if gates is None:  # i * g is symmetric: the other reading of the two factors
@@ -171,15 +175,26 @@ def emit_lstm(exp, members: list[str]) -> bool:
     p = np.concatenate([gates[k][3] for k in "iof"])[None]
     acts = [gates["i"][5], gates["g"][5], _act(net.nodes[roles["hc"]])]
     g, zero = exp.g, exp.g.const([0], "zero", np.int64)
-    h0 = g.op("Unsqueeze", [exp.init[roles["h"]][0], zero], "h0")
-    c0 = g.op("Unsqueeze", [exp.init[roles["c"]][0], zero], "c0")
+    h0 = g.op("Unsqueeze", [_first_row(exp, roles["h"]), zero], "h0")
+    c0 = g.op("Unsqueeze", [_first_row(exp, roles["c"]), zero], "c0")
     y, _, yc = g.op("LSTM", [exp.seq[gates["i"][0]], g.const(w, "W"), g.const(r, "R"),
                              g.const(b, "B"), "", h0, c0, g.const(p, "P")],
                     outputs=[g.fresh("lstm_y"), g.fresh("lstm_yh"), g.fresh("lstm_yc")],
-                    hidden_size=w.shape[1] // 4, **_act_attrs(acts))
+                    hidden_size=w.shape[1] // 4, **_act_attrs(acts), **_direction(exp))
     exp.seq[roles["h"]] = g.op("Squeeze", [y, g.const([1], "one", np.int64)], f"v.{roles['h']}")
-    exp.last[roles["c"]] = g.op("Squeeze", [yc, zero], f"last.{roles['c']}")
+    exp.last[boundary_key(roles["c"], exp.lag)] = g.op("Squeeze", [yc, zero],
+                                                       f"last.{roles['c']}")
     return True
+
+
+def _first_row(exp, name: str) -> str:
+    """The ``(B, size)`` state the operator starts from: ``t = -1`` or, reverse, ``t = T``."""
+    return (exp.ahead if exp.lag < 0 else exp.init)[name][0]
+
+
+def _direction(exp) -> dict:
+    """The ``direction`` attribute of an anti-causal loop's operator (none: forward)."""
+    return {"direction": "reverse"} if exp.lag < 0 else {}
 
 
 def emit_rnn(exp, members: list[str], depth: dict) -> bool:
@@ -195,11 +210,12 @@ def emit_rnn(exp, members: list[str], depth: dict) -> bool:
         return False
     src, w, r, _, bias, act = gate
     zero = g.const([0], "zero", np.int64)
-    h0 = g.op("Unsqueeze", [exp.init[name][0], zero], "h0")
+    h0 = g.op("Unsqueeze", [_first_row(exp, name), zero], "h0")
     b = np.concatenate([bias, np.zeros(node.size, np.float32)])[None]
     y = g.op("RNN", [exp.seq[src], g.const(w[None], "W"), g.const(r[None], "R"),
                      g.const(b, "B"), "", h0],
-             outputs=[g.fresh("rnn_y")], hidden_size=node.size, **_act_attrs([act]))
+             outputs=[g.fresh("rnn_y")], hidden_size=node.size, **_act_attrs([act]),
+             **_direction(exp))
     exp.seq[name] = g.op("Squeeze", [y, g.const([1], "one", np.int64)], f"v.{name}")
     return True
 
@@ -237,7 +253,7 @@ def _candidate(exp, name: str, hidden: str, r_gate: str):
     if prod is None or any(d for s, d in prod if s == r_gate) or r_gate not in dict(prod):
         return None
     other = next(((s, d) for s, d in prod if s != r_gate), None)
-    if inner.weight == "full" and other == (hidden, 1):
+    if inner.weight == "full" and other == (hidden, exp.lag):
         return x[0], x[1], _weight(exp.params, inner), bias, np.zeros(size, np.float32), \
             _act(node), False, (inner.src,)
     if inner.weight != "identity" or inner.scale != 1.0 or other is None or other[1] != 0:
@@ -246,23 +262,23 @@ def _candidate(exp, name: str, hidden: str, r_gate: str):
     edges = net.in_edges(rh)
     if (rh_node.combine != "sum" or rh_node.activation != "identity" or rh_node.leak is not None
             or len(edges) != 1 or edges[0].weight != "full" or edges[0].src != hidden
-            or edges[0].delay != 1):
+            or edges[0].delay != exp.lag):
         return None
     rb = exp.params[f"{rh}.bias"] if net.has_bias(rh) else np.zeros(size, np.float32)
     return x[0], x[1], _weight(exp.params, edges[0]), bias, rb, _act(node), True, \
         (inner.src, rh)
 
 
-def _gru_mix(net, hidden: str) -> tuple[str, str, tuple] | None:
-    """``(z, candidate, helper nodes)`` of ``h = (1 - z) * n + z * h[t-1]`` as from_onnx writes
-    it, or of ``h = n + z * (h[t-1] - n)`` (torch's form, graphrnn's gru.yaml)."""
+def _gru_mix(net, hidden: str, lag: int) -> tuple[str, str, tuple] | None:
+    """``(z, candidate, helper nodes)`` of ``h = (1 - z) * n + z * h[t-lag]`` as from_onnx
+    writes it, or of ``h = n + z * (h[t-lag] - n)`` (torch's form, graphrnn's gru.yaml)."""
     parts = _only(net, hidden, "sum", 2)
     if parts is None or any(d for _, d in parts):
         return None
     for (a, _), (b, _) in (parts, parts[::-1]):
         zh, mix = _only(net, a, "product", 2), _only(net, b, "product", 2)
-        if zh and mix and (hidden, 1) in zh:                       # (1 - z) * n + z * h[t-1]
-            z = next((s for s, d in zh if (s, d) != (hidden, 1) and d == 0), None)
+        if zh and mix and (hidden, lag) in zh:                   # (1 - z) * n + z * h[t-lag]
+            z = next((s for s, d in zh if (s, d) != (hidden, lag) and d == 0), None)
             for (nz, _), (cand, _) in (mix, mix[::-1]):
                 nz_node, nz_edges = net.nodes[nz], net.in_edges(nz)
                 if (nz_node.activation == "affine" and (nz_node.alpha, nz_node.beta) == (-1, 1)
@@ -270,7 +286,7 @@ def _gru_mix(net, hidden: str) -> tuple[str, str, tuple] | None:
                         and [(e.src, e.delay, e.weight, e.scale) for e in nz_edges]
                         == [(z, 0, "identity", 1.0)]):
                     return z, cand, (a, b, nz)
-        diff = _identity_diff(net, b, hidden) if mix else None    # n + z * (h[t-1] - n)
+        diff = _identity_diff(net, b, hidden, lag) if mix else None  # n + z * (h[t-lag] - n)
         if diff is not None and diff[0] == a:
             z = next((s for s, d in mix if s != diff[1] and d == 0), None)
             if z is not None:
@@ -278,14 +294,14 @@ def _gru_mix(net, hidden: str) -> tuple[str, str, tuple] | None:
     return None
 
 
-def _identity_diff(net, zd: str, hidden: str):
-    """For ``zd = z * d`` with ``d = h[t-1] - n``: ``(n, d)``, else None."""
+def _identity_diff(net, zd: str, hidden: str, lag: int):
+    """For ``zd = z * d`` with ``d = h[t-lag] - n``: ``(n, d)``, else None."""
     for src, delay in _identity_sources(net, zd) or ():
         d_edges = net.in_edges(src) if src in net.nodes else ()
         if (delay == 0 and len(d_edges) == 2 and _plain(net.nodes[src], "sum", net, src)
-                and all(e.weight == "identity" and e.delay == 0 or (e.src, e.delay) == (hidden, 1)
-                        for e in d_edges)):
-            plus = [e for e in d_edges if (e.src, e.delay, e.scale) == (hidden, 1, 1.0)]
+                and all(e.weight == "identity" and e.delay == 0
+                        or (e.src, e.delay) == (hidden, lag) for e in d_edges)):
+            plus = [e for e in d_edges if (e.src, e.delay, e.scale) == (hidden, lag, 1.0)]
             minus = [e for e in d_edges if e.delay == 0 and e.scale == -1.0]
             if plus and minus and plus[0].weight == "identity":
                 return minus[0].src, src
@@ -296,7 +312,7 @@ def emit_gru(exp, members: list[str]) -> bool:
     """Emit ONNX ``GRU`` for a loop that is exactly one; say whether."""
     net = exp.net
     for hid in members:
-        mix = _gru_mix(net, hid) if hid in net.nodes else None
+        mix = _gru_mix(net, hid, exp.lag) if hid in net.nodes else None
         if mix is None:
             continue
         z, cand, helpers = mix
@@ -321,8 +337,8 @@ def _gru_node(exp, hid: str, gz, gr_, c) -> None:
     w = np.concatenate([gz[1], gr_[1], c[1]])[None]
     r = np.concatenate([gz[2], gr_[2], c[2]])[None]
     b = np.concatenate([gz[4], gr_[4], c[3], np.zeros(2 * size, np.float32), c[4]])[None]
-    h0 = g.op("Unsqueeze", [exp.init[hid][0], zero], "h0")
+    h0 = g.op("Unsqueeze", [_first_row(exp, hid), zero], "h0")
     y = g.op("GRU", [exp.seq[gz[0]], g.const(w, "W"), g.const(r, "R"), g.const(b, "B"), "", h0],
              outputs=[g.fresh("gru_y")], hidden_size=size, linear_before_reset=int(c[6]),
-             **_act_attrs([gz[5], c[5]]))
+             **_act_attrs([gz[5], c[5]]), **_direction(exp))
     exp.seq[hid] = g.op("Squeeze", [y, g.const([1], "one", np.int64)], f"v.{hid}")

@@ -18,9 +18,7 @@ pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from graphrnn.exchange.onnx_export import refusal  # noqa: E402
 
-REFUSED = {"hopfield.yaml": "nodes.s.update", "boltzmann.yaml": "nodes.s.update",
-           "bilstm.yaml": "reads the future", "bigru.yaml": "reads the future",
-           "reverse_elman.yaml": "reads the future", "lstm_lm.yaml": "embedding"}
+REFUSED = {"hopfield.yaml": "nodes.s.update", "boltzmann.yaml": "nodes.s.update"}
 EXPORTABLE = [f for f in SPEC_FILES if f.name not in REFUSED]
 
 
@@ -32,7 +30,7 @@ def _session(proto):
 
 
 def _run_onnx(session, net, inputs, state, steps):
-    feed = {k: v.astype(np.float32) for k, v in inputs.items()}
+    feed = {k: v.astype(np.int64 if k in net.tokens else np.float32) for k, v in inputs.items()}
     feed.update({f"state.{k}": v.astype(np.float32) for k, v in (state or {}).items()})
     if not net.inputs:
         feed["steps"] = np.array(steps, np.int64)
@@ -107,17 +105,72 @@ def test_time_loops_are_one_op_whose_size_does_not_grow_with_t():
         _check(net, params, unrolled, steps_list=(steps,))
 
 
-@pytest.mark.parametrize(("spec", "op", "count"), [
-    ("elman", "RNN", 1), ("gru", "GRU", 1), ("lstm", "LSTM", 1), ("lstm2", "LSTM", 2),
-    ("narx", "Scan", 1)])
-def test_loops_that_are_onnx_operators_are_those_operators(spec, op, count):
+@pytest.mark.parametrize(("spec", "op", "directions"), [
+    ("elman", "RNN", ["forward"]), ("gru", "GRU", ["forward"]), ("lstm", "LSTM", ["forward"]),
+    ("lstm2", "LSTM", ["forward"] * 2), ("narx", "Scan", [None]),
+    ("reverse_elman", "RNN", ["reverse"]), ("bilstm", "LSTM", ["bidirectional"]),
+    ("bigru", "GRU", ["bidirectional"]), ("lstm_lm", "LSTM", ["forward"] * 2)])
+def test_loops_that_are_onnx_operators_are_those_operators(spec, op, directions):
     net = gr.load_spec(ROOT / "graphrnn" / "specs" / f"{spec}.yaml")
     params = gr.compile(net).init_params(0)
     proto = gr.to_onnx(net, params)
     ops = [n.op_type for n in proto.graph.node]
-    assert ops.count(op) == count
+    assert [_direction(n) for n in proto.graph.node if n.op_type == op] == directions
     assert not {"Scan", "RNN", "GRU", "LSTM"} - {op} & set(ops)
     _check(net, params, proto)
+
+
+def _direction(node) -> str | None:
+    if node.op_type == "Scan":
+        return None
+    d = next((a.s.decode() for a in node.attribute if a.name == "direction"), "forward")
+    return d
+
+
+ANTI_CAUSAL = """
+inputs: {x: 3}
+nodes:
+  a: {size: 4, activation: tanh}
+  h: {size: 5, activation: tanh}
+  g: {size: 5, activation: sigmoid}
+  y: 2
+edges:
+  - x -> a @-2
+  - a -> h
+  - h -> h @-2 diagonal
+  - g -> h @-1
+  - h -> g
+  - x -> g @-1
+  - h -> y
+  - g -> y @1
+outputs: [y]
+"""
+
+
+def test_anti_causal_loops_are_a_scan_from_the_last_step_down():
+    net = gr.load_spec(ANTI_CAUSAL)
+    params = {k: v * 1.5 for k, v in gr.compile(net).init_params(4).items()}
+    proto = gr.to_onnx(net, params)
+    scans = [n for n in proto.graph.node if n.op_type == "Scan"]
+    assert len(scans) == 1
+    attrs = {a.name: list(a.ints) for a in scans[0].attribute if a.ints}
+    assert set(attrs["scan_input_directions"]) == set(attrs["scan_output_directions"]) == {1}
+    names = {i.name for i in proto.graph.input} | {o.name for o in proto.graph.output}
+    assert {"state.h@+2", "state.g@+1", "state.x@+2", "final.h@+1", "final.x@+2"} <= names
+    _check(net, params, proto, steps_list=(1, 2, 7))  # T=1: the final h@+2 is a boundary row
+    _check(net, params, gr.to_onnx(net, params, unrolled=True, steps=4), steps_list=(4,))
+
+
+def test_token_inputs_are_int64_ids_read_by_gather():
+    net = gr.load_spec(ROOT / "graphrnn" / "specs" / "lstm_lm.yaml")
+    params = gr.compile(net).init_params(0)
+    proto = gr.to_onnx(net, params)
+    tok = next(i for i in proto.graph.input if i.name == "tok")
+    import onnx
+    assert tok.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert [d.dim_param for d in tok.type.tensor_type.shape.dim] == ["T", "B"]
+    tables = {t.name for t in proto.graph.initializer if tuple(t.dims) == (64, 32)}
+    assert any(n.op_type == "Gather" and n.input[0] in tables for n in proto.graph.node)
 
 
 @pytest.mark.parametrize("act", [a for a in REGISTRY if a != "bernoulli"])
@@ -136,9 +189,10 @@ def test_every_activation_with_its_keys(act):
 @given(valid_networks())
 def test_random_networks_match_graphrnn(text):
     net = gr.load_spec(text)
-    assume(refusal(net) is None)  # anti-causal edges and tokens are refused (tested above)
+    assume(refusal(net) is None)  # only asynchronous/stochastic nets (the strategy draws none)
     params = gr.compile(net).init_params(0)
     _check(net, params, gr.to_onnx(net, params), steps_list=(1, 4))
+    _check(net, params, gr.to_onnx(net, params, unrolled=True, steps=3), steps_list=(3,))
 
 
 def test_importing_graphrnn_does_not_import_onnx():
@@ -164,6 +218,8 @@ def test_cli_export_writes_a_model_and_refuses_in_one_line(tmp_path):
     assert done.returncode == 0, done.stderr
     _check(net, gr.compile(net).init_params(0), onnx.load(str(tmp_path / "u.onnx")),
            steps_list=(3,))
+    done = cli("export", "specs/bilstm.yaml", "-o", str(tmp_path / "bi.onnx"))
+    assert done.returncode == 0 and "(LSTM bidirectional)" in done.stdout, done.stderr
     refused = cli("export", "specs/hopfield.yaml", "-o", str(tmp_path / "h.onnx"))
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "asynchronous" in refused.stderr and not (tmp_path / "h.onnx").exists()

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
+DIRECTIONS = ("forward", "reverse", "bidirectional")
 STATE_INPUTS = ("initial_h", "initial_c")
 
 
@@ -69,6 +70,16 @@ def _layout(node) -> int:
     return next((a.i for a in node.attribute if a.name == "layout"), 0)
 
 
+def _direction_keys(node) -> list[tuple[str, str, str]]:
+    """Per ONNX direction: (output, hidden state key, cell state key), as DESIGN names them."""
+    direction = _direction(node)
+    if direction == "forward":
+        return [("Y", "H", "C")]
+    if direction == "reverse":
+        return [("Y", "H@+1", "C@+1")]
+    return [("Y", "H", "C"), ("Y_reverse", "H_reverse@+1", "C_reverse@+1")]
+
+
 def _graphrnn(node, arrays: dict) -> dict:
     """Run from_onnx's network on the node's arrays; results keyed and shaped as ONNX's."""
     net, params = gr.from_onnx(_model(node, arrays))
@@ -76,17 +87,19 @@ def _graphrnn(node, arrays: dict) -> dict:
     roles = dict(zip(_roles(node), node.input, strict=False))
     x = arrays[roles["X"]].astype(np.float64)
     x = x.transpose(1, 0, 2) if layout else x
+    keys = _direction_keys(node)
     state = {}
-    for role, key in (("initial_h", "H"), ("initial_c", "C")):
+    for role, column in (("initial_h", 1), ("initial_c", 2)):
         if roles.get(role):
             s = arrays[roles[role]].astype(np.float64)
-            state[key] = s.transpose(1, 0, 2)[0] if layout else s[0]
+            s = s.transpose(1, 0, 2) if layout else s  # (directions, B, hidden)
+            state.update({k[column]: s[d] for d, k in enumerate(keys)})
     outputs, final = gr.compile(net, dtype="float64").forward(params, {"X": x}, state=state)
-    y = outputs["Y"][:, None]  # (T, 1, B, H)
+    y = np.stack([outputs[k[0]] for k in keys], axis=1)  # (T, directions, B, H)
     got = {"Y": y.transpose(2, 0, 1, 3) if layout else y}
-    for key, role in (("H", "Y_h"), ("C", "Y_c")):
-        if key in final:
-            v = final[key][None]
+    for column, role in ((1, "Y_h"), (2, "Y_c")):
+        if keys[0][column] in final:
+            v = np.stack([final[k[column]] for k in keys])
             got[role] = v.transpose(1, 0, 2) if layout else v
     return {role: got[role] for role, name in zip(("Y", "Y_h", "Y_c"), node.output,
                                                   strict=False) if name}
@@ -109,10 +122,6 @@ def _direction(node) -> str:
 def test_onnx_operator_test_cases(case):
     name, node, inputs, outputs = case
     arrays = dict(zip(node.input, inputs, strict=False))
-    if _direction(node) != "forward":  # until negative delays land (NEGATIVE_DELAYS)
-        with pytest.raises(gr.SpecError, match=f"direction={_direction(node)} needs negative"):
-            gr.from_onnx(_model(node, arrays))
-        return
     _assert_close(_graphrnn(node, arrays), outputs)
 
 
@@ -120,13 +129,17 @@ def _random(op, hidden=5, size=3, steps=6, batch=2, layout=0, seed=0, bias=True,
             initial=True, **attrs):
     rng = np.random.default_rng(seed)
     g = GATES[op]
+    n = 2 if attrs.get("direction") == "bidirectional" else 1
+    for key in ("activations", "activation_alpha", "activation_beta"):  # per direction
+        if key in attrs:
+            attrs[key] = list(attrs[key]) * n
     arrays = {"X": rng.normal(size=(batch, steps, size) if layout else (steps, batch, size)),
-              "W": rng.normal(size=(1, g * hidden, size)) * 0.5,
-              "R": rng.normal(size=(1, g * hidden, hidden)) * 0.5}
+              "W": rng.normal(size=(n, g * hidden, size)) * 0.5,
+              "R": rng.normal(size=(n, g * hidden, hidden)) * 0.5}
     names = ["X", "W", "R", "B" if bias else "", ""]
     if bias:
-        arrays["B"] = rng.normal(size=(1, 2 * g * hidden))
-    shape = (batch, 1, hidden) if layout else (1, batch, hidden)
+        arrays["B"] = rng.normal(size=(n, 2 * g * hidden))
+    shape = (batch, n, hidden) if layout else (n, batch, hidden)
     if initial:
         arrays["initial_h"] = rng.normal(size=shape)
     names.append("initial_h" if initial else "")
@@ -135,7 +148,7 @@ def _random(op, hidden=5, size=3, steps=6, batch=2, layout=0, seed=0, bias=True,
             arrays["initial_c"] = rng.normal(size=shape)
         names.append("initial_c" if initial else "")
         if peep:
-            arrays["P"] = rng.normal(size=(1, 3 * hidden))
+            arrays["P"] = rng.normal(size=(n, 3 * hidden))
         names.append("P" if peep else "")
     arrays = {k: v.astype(np.float32) for k, v in arrays.items()}
     outs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
@@ -166,10 +179,22 @@ RANDOM = [
 
 
 @pytest.mark.parametrize(("op", "options"), RANDOM, ids=[f"{o}-{k}" for o, k in RANDOM])
+@pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_random_weights_match_onnx_reference(op, options, seed):
-    node, arrays = _random(op, seed=seed, **options)
+def test_random_weights_match_onnx_reference(op, options, direction, seed):
+    node, arrays = _random(op, seed=seed, direction=direction, **options)
     _assert_close(_graphrnn(node, arrays), _reference(node, arrays))
+
+
+@pytest.mark.parametrize(("direction", "keys", "outputs"), [
+    ("reverse", {"H@+1", "C@+1"}, ("Y",)),
+    ("bidirectional", {"H", "C", "H_reverse@+1", "C_reverse@+1"}, ("Y", "Y_reverse"))])
+def test_reverse_directions_are_anti_causal_chains_named_as_design_says(direction, keys,
+                                                                        outputs):
+    net, _ = gr.from_onnx(_model(*_random("LSTM", peep=True, direction=direction)))
+    assert set(net.state_keys) == keys and net.outputs == outputs
+    reverse = "H" if direction == "reverse" else "H_reverse"
+    assert net.anti_causal(next(loop for loop in net.time_loops if reverse in loop))
 
 
 ACTIVATIONS = [  # onnx.reference applies the defaults only: onnxruntime is the oracle here
@@ -206,11 +231,12 @@ def test_input_forget_matches_onnxruntime():
     ("RNN", {}), ("GRU", {}), ("GRU", {"linear_before_reset": 1}), ("LSTM", {}),
     ("LSTM", {"peep": True, "input_forget": 1}),
     ("LSTM", {"activations": ["HardSigmoid", "Elu", "Tanh"], "activation_alpha": [0.3, 0.8]})])
-def test_clip_matches_onnxruntime(op, options):  # onnx.reference ignores clip
-    node, arrays = _random(op, seed=7, clip=0.4, **options)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_clip_matches_onnxruntime(op, options, direction):  # onnx.reference ignores clip
+    node, arrays = _random(op, seed=7, clip=0.4, direction=direction, **options)
     got = _graphrnn(node, arrays)
     _assert_close(got, _onnxruntime(node, arrays))
-    unclipped = _graphrnn(*_random(op, seed=7, **options))
+    unclipped = _graphrnn(*_random(op, seed=7, direction=direction, **options))
     assert max(np.abs(got[k] - unclipped[k]).max() for k in got) > 1e-3  # clip mattered
 
 
@@ -223,7 +249,7 @@ def test_state_keys_are_h_and_c():
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"clip": -1.0}, "clip=-1.0 must be positive"),
-    ({"direction": "reverse"}, "direction=reverse needs negative delays"),
+    ({"direction": "sideways"}, "direction=sideways is not forward, reverse or"),
     ({"activations": ["Gelu"]}, "activations: Gelu"),
     ({"hidden_size": 7}, "hidden_size=7"),
 ])
@@ -302,20 +328,27 @@ REEXPORT = [
 
 
 @pytest.mark.parametrize(("op", "options"), REEXPORT, ids=[f"{o}-{k}" for o, k in REEXPORT])
-def test_an_imported_network_exports_as_the_same_operator(op, options):
-    node, arrays = _random(op, seed=6, **options)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_an_imported_network_exports_as_the_same_operator(op, options, direction):
+    node, arrays = _random(op, seed=6, direction=direction, **options)
     net, params = gr.from_onnx(_model(node, arrays))
     exported = gr.to_onnx(net, params)
-    ops = [n.op_type for n in exported.graph.node]
-    assert ops.count(op) == 1 and "Scan" not in ops
+    ops = [n for n in exported.graph.node if n.op_type in ("RNN", "GRU", "LSTM", "Scan")]
+    assert [n.op_type for n in ops] == [op]
+    assert _direction(ops[0]) == direction
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(exported.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
-    feeds = {"X": arrays["X"], "state.H": arrays["initial_h"][0]}
-    names = ["Y", "final.H"]
-    if op == "LSTM":
-        feeds["state.C"], names = arrays["initial_c"][0], [*names, "final.C"]
-    got = dict(zip(["Y", "Y_h", "Y_c"], session.run(names, feeds), strict=False))
-    got = {"Y": got["Y"][:, None], **{k: v[None] for k, v in got.items() if k != "Y"}}
-    _assert_close(got, _onnxruntime(node, arrays))
+    keys = _direction_keys(node)
+    feeds, names = {"X": arrays["X"]}, [y for y, _, _ in keys]
+    for column, role in ((1, "initial_h"), (2, "initial_c")):
+        if role in arrays:
+            feeds.update({f"state.{k[column]}": arrays[role][d] for d, k in enumerate(keys)})
+            names += [f"final.{k[column]}" for k in keys]
+    got = dict(zip(names, session.run(names, feeds), strict=True))
+    expected = {"Y": np.stack([got[y] for y, _, _ in keys], axis=1)}
+    for column, role in ((1, "Y_h"), (2, "Y_c")):
+        if f"final.{keys[0][column]}" in got:
+            expected[role] = np.stack([got[f"final.{k[column]}"] for k in keys])
+    _assert_close(expected, _onnxruntime(node, arrays))
