@@ -28,6 +28,7 @@ from graphrnn.exchange.onnx_bidirectional import merge_bidirectional
 from graphrnn.exchange.onnx_ops import emit_gru, emit_lstm, emit_rnn
 from graphrnn.files import write_atomic
 from graphrnn.frontend.network import Network
+from graphrnn.frontend.training_noise import eval_network
 
 OPSET = 17
 #: graphrnn activation -> (ONNX op, {attribute: node key}) where one op computes it
@@ -50,6 +51,9 @@ def refusal(net: Network) -> SpecError | None:
         if node.activation == "bernoulli":
             return SpecError("bernoulli (a stochastic unit) cannot be exported to "
                              "ONNX", net.source, node.line, f"nodes.{name}.activation")
+        if node.norm:
+            return SpecError("norm: layer is not exported to ONNX yet", net.source, node.line,
+                             f"nodes.{name}.norm")
     return None
 
 
@@ -382,9 +386,11 @@ def to_onnx(model, params: dict, path=None, *, unrolled: bool = False,
     Raises
     ------
     SpecError
-        One line naming what ONNX cannot express (asynchronous updates, stochastic units).
+        One line naming what ONNX cannot express (asynchronous updates, stochastic units,
+        layer norm for now). Training-time noise is left out: the model is the network as
+        ``train=False`` runs it.
     """
-    net = getattr(model, "net", model)
+    net = eval_network(getattr(model, "net", model))  # dropout off, zoneout its expectation
     why = refusal(net)
     if why:
         raise why
