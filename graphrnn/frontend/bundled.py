@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from graphrnn.errors import SpecError
-from graphrnn.frontend.validate import did_you_mean
+from graphrnn.frontend.names import did_you_mean
 
 #: The specs shipped with the package (``gr.spec_path("lstm")``, ``graphrnn check lstm``).
 BUNDLED = Path(__file__).resolve().parents[1] / "specs"

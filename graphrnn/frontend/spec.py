@@ -12,8 +12,9 @@ import yaml
 from graphrnn import checks
 from graphrnn.errors import SpecError
 from graphrnn.frontend.bundled import read_spec_text
+from graphrnn.frontend.names import did_you_mean
 from graphrnn.frontend.network import Edge, Network, Node, default_param_name
-from graphrnn.frontend.validate import did_you_mean, validate
+from graphrnn.frontend.validate import validate
 from graphrnn.frontend.yaml_safe import compose
 
 #: Top-level sections of a spec (``inputs`` may be left out; ``name`` is optional).
