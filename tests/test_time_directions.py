@@ -11,7 +11,8 @@ import pytest
 import graphrnn as gr
 from graphrnn.backends import host_loop, numpy_backend
 from graphrnn.backends.host_loop import CompiledLoopKernel
-from graphrnn.compiler.ir import Direction, IRError, StageKind, check_program
+from graphrnn.compiler.checker import IRError, check_program
+from graphrnn.compiler.ir import Direction, StageKind
 from graphrnn.executor import Run
 from graphrnn.frontend import render
 from graphrnn.frontend.reference import reference_forward

@@ -21,7 +21,7 @@ from typing import NoReturn
 
 from graphrnn import config
 from graphrnn.errors import DataError, SpecError
-from graphrnn.frontend.validate import did_you_mean
+from graphrnn.frontend.names import did_you_mean
 
 #: Errors caused by what the user gave us (exit 2, one line, no traceback).
 USER_ERRORS = (SpecError, DataError, OSError, ValueError, ImportError)

@@ -6,6 +6,7 @@ from dataclasses import replace
 from itertools import count
 
 from graphrnn import config
+from graphrnn.compiler.checker import check_program
 from graphrnn.compiler.fusion import fuse_elementwise
 from graphrnn.compiler.ir import (
     Buffer,
@@ -19,7 +20,6 @@ from graphrnn.compiler.ir import (
     StageKind,
     Term,
     TermKind,
-    check_program,
     format_program,
     next_uid,
 )

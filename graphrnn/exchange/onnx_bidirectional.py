@@ -42,7 +42,7 @@ def _pairable(fwd, rev) -> bool:
 
 
 def merge_bidirectional(g) -> int:
-    """Merge forward/reverse operator pairs of ``g`` (an exporter ``_Graph``); return how many
+    """Merge forward/reverse operator pairs of ``g`` (an exporter ``Graph``); return how many
     bidirectional operators it made."""
     tables = {t.name: t for t in g.consts.values()}
     forward = [n for n in g.nodes if n.op_type in RECURRENT and _direction(n) == "forward"]

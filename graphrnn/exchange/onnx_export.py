@@ -25,20 +25,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from graphrnn.errors import SpecError
 from graphrnn.exchange.onnx_bidirectional import merge_bidirectional
+from graphrnn.exchange.onnx_graph import Graph, activate
 from graphrnn.exchange.onnx_ops import emit_gru, emit_lstm, emit_rnn
 from graphrnn.files import write_atomic
 from graphrnn.frontend.network import Network
 from graphrnn.frontend.training_noise import eval_network
 
 OPSET = 17
-#: graphrnn activation -> (ONNX op, {attribute: node key}) where one op computes it
-_PLAIN_OPS = {"tanh": ("Tanh", {}), "sigmoid": ("Sigmoid", {}), "relu": ("Relu", {}),
-              "identity": ("Identity", {}), "softsign": ("Softsign", {}),
-              "softplus": ("Softplus", {}), "leaky_relu": ("LeakyRelu", {"alpha": "alpha"}),
-              "thresholded_relu": ("ThresholdedRelu", {"alpha": "alpha"}),
-              "elu": ("Elu", {"alpha": "alpha"}),
-              "hard_sigmoid": ("HardSigmoid", {"alpha": "alpha", "beta": "beta"})}
-
 
 
 def refusal(net: Network) -> SpecError | None:
@@ -57,59 +50,13 @@ def refusal(net: Network) -> SpecError | None:
     return None
 
 
-class _Graph:
-    """Nodes and constants of one ONNX graph under construction, with fresh tensor names."""
-
-    def __init__(self, counter: list[int], consts: dict):
-        self.nodes: list[onnx.NodeProto] = []
-        self.counter, self.consts = counter, consts
-
-    def fresh(self, hint: str) -> str:
-        self.counter[0] += 1
-        return f"{hint}:{self.counter[0]}"
-
-    def op(self, op_type: str, inputs: list[str], hint: str = "t", outputs=None, **attrs):
-        outs = outputs or [self.fresh(hint)]
-        self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
-        return outs[0] if len(outs) == 1 else outs
-
-    def const(self, value, hint: str = "c", dtype=np.float32) -> str:
-        array = np.asarray(value, dtype=dtype)
-        key = (hint, array.dtype.str, array.shape, array.tobytes())
-        if key not in self.consts:
-            name = f"{hint}#{len(self.consts)}"
-            self.consts[key] = numpy_helper.from_array(array, name)
-        return self.consts[key].name
-
-
-def _activate(g: _Graph, node, x: str) -> str:
-    act, alpha, beta = node.activation, node.alpha, node.beta
-    from graphrnn.ops.activations import REGISTRY
-    p = REGISTRY[act].params(alpha, beta)
-    if act in _PLAIN_OPS:
-        op_type, keys = _PLAIN_OPS[act]
-        return g.op(op_type, [x], act, **{k: getattr(p, v) for k, v in keys.items()})
-    if act == "softmax":
-        return g.op("Softmax", [x], act, axis=-1)
-    if act in ("sign", "step"):
-        low = -1.0 if act == "sign" else 0.0
-        ge = g.op("GreaterOrEqual", [x, g.const(0.0)], "ge")
-        return g.op("Where", [ge, g.const(1.0), g.const(low)], act)
-    if act == "scaled_tanh":
-        inner = g.op("Tanh", [g.op("Mul", [x, g.const(p.beta)])])
-        return g.op("Mul", [inner, g.const(p.alpha)], act)
-    if act == "affine":
-        return g.op("Add", [g.op("Mul", [x, g.const(p.alpha)]), g.const(p.beta)], act)
-    raise SpecError(f"{node.name}: activation {act} cannot be exported to ONNX")
-
-
 class _Exporter:
     """Builds the ONNX graph of one network with one set of parameters."""
 
     def __init__(self, net: Network, params: dict, unrolled_steps: int | None):
         self.net, self.unrolled = net, unrolled_steps
         self.params = {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
-        self.g = _Graph([0], {})
+        self.g = Graph([0], {})
         self.seq: dict[str, str] = {}       # node or input -> its (T, B, size) tensor
         self.init: dict[str, list[str]] = {}  # name -> [(B, size) at t = -1, -2, ...]
         self.ahead: dict[str, list[str]] = {}  # name -> [(B, size) at t = T, T + 1, ...]
@@ -155,7 +102,7 @@ class _Exporter:
 
     # -- terms ---------------------------------------------------------------------------------
 
-    def weight(self, g: _Graph, edge, x: str) -> str:
+    def weight(self, g: Graph, edge, x: str) -> str:
         if edge.weight == "full":
             w = self.params[edge.param]
             w = w if self.net.reads_transposed(edge) else w.T
@@ -185,7 +132,7 @@ class _Exporter:
         buf = g.op("Concat", [*rows, self.seq[src]], "hist", axis=0)
         return g.op("Slice", [buf, zero, self.time, zero], "shifted")
 
-    def combine(self, g: _Graph, node, terms: list[str], like: str | None) -> str:
+    def combine(self, g: Graph, node, terms: list[str], like: str | None) -> str:
         if not terms:
             return g.op("Mul", [like, g.const(0.0)], "zeros")
         out = terms[0]
@@ -193,7 +140,7 @@ class _Exporter:
             out = g.op("Mul" if node.combine == "product" else "Add", [out, term])
         return out
 
-    def bias(self, g: _Graph, name: str, x: str) -> str:
+    def bias(self, g: Graph, name: str, x: str) -> str:
         if not self.net.has_bias(name):
             return x
         return g.op("Add", [x, self.g.const(self.params[f"{name}.bias"], "b")], "biased")
@@ -211,7 +158,7 @@ class _Exporter:
         node, g = self.net.nodes[name], self.g
         terms = [self.weight(g, e, self.shifted(e.src, e.delay)) for e in self.net.in_edges(name)]
         like = None if terms else self.zeros_seq(node.size)
-        value = _activate(g, node, self.bias(g, name, self.combine(g, node, terms, like)))
+        value = activate(g, node, self.bias(g, name, self.combine(g, node, terms, like)))
         self.seq[name] = g.op("Identity", [value], f"v.{name}")
 
     def loop(self, members: list[str]) -> None:
@@ -238,7 +185,7 @@ class _Exporter:
         if self.unrolled:
             self.unrolled_loop(members, order, carried, hoisted, reverse)
             return
-        body = _Graph(self.g.counter, self.g.consts)
+        body = Graph(self.g.counter, self.g.consts)
         b_carried = {m: [body.fresh(f"in.{m}") for _ in range(depth[m])] for m in members}
         b_slices = {m: body.fresh(f"x.{m}") for m in hoisted}
         clock = body.fresh("clock")
@@ -266,7 +213,7 @@ class _Exporter:
         for m, out in zip(members, outputs[n_state:], strict=True):
             self.seq[m] = out
 
-    def step(self, g: _Graph, order, carried: dict, slices: dict) -> dict:
+    def step(self, g: Graph, order, carried: dict, slices: dict) -> dict:
         """One step of a loop in ``g``: each member's value from ``carried`` and ``slices``."""
         net, values = self.net, {}
         for m in order:
@@ -280,7 +227,7 @@ class _Exporter:
             pre = self.combine(g, node, terms, like)
             if node.combine == "product" or m not in slices:
                 pre = self.bias(g, m, pre)
-            value = _activate(g, node, pre)
+            value = activate(g, node, pre)
             if node.leak is not None:
                 kept = g.op("Mul", [carried[m][0], g.const(1 - node.leak)])
                 value = g.op("Add", [kept, g.op("Mul", [value, g.const(node.leak)])], "leaky")

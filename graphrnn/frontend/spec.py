@@ -11,11 +11,11 @@ import yaml
 
 from graphrnn import checks
 from graphrnn.errors import SpecError
+from graphrnn.frontend.bundled import read_spec_text
+from graphrnn.frontend.names import did_you_mean
 from graphrnn.frontend.network import Edge, Network, Node, default_param_name
-from graphrnn.frontend.validate import did_you_mean, validate
-
-#: The specs shipped with the package (``gr.spec_path("lstm")``, ``graphrnn check lstm``).
-BUNDLED = Path(__file__).resolve().parents[1] / "specs"
+from graphrnn.frontend.validate import validate
+from graphrnn.frontend.yaml_safe import compose
 
 #: Top-level sections of a spec (``inputs`` may be left out; ``name`` is optional).
 SECTIONS = ("name", "inputs", "nodes", "edges", "outputs")
@@ -28,8 +28,6 @@ EDGE_KEYS = ("from", "to", "delay", "weight", "scale", "name", "trainable", "ini
 #: Edge keys that only make sense for an edge with a parameter (not ``identity``).
 PARAM_KEYS = ("name", "init", "transpose", "trainable")
 EDGE_SYNTAX = "SRC -> DST [@DELAY] [full|diagonal|identity]"
-#: The deepest nesting of lists and mappings a spec may have.
-MAX_DEPTH = 32
 #: Keys of a token input's mapping (``tok: {vocab: 256}``).
 TOKEN_KEYS = ("vocab",)
 
@@ -42,7 +40,7 @@ def load_spec(path_or_text: str | os.PathLike) -> Network:
     path_or_text : str or os.PathLike
         A path (a ``Path``, a string naming an existing file, or a string ending in
         ``.yaml``/``.yml``), the name of a bundled spec (``"lstm"``: a word without a path
-        separator or suffix that is not an existing file; see :func:`spec_path`), or the
+        separator or suffix that is not an existing file; see :func:`.spec_path`), or the
         spec's YAML text itself.
 
     Returns
@@ -59,82 +57,12 @@ def load_spec(path_or_text: str | os.PathLike) -> Network:
     OSError
         When a path cannot be read.
     """
-    text, source = _read(path_or_text)
+    text, source = read_spec_text(path_or_text)
     parser = _Parser(source)
     net = parser.parse(text)
     validate(net, parser.lines)
     _check_limits(net, parser.lines)
     return net
-
-
-def bundled_names() -> list[str]:
-    """The names of the specs shipped with graphrnn (``lstm``, ``gru``, ...), sorted."""
-    return sorted(p.stem for p in BUNDLED.glob("*.yaml"))
-
-
-def spec_path(name: str) -> Path:
-    """The file of a bundled spec.
-
-    Parameters
-    ----------
-    name : str
-        A bundled spec's name, e.g. ``"lstm"`` (``"lstm.yaml"`` also works).
-
-    Returns
-    -------
-    pathlib.Path
-        The spec file inside the installed package.
-
-    Raises
-    ------
-    SpecError
-        For a name that is not bundled; it suggests the closest and lists them all.
-    """
-    stem = str(name).removesuffix(".yaml")
-    path = BUNDLED / f"{stem}.yaml"
-    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", stem) and path.is_file():
-        return path
-    names = bundled_names()
-    hint = did_you_mean(stem, names)
-    hint = f"{hint} " if hint.startswith("did") else ""
-    raise SpecError(f"no file or bundled spec named {str(name)!r}; {hint}bundled specs: "
-                    f"{', '.join(names)}", str(name))
-
-
-def _bundled_name(s: str) -> bool:
-    """Whether ``s`` reads as a bundled spec's name: one word, no separator, no suffix."""
-    return (re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]*", s) is not None
-            and not _is_file(s))
-
-
-def _read(path_or_text: str | os.PathLike) -> tuple[str, str | None]:
-    if isinstance(path_or_text, os.PathLike):
-        path = Path(path_or_text)
-        if _bundled_name(str(path_or_text)):
-            path = spec_path(str(path_or_text))
-    elif isinstance(path_or_text, str):
-        s = path_or_text
-        if _bundled_name(s):
-            path = spec_path(s)
-        elif "\n" in s or not (s.strip().endswith((".yaml", ".yml")) or _is_file(s)):
-            return s, None
-        else:
-            path = Path(s)
-    else:
-        raise TypeError(f"load_spec takes a path or spec text, not {type(path_or_text).__name__}")
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8"), str(path)
-    except UnicodeDecodeError as e:
-        raise SpecError(f"not UTF-8 text (byte {e.start}); save the spec as UTF-8",
-                        str(path), data.count(b"\n", 0, e.start) + 1) from None
-
-
-def _is_file(s: str) -> bool:
-    try:
-        return len(s) < 4096 and Path(s).is_file()
-    except (OSError, ValueError):
-        return False
 
 
 def _short(text: str, most: int = 40) -> str:
@@ -152,57 +80,6 @@ def _is_empty(node: yaml.Node) -> bool:
     return not node.value
 
 
-_FLOW_CHARS = re.compile(r"""[\[\]{}'"\n]|(?:^|(?<=\s))#""")
-
-
-def _too_deep(text: str) -> int | None:
-    """The line where ``[``/``{`` brackets first nest deeper than :data:`MAX_DEPTH` (outside
-    quotes and comments), or None. A cheap pass before YAML's scanner, which looks ahead over
-    every open bracket for a possible key: 0.1 s for a thousand of them."""
-    depth, line, quote, comment = 0, 1, "", False
-    for m in _FLOW_CHARS.finditer(text):
-        c = m.group()
-        if c == "\n":
-            line, comment = line + 1, False
-            if quote == "'":  # a quoted scalar may span lines; a plain one cannot hold '
-                continue
-        elif comment:
-            continue
-        elif quote:
-            quote = "" if c == quote else quote
-        elif c in "'\"":
-            quote = c if m.start() == 0 or text[m.start() - 1] in " \t[{,:\n-" else ""
-        elif c == "#":
-            comment = True
-        elif c in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return line
-        elif c in "]}":
-            depth = max(depth - 1, 0)
-    return None
-
-
-class _Loader(yaml.SafeLoader):
-    """The safe loader, refusing nesting deeper than :data:`MAX_DEPTH` as it reads (a spec
-    nests four levels; scanning 20,000 brackets to a RecursionError took 0.6 s)."""
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent, index):
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested more than {MAX_DEPTH} levels deep",
-                    self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
 class _Parser:
     """Turns composed YAML into a :class:`Network`, recording each key's line in ``lines``."""
 
@@ -217,27 +94,7 @@ class _Parser:
         raise SpecError(message, self.source, _line(node) if node is not None else None, key)
 
     def parse(self, text: str) -> Network:
-        deep = _too_deep(text)
-        if deep:
-            raise SpecError(f"not valid YAML: brackets nested more than {MAX_DEPTH} levels deep",
-                            self.source, deep)
-        try:
-            root = yaml.compose(text, Loader=_Loader)
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            what = "; ".join(str(p) for p in (e.context, e.problem) if p)
-            raise SpecError(f"not valid YAML: {what}; check the indentation, quotes and "
-                            "brackets here", self.source,
-                            mark.line + 1 if mark else None) from None
-        except yaml.reader.ReaderError as e:
-            line = text.count("\n", 0, e.position) + 1 if isinstance(e.position, int) else None
-            raise SpecError(f"not valid YAML: {' '.join(str(e).split())}", self.source,
-                            line) from None
-        except yaml.YAMLError as e:
-            raise SpecError(f"not valid YAML: {' '.join(str(e).split())}",
-                            self.source) from None
-        except RecursionError:
-            raise SpecError("YAML nested too deeply", self.source) from None
+        root = compose(text, self.source)
         if root is None:
             raise SpecError("the spec is empty; it needs the sections nodes, edges and "
                             "outputs (and inputs, if the network reads any)", self.source, 1)

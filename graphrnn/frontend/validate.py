@@ -1,16 +1,12 @@
-"""Every check a network must pass (names, kinds, sizes, delays, tying, loops), as SpecErrors."""
+"""Every check a network must pass (names, kinds, sizes, delays, tying, noise), as SpecErrors."""
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-import warnings
-
-import networkx as nx
 
 from graphrnn.errors import SpecError
-from graphrnn.frontend.directions import mixed_sign_cycle
+from graphrnn.frontend.names import did_you_mean, is_identifier, unknown_choice
 from graphrnn.frontend.network import (
     ACTIVATIONS,
     COMBINES,
@@ -22,46 +18,13 @@ from graphrnn.frontend.network import (
     Edge,
     Network,
 )
+from graphrnn.frontend.validate_graph import (
+    check_asynchronous,
+    check_directions,
+    check_loops,
+    warn_unused,
+)
 from graphrnn.ops.activations import REGISTRY
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def is_identifier(name: object) -> bool:
-    """Whether ``name`` is a valid node or input name (``[A-Za-z_][A-Za-z0-9_]*``)."""
-    return isinstance(name, str) and bool(_IDENTIFIER.match(name))
-
-
-def did_you_mean(name: object, known) -> str:
-    """A hint for an unknown ``name``: ``"did you mean 'h'?"`` or the list of known names.
-
-    Parameters
-    ----------
-    name : object
-        The unknown name as written.
-    known : iterable of str
-        The names that would be accepted.
-
-    Returns
-    -------
-    str
-        A short phrase to append to an error message (empty when nothing is known).
-    """
-    known = list(known)
-    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    if not known:
-        return ""
-    shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
-    return f"known: {shown}"
-
-
-def unknown_choice(what: str, value: object, valid) -> str:
-    """The message for a value outside a fixed set: the closest valid one and all of them."""
-    hint = did_you_mean(value, valid) if isinstance(value, str) else ""
-    hint = f" {hint}" if hint.startswith("did") else ""
-    return f"unknown {what} {value!r};{hint} valid: {', '.join(valid)}"
 
 
 def _parent(key: str) -> str:
@@ -129,10 +92,10 @@ def validate(net: Network, lines: dict[str, int] | None = None) -> None:
     c = _Checker(net, lines)
     for check in (_check_names, _check_inputs, _check_nodes, _check_edge_fields,
                   _check_endpoints, _check_tokens, _check_sizes, _check_duplicates, _check_params,
-                  _check_incoming, _check_outputs, _check_loops, _check_directions,
-                  _check_asynchronous, _check_noise):
+                  _check_incoming, _check_outputs, check_loops, check_directions,
+                  check_asynchronous, _check_noise):
         check(c)
-    _warn_unused(c)
+    warn_unused(c)
 
 
 def _check_names(c: _Checker) -> None:
@@ -367,53 +330,6 @@ def _check_outputs(c: _Checker) -> None:
         seen.add(name)
 
 
-def _check_loops(c: _Checker) -> None:
-    net = c.net
-    g = nx.DiGraph()
-    index: dict[tuple[str, str], int] = {}
-    for i, e in enumerate(net.edges):
-        if e.delay == 0:
-            g.add_edge(e.src, e.dst)
-            index.setdefault((e.src, e.dst), i)
-    try:
-        cycle = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
-        return
-    order = {name: k for k, name in enumerate(net.nodes)}
-    start = min(range(len(cycle)), key=lambda k: order.get(cycle[k][0], len(order)))
-    cycle = cycle[start:] + cycle[:start]
-    spelled = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-    u, v = cycle[-1]
-    c.fail(c.edge_key(index[(u, v)]), f"algebraic loop {spelled}: every edge of this cycle has "
-           f"delay 0, so each value needs itself at the same step; give one edge a delay "
-           f"(e.g. '{u} -> {v} @1')")
-
-
-def _check_directions(c: _Checker) -> None:
-    found = mixed_sign_cycle(c.net)
-    if found is not None:
-        spelled, index = found
-        c.fail(c.edge_key(index, "delay") if index is not None else "edges", f"loop {spelled} "
-               "reads both the past (delay > 0) and the future (delay < 0), so it can run in "
-               "neither direction; give every edge of the cycle delays of one sign")
-    for name, node in c.net.nodes.items():
-        if node.init_state == "learned" and c.net.future[name]:
-            c.fail(c.node_key(name, "init_state"), f"node {name} has init_state: learned and is "
-                   "read through a negative delay; a learned boundary after the last step is "
-                   "not supported: use init_state: zeros (pass the state as NODE@+k)")
-
-
-def _check_asynchronous(c: _Checker) -> None:
-    for name, node in c.net.nodes.items():
-        if node.update != "asynchronous":
-            continue
-        if not any(e.src == name and e.delay == 1 and e.weight == "full"
-                   for e in c.net.in_edges(name)):
-            c.fail(c.node_key(name, "update"), f"node {name} has update: asynchronous, which "
-                   f"needs its Hopfield weights as a full self-edge '{name} -> {name} @1'; "
-                   "add one")
-
-
 def _rate(value: object) -> bool:
     return value is None or (_is_number(value) and 0 <= value < 1)
 
@@ -452,25 +368,3 @@ def _check_noise(c: _Checker) -> None:
             c.fail(c.edge_key(i, "weight_dropout"), f"parameter {e.param!r} is tied to "
                    f"{net.edges[j].label} with weight_dropout {other:g}, but this edge has "
                    f"{rate:g}; one matrix has one mask, so give tied edges the same rate")
-
-
-def _warn_unused(c: _Checker) -> None:
-    net = c.net
-    g = net.graph
-    reaching = set(net.outputs)
-    for out in net.outputs:
-        reaching |= nx.ancestors(g, out)
-    dead = [n for n in net.nodes if n not in reaching]
-    unread = [x for x in net.inputs if g.out_degree(x) == 0]
-    where = net.source or "<spec>"
-    if dead:
-        line = net.nodes[dead[0]].line
-        at = f"{where}:{line}" if line else where
-        warnings.warn(f"{at}: node(s) {', '.join(dead)} reach no output; they are computed but "
-                      "never used (add them to outputs or remove them)", UserWarning,
-                      stacklevel=3)
-    if unread:
-        line = net.input_lines.get(unread[0])
-        at = f"{where}:{line}" if line else where
-        warnings.warn(f"{at}: input(s) {', '.join(unread)} are never read; add an edge from "
-                      "them or remove them", UserWarning, stacklevel=3)

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import graphrnn as gr
-from graphrnn.compiler.ir import MatMul, check_program
+from graphrnn.compiler.checker import check_program
+from graphrnn.compiler.ir import MatMul
 from graphrnn.frontend.reference import reference_forward
 from tests.helpers import SPEC_FILES, SPECS, assert_close, random_case
 from tests.helpers.strategies import valid_networks

@@ -9,16 +9,8 @@ import pytest
 
 import graphrnn as gr
 from graphrnn.compiler import passes
-from graphrnn.compiler.ir import (
-    Fused,
-    InitState,
-    IRError,
-    MatMul,
-    NodeUpdate,
-    Program,
-    check_program,
-    next_uid,
-)
+from graphrnn.compiler.checker import IRError, check_program
+from graphrnn.compiler.ir import Fused, InitState, MatMul, NodeUpdate, Program, next_uid
 from tests.helpers import SPEC_FILES, SPECS
 
 #: a learned initial state two rows deep: stage 0 is [InitState h, gemm x->h], stage 1 the

@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 import graphrnn as gr
 from graphrnn import config
 from graphrnn.compiler import passes
+from graphrnn.compiler.checker import check_program
 from graphrnn.compiler.fusion import _column_clash, elementwise, fuse_elementwise
-from graphrnn.compiler.ir import Fused, MatMul, NodeUpdate, Term, check_program
+from graphrnn.compiler.ir import Fused, MatMul, NodeUpdate, Term
 from tests.helpers import SPECS, random_case
 from tests.helpers.strategies import valid_networks
 

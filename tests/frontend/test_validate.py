@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import graphrnn as gr
+from graphrnn.frontend.names import did_you_mean
 from graphrnn.frontend.network import Edge, Network, Node
-from graphrnn.frontend.validate import did_you_mean, validate
+from graphrnn.frontend.validate import validate
 from tests.helpers import BAD_SPECS
 from tests.helpers.strategies import broken_specs, valid_networks
 
