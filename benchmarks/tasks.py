@@ -253,6 +253,14 @@ def render(rows: list[Row], total: float, argv: list[str]) -> str:
     return "\n".join(lines)
 
 
+def kept_sections(path: Path) -> str:
+    """The ``## `` sections of the page at ``path`` (written by other benchmarks, e.g.
+    ``benchmarks.text_lm``, or by hand): kept when this table is rewritten above them."""
+    text = path.read_text() if path.is_file() else ""
+    at = text.find("\n## ")
+    return "" if at < 0 else "\n" + text[at + 1:]
+
+
 TASK_RUNS = {"xor": run_xor, "letters": run_letters, "reber": run_reber, "adding": run_adding}
 
 
@@ -281,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     page = render(rows, time.perf_counter() - start, argv)
     print(page)
     if args.out != "-":
-        write_atomic(args.out, page)
+        write_atomic(args.out, page + kept_sections(Path(args.out)))
         print(f"written to {args.out}")
     return 0
 

@@ -60,3 +60,11 @@ def test_load_warning_only_when_others_compete():
 def test_quick_help_says_what_it_does_not_a_minute():
     text = bench.make_parser().format_help()
     assert "about a minute" not in text and "0.5 s of timing" in text
+
+
+def test_the_tasks_page_keeps_the_sections_other_benchmarks_wrote(tmp_path):
+    from benchmarks.tasks import kept_sections
+    page = tmp_path / "TASKS.md"
+    assert kept_sections(page) == ""
+    page.write_text("# Classic tasks\n\n| table |\n\n## Character LM\n\nbpc 1.86\n")
+    assert kept_sections(page) == "\n## Character LM\n\nbpc 1.86\n"
