@@ -236,6 +236,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="print the cProfile breakdown of the profiled case's forward pass")
     p.add_argument("--small", action="store_true",
                    help="the small-size grid and the streaming row (benchmarks/small.py)")
+    p.add_argument("--bidirectional", action="store_true",
+                   help="a bidirectional LSTM's fwd+bwd against torch.nn "
+                        "(benchmarks/bidirectional.py)")
     p.add_argument("--dropout", action="store_true",
                    help="an LSTM's fwd+bwd with and without dropout (benchmarks/dropout.py)")
     p.add_argument("--layer-norm", action="store_true",
@@ -251,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.small:
         from benchmarks import small
         return small.main(["--threads", str(args.threads or 1)])
+    if args.bidirectional:
+        from benchmarks import bidirectional
+        return bidirectional.main([])
     if args.dropout:
         from benchmarks import dropout
         return dropout.main([])

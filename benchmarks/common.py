@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import statistics
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -208,3 +210,31 @@ def load_warning(load: float, cpus: int | None) -> str | None:
     return (f"load average {load:.1f} on {cpus} CPU(s): other work competes for them, so this "
             "run is slower and its times noisier than on an idle machine (the paired ratios "
             "suffer least; --threads 1 helps)")
+
+
+def paired(ours: Callable[[], object], theirs: Callable[[], object], pairs: int,
+           warmup: int = 3) -> dict:
+    """``ours`` and ``theirs`` timed alternately ``pairs`` times (after ``warmup`` untimed
+    pairs), so the machine's drift hits both alike.
+
+    Returns
+    -------
+    dict
+        ``ours``/``theirs``: median seconds; ``ratio``: the median of the per-pair ratios
+        ours/theirs; ``q1``/``q3``: that ratio's quartiles.
+    """
+    for _ in range(warmup):
+        ours(), theirs()
+    a, b = [], []
+    for _ in range(pairs):
+        t0 = time.perf_counter()
+        ours()
+        t1 = time.perf_counter()
+        theirs()
+        t2 = time.perf_counter()
+        a.append(t1 - t0)
+        b.append(t2 - t1)
+    ratios = sorted(x / y for x, y in zip(a, b, strict=True))
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return {"ours": statistics.median(a), "theirs": statistics.median(b),
+            "ratio": statistics.median(ratios), "q1": q[0], "q3": q[2]}

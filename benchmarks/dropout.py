@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
-import time
 
 import numpy as np
 
@@ -36,21 +34,10 @@ VARIANTS = [
 
 
 def _pairs(ours, theirs, pairs: int) -> dict:
-    for _ in range(3):
-        ours(), theirs()
-    a, b = [], []
-    for _ in range(pairs):
-        t0 = time.perf_counter()
-        ours()
-        t1 = time.perf_counter()
-        theirs()
-        t2 = time.perf_counter()
-        a.append(t1 - t0)
-        b.append(t2 - t1)
-    ratios = sorted(x / y for x, y in zip(a, b, strict=True))
-    q = statistics.quantiles(ratios, n=4)
-    return {"noisy_ms": 1e3 * statistics.median(a), "plain_ms": 1e3 * statistics.median(b),
-            "ratio": statistics.median(ratios), "q1": q[0], "q3": q[2]}
+    """:func:`common.paired`, in ms."""
+    r = common.paired(ours, theirs, pairs, warmup=3)
+    return {"noisy_ms": 1000 * r["ours"], "plain_ms": 1000 * r["theirs"],
+            "ratio": r["ratio"], "q1": r["q1"], "q3": r["q3"]}
 
 
 def main(argv: list[str] | None = None) -> int:

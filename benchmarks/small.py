@@ -10,8 +10,6 @@ call, carrying the state: ``out, state = model.forward(params, {"x": x_t}, state
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
@@ -31,22 +29,10 @@ STREAM = ("lstm", 256, 256)
 
 
 def _pairs(ours, theirs, pairs: int) -> dict:
-    """Both timed alternately; medians (us), the median ratio and its quartiles."""
-    for _ in range(10):
-        ours(), theirs()
-    a, b = [], []
-    for _ in range(pairs):
-        t0 = time.perf_counter()
-        ours()
-        t1 = time.perf_counter()
-        theirs()
-        t2 = time.perf_counter()
-        a.append(t1 - t0)
-        b.append(t2 - t1)
-    ratios = sorted(x / y for x, y in zip(a, b, strict=True))
-    q = statistics.quantiles(ratios, n=4)
-    return {"ours_us": 1e6 * statistics.median(a), "torch_us": 1e6 * statistics.median(b),
-            "ratio": statistics.median(ratios), "q1": q[0], "q3": q[2]}
+    """:func:`common.paired`, in us."""
+    r = common.paired(ours, theirs, pairs, warmup=10)
+    return {"ours_us": 1e6 * r["ours"], "torch_us": 1e6 * r["theirs"],
+            "ratio": r["ratio"], "q1": r["q1"], "q3": r["q3"]}
 
 
 def case(torch, cell: str, mode: str, steps: int, batch: int, hidden: int, inputs: int,

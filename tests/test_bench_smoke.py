@@ -68,3 +68,11 @@ def test_the_tasks_page_keeps_the_sections_other_benchmarks_wrote(tmp_path):
     assert kept_sections(page) == ""
     page.write_text("# Classic tasks\n\n| table |\n\n## Character LM\n\nbpc 1.86\n")
     assert kept_sections(page) == "\n## Character LM\n\nbpc 1.86\n"
+
+
+def test_bidirectional_bench_runs_a_tiny_case(capsys):
+    pytest.importorskip("torch")
+    from benchmarks import bidirectional
+    assert bidirectional.main(["--pairs", "2", "--sizes", "3,2,4,3"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1].split()
+    assert row[0] == "3," and float(row[4]) > 0 and float(row[5]) > 0
