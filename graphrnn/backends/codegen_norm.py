@@ -85,6 +85,35 @@ def _forward(e: _Emitter, op: NodeUpdate) -> list[str]:
     return lines
 
 
+def local_grad_lines(e: _Emitter, op: NodeUpdate, steps, xh: str, gain: str, indent: str,
+                     host: bool = True) -> list[str]:
+    """C statements of a normalised node's VJP steps before its :class:`NormGrad`, for one
+    element ``j`` (the CPU and the CUDA kernels share them): ``g`` from the node's gradient,
+    ``net`` rebuilt from ``xh`` where a step reads it, the leak split, the recomputed value
+    and the local derivative into ``dn`` (``host``: the CPU kernel, whose pointer to the
+    node's gradient counts as written)."""
+    ct = e.ctype
+    lines = [f"{ct} g = {e.ptr('grad', op.out, host)}[{e.index(op.out, 0)}];",
+             f"const {ct} xh = {xh};"]
+    if node_update_vjp.reads_net(steps):
+        lines.append(f"const {ct} net = xh * {gain}"
+                     + (f" + {e.ptr('param', op.bias)}[j];" if op.bias else ";"))
+    recomputed = False
+    for step in steps:
+        if isinstance(step, LeakSplit):
+            gprev = f"&{e.ptr('grad', op.out, True)}[{e.index(op.out, 1)}]"
+            lines += [f"gr_atomic_add({gprev}, {e.lit(1 - step.leak)} * g);",
+                      f"g = g * {e.lit(step.leak)};"]
+        elif isinstance(step, RecomputeValue):
+            lines.append(f"const {ct} v = {_activation(e, op, 'net')};")
+            recomputed = True
+        elif isinstance(step, LocalGrad):
+            if step.reads == "value" and not recomputed:
+                lines.append(f"const {ct} v = {e.ptr('buf', op.out)}[{e.index(op.out, 0)}];")
+            lines.append(f"const {ct} dn = {_local_grad(e, op, step, 'g', 'v', 'net')};")
+    return [indent + line for line in lines]
+
+
 def _backward(e: _Emitter, op: NodeUpdate, no_grad: frozenset[str]) -> list[str]:
     ct, size = e.ctype, e.size
     steps = node_update_vjp.vjp_steps(op)
@@ -95,25 +124,9 @@ def _backward(e: _Emitter, op: NodeUpdate, no_grad: frozenset[str]) -> list[str]
     gain = f"{e.ptr('param', op.gain)}[j]"
     lines = [f"    // d {op_label(op)}", f"    {ct} s1 = 0, s2 = 0;",
              f"    for (int j = 0; j < {size}; ++j) {{",
-             f"      {ct} g = {e.ptr('grad', op.out, True)}[{e.index(op.out, 0)}];",
-             f"      const {ct} xh = {xh};"]
-    if node_update_vjp.reads_net(steps):
-        lines.append(f"      const {ct} net = xh * {gain}"
-                     + (f" + {e.ptr('param', op.bias)}[j];" if op.bias else ";"))
-    recomputed = False
+             *local_grad_lines(e, op, steps, xh, gain, "      ")]
     for step in steps:
-        if isinstance(step, LeakSplit):
-            gprev = f"&{e.ptr('grad', op.out, True)}[{e.index(op.out, 1)}]"
-            lines += [f"      gr_atomic_add({gprev}, {e.lit(1 - step.leak)} * g);",
-                      f"      g = g * {e.lit(step.leak)};"]
-        elif isinstance(step, RecomputeValue):
-            lines.append(f"      const {ct} v = {_activation(e, op, 'net')};")
-            recomputed = True
-        elif isinstance(step, LocalGrad):
-            if step.reads == "value" and not recomputed:
-                lines.append(f"      const {ct} v = {e.ptr('buf', op.out)}[{e.index(op.out, 0)}];")
-            lines.append(f"      const {ct} dn = {_local_grad(e, op, step, 'g', 'v', 'net')};")
-        elif isinstance(step, NormGrad):
+        if isinstance(step, NormGrad):
             lines += [f"      {dy} = dn;", f"      const {ct} gg = dn * {gain};",
                       "      s1 += gg; s2 += gg * xh;", "    }",
                       f"    const {ct} rstd = {e.ptr('rstd', op.node)}[row];",

@@ -17,13 +17,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from graphrnn.backends.codegen import CTYPES, _activation, _Emitter, _local_grad
+from graphrnn.backends.codegen import CTYPES, _activation, _Emitter
+from graphrnn.backends.codegen_norm import local_grad_lines
 from graphrnn.backends.cuda_ops import FusedCudaKernel, _Kernel, _pow2_block
 from graphrnn.compiler.ir import NodeUpdate, op_label
 from graphrnn.frontend.network import NORM_EPS
 from graphrnn.ops import node_update_vjp
 from graphrnn.ops.node_update import NodeUpdateKernel
-from graphrnn.ops.node_update_vjp import LeakSplit, LocalGrad, RecomputeValue
 
 
 def _head(e: _Emitter, name: str, size: int) -> str:
@@ -64,24 +64,7 @@ def norm_source(op: NodeUpdate, buffers, dtype: str) -> tuple[str, str, str, tup
     steps = node_update_vjp.vjp_steps(op)
     xh, gain = f"{g.ptr('buf', op.net)}[{g.index(op.net, 0)}]", f"{g.ptr('param', op.gain)}[j]"
     dy = f"{g.ptr('dy', op.node, True)}[row * {size} + j]"
-    bwd = [f"    {ct} g = {g.ptr('grad', op.out)}[{g.index(op.out, 0)}];",
-           f"    const {ct} xh = {xh};"]
-    if node_update_vjp.reads_net(steps):
-        bwd.append(f"    const {ct} net = xh * {gain}"
-                   + (f" + {g.ptr('param', op.bias)}[j];" if op.bias else ";"))
-    recomputed = False
-    for step in steps:
-        if isinstance(step, LeakSplit):
-            gprev = f"&{g.ptr('grad', op.out, True)}[{g.index(op.out, 1)}]"
-            bwd += [f"    gr_atomic_add({gprev}, {g.lit(1 - step.leak)} * g);",
-                    f"    g = g * {g.lit(step.leak)};"]
-        elif isinstance(step, RecomputeValue):
-            bwd.append(f"    const {ct} v = {_activation(g, op, 'net')};")
-            recomputed = True
-        elif isinstance(step, LocalGrad):
-            if step.reads == "value" and not recomputed:
-                bwd.append(f"    const {ct} v = {g.ptr('buf', op.out)}[{g.index(op.out, 0)}];")
-            bwd.append(f"    const {ct} dn = {_local_grad(g, op, step, 'g', 'v', 'net')};")
+    bwd = local_grad_lines(g, op, steps, xh, gain, "    ", host=False)
     bwd += [f"    {dy} = dn;", f"    s1 += dn * {gain}; s2 += dn * {gain} * xh;", "  }",
             f"  const {ct} m1 = gr_block_sum(s1, red) / {size};",
             f"  const {ct} m2 = gr_block_sum(s2, red) / {size};",
