@@ -51,6 +51,8 @@ class Run:
         self._looped = {o.uid for s in prog.stages if s.kind == StageKind.LOOP for op in s.ops
                         for o in (*getattr(op, "ops", ()), op)}
         self._step_views: dict = {}
+        #: a call's :class:`~graphrnn.lengths.LengthPlan` (sequences of different lengths)
+        self.lengths_plan = None
         self._make_kernels()
 
     def _make_kernels(self) -> None:
@@ -120,13 +122,22 @@ class Run:
             self._forward()
 
     def _forward(self) -> None:
+        plan = self.lengths_plan
         for stage, kernels in self.kernels:
+            if plan is not None and stage.kind == StageKind.LOOP and stage.reverse:
+                for lo, hi, length in plan.segments(self.steps, reverse=True):
+                    _steps(stage, kernels, lo, hi, backward=False)
+                    if length is not None:
+                        plan.place(_writes(stage), length)
+                continue
             if _whole(stage, kernels):
                 for k in kernels:
                     k.forward(0, self.steps)
             else:
                 self.backend.loop([k.forward for k in kernels], self.steps,
                                   reverse=stage.reverse)
+            if plan is not None:
+                plan.place(_writes(stage))
 
     def zero_grads(self) -> None:
         """Fresh zero gradients for the buffers BPTT needs (the loss then seeds the outputs),
@@ -148,8 +159,16 @@ class Run:
             self._backward()
 
     def _backward(self) -> None:
+        plan = self.lengths_plan
         for stage, kernels in reversed(self.kernels):
-            if _whole(stage, kernels):
+            if plan is not None:
+                plan.take(_writes(stage))
+            if plan is not None and stage.kind == StageKind.LOOP and stage.reverse:
+                for lo, hi, length in plan.segments(self.steps, reverse=False):
+                    if length is not None:
+                        plan.take(_writes(stage), length)
+                    _steps(stage, kernels, lo, hi, backward=True)
+            elif _whole(stage, kernels):
                 for k in reversed(kernels):
                     k.backward(0, self.steps)
             else:
@@ -157,6 +176,26 @@ class Run:
                                   reverse=not stage.reverse)
             for k in kernels:
                 k.param_grads()
+        if plan is not None:
+            plan.take(n for n, b in self.prog.buffers.items() if b.role == "input")
+
+
+def _writes(stage) -> set[str]:
+    """The buffers the ops of a stage write."""
+    return {o.out for op in stage.ops for o in (*getattr(op, "ops", ()), op)
+            if getattr(o, "out", None) is not None}
+
+
+def _steps(stage, kernels, lo: int, hi: int, backward: bool) -> None:
+    """Steps ``[lo, hi)`` of a loop stage, forward in its direction, backward against it."""
+    if _whole(stage, kernels):
+        for k in (reversed(kernels) if backward else kernels):
+            (k.backward if backward else k.forward)(lo, hi)
+        return
+    down = backward != stage.reverse
+    for t in (range(hi - 1, lo - 1, -1) if down else range(lo, hi)):
+        for k in (reversed(kernels) if backward else kernels):
+            (k.backward if backward else k.forward)(t, t + 1)
 
 
 def _refreshers(kernels) -> list | None:

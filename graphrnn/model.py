@@ -16,6 +16,7 @@ from graphrnn.errors import DataError, DivergenceError
 from graphrnn.executor import Run, final_rows
 from graphrnn.frontend.init import init_params
 from graphrnn.frontend.network import Network
+from graphrnn.lengths import LengthPlan, check_lengths, valid_mask
 from graphrnn.noise import draw_noise
 from graphrnn.tape import Tape
 from graphrnn.training.losses import LOSSES, loss_and_grad
@@ -59,7 +60,7 @@ class Model:
 
     def forward(self, params: dict, inputs: dict, state: dict | None = None,
                 steps: int | None = None, seed: int | None = None, record: bool = False,
-                input_grads: bool = True):
+                input_grads: bool = True, lengths=None, layout: str = "time"):
         """Run the network over a sequence.
 
         Parameters
@@ -84,32 +85,42 @@ class Model:
         input_grads : bool
             With ``record``: whether the tape computes the inputs' gradients (``input:NAME``);
             False saves their GEMMs where no one needs them.
+        lengths : array ``(B,)`` of int, optional
+            Sequence b exists for steps ``0..lengths[b]-1`` (values in ``1..T``): its outputs
+            past the end are zeros, its causal final state is its value at step
+            ``lengths[b] - 1``, and anti-causal loops start at its own last step (as
+            ``torch.nn.utils.rnn.pack_padded_sequence``).
+        layout : {"time", "batch"}
+            ``"batch"``: inputs and outputs are batch-major ``(B, T, size)`` (torch's
+            ``batch_first=True``); targets and masks of :meth:`gradients` likewise ``(B, T...)``.
 
         Returns
         -------
         outputs : dict
-            Output name -> ``(T, B, size)``.
+            Output name -> ``(T, B, size)`` (``(B, T, size)`` with ``layout="batch"``).
         state : dict
             The final state, same keys as ``state`` takes.
         tape : Tape
             Only with ``record=True``.
         """
+        inputs = to_time_major(inputs, layout)
         if record:
             self._check_differentiable()
             run = self._run(params, inputs, state, steps, seed, backward=True,
-                            lease=("tape", bool(input_grads)))
-            tape = Tape(self, run, state or {}, bool(input_grads), leased=True)
+                            lease=("tape", bool(input_grads)), lengths=lengths)
+            tape = Tape(self, run, state or {}, bool(input_grads), leased=True, layout=layout)
         else:
-            run = self._run(params, inputs, state, steps, seed)
+            run = self._run(params, inputs, state, steps, seed, lengths=lengths)
         with config.timed(1, "forward"):
             run.forward()
         checks.check_outputs_finite(run, self.net.outputs)
-        outputs, final = self._outputs(run), self._final_state(run)
+        outputs, final = self._outputs(run, layout), self._final_state(run)
         return (outputs, final, tape) if record else (outputs, final)
 
     def gradients(self, params: dict, inputs: dict, targets: dict, loss: str = "mse",
                   state: dict | None = None, mask=None, steps: int | None = None,
-                  seed: int | None = None, return_state: bool = False):
+                  seed: int | None = None, return_state: bool = False, lengths=None,
+                  layout: str = "time"):
         """Loss and its gradient by backpropagation through time.
 
         Parameters
@@ -124,6 +135,8 @@ class Model:
             Per-step weights (e.g. 1 on the last step only); the mean runs over masked steps.
         return_state : bool
             Also return the final state (to carry across chunks: truncated BPTT).
+        lengths, layout
+            As for :meth:`forward`; the loss skips the steps past each sequence's end.
 
         Returns
         -------
@@ -137,10 +150,17 @@ class Model:
         if loss not in LOSSES:
             raise DataError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         self._check_differentiable()
-        run = self._run(params, inputs, state, steps, seed, backward=True)
+        inputs, targets = to_time_major(inputs, layout), to_time_major(targets, layout)
+        run = self._run(params, inputs, state, steps, seed, backward=True, lengths=lengths)
         checks.check_targets(self.net, targets, loss, run.steps, run.batch)
         masks = mask if isinstance(mask, dict) else {name: mask for name in targets}
         checks.check_names("mask (an output)", masks, list(targets), required=False)
+        masks = to_time_major(masks, layout)
+        if run.lengths_plan is not None:
+            valid = valid_mask(run.lengths_plan.lengths, run.steps)
+            masks = {name: valid if masks.get(name) is None
+                     else valid * checks.check_mask(name, masks[name], run.steps, run.batch)
+                     for name in targets}
         with config.timed(1, "forward"):
             run.forward()
         checks.check_outputs_finite(run, targets)
@@ -152,8 +172,10 @@ class Model:
                 m = self.backend.asarray(checks.check_mask(name, m, run.steps, run.batch),
                                          self.dtype)
             y = run.rows(name, 0, run.steps)
-            value, dy = loss_and_grad(loss, y, self.backend.asarray(target, self.dtype
-                                      if loss == "mse" else np.int64), m)
+            target = self.backend.asarray(target, self.dtype if loss == "mse" else np.int64)
+            if run.lengths_plan is not None:
+                y = y * m[..., None]  # the outputs past the end are zeros
+            value, dy = loss_and_grad(loss, y, target, m)
             total += value
             run.rows(name, 0, run.steps, grad=True)[...] += dy
         if not np.isfinite(total):
@@ -170,7 +192,7 @@ class Model:
                                 "asynchronous updates are not supported")
 
     def _run(self, params, inputs, state, steps, seed, backward: bool = False,
-             lease=None) -> Run:
+             lease=None, lengths=None) -> Run:
         net, b = self.net, self.backend
         self._check_params(params)
         t, batch = checks.check_inputs(net, inputs, steps)
@@ -191,6 +213,12 @@ class Model:
                 row[...] = b.asarray(state[key], self.dtype)
             elif name not in learned or k < 0:  # a learned state's InitState op writes the rest
                 row.fill(0)
+        run.lengths_plan = None
+        if lengths is not None:
+            plan = LengthPlan(run, check_lengths(lengths, t, run.batch), net.future)
+            plan.set_values()
+            plan.place(net.inputs)
+            run.lengths_plan = plan
         return run
 
     def _check_params(self, params: dict) -> None:
@@ -251,12 +279,28 @@ class Model:
             while len(self._tape_runs) > RUNS_KEPT:
                 self._tape_runs.popitem(last=False)
 
-    def _outputs(self, run: Run) -> dict:
-        return {o: self.backend.export(run.rows(o, 0, run.steps)) for o in self.net.outputs}
+    def _outputs(self, run: Run, layout: str = "time") -> dict:
+        plan = run.lengths_plan
+        valid = None if plan is None else self.backend.asarray(
+            valid_mask(plan.lengths, run.steps)[..., None], self.dtype)
+        outputs = {}
+        for o in self.net.outputs:
+            y = run.rows(o, 0, run.steps)
+            y = self.backend.export(y if valid is None else y * valid)
+            outputs[o] = y.swapaxes(0, 1) if layout == "batch" else y
+        return outputs
 
     def _final_state(self, run: Run) -> dict:
-        return {key: self.backend.export(run.rows(name, *final_rows(run.steps, k))[0])
-                for key, name, k in self.net.boundaries}
+        plan = run.lengths_plan
+        final = {}
+        for key, name, k in self.net.boundaries:
+            if plan is None or k < 0:
+                final[key] = self.backend.export(run.rows(name, *final_rows(run.steps, k))[0])
+            else:  # each sequence's value at its own step lengths[b] - k
+                rows = run.rows(name, -run.pads[name], run.steps)
+                pick = self.backend.asarray(plan.lengths - k + run.pads[name], np.int64)
+                final[key] = self.backend.export(rows[pick, self.backend.xp.arange(run.batch)])
+        return final
 
     def _param_grads(self, run: Run, state: dict) -> dict:
         grads = {}
@@ -264,10 +308,13 @@ class Model:
             g = run.param_grads.get(name)  # a learned initial state's too (its InitState op)
             grads[name] = (np.zeros(p.shape, dtype=self.dtype) if g is None
                            else self.backend.to_numpy(g).astype(self.dtype, copy=False))
+        plan = run.lengths_plan
         for key, name, k in self.net.boundaries:
             if key in state and name in run.grads_wanted:
-                grads[f"state:{key}"] = self.backend.export(
-                    _boundary_row(run, name, k, grad=True))
+                g = (plan.grads.get((name, -k)) if plan is not None and k < 0
+                     else _boundary_row(run, name, k, grad=True))
+                grads[f"state:{key}"] = (np.zeros((run.batch, run.size(name)), self.dtype)
+                                         if g is None else self.backend.export(g))
         return grads
 
 
@@ -287,6 +334,17 @@ def _boundary_row(run: Run, name: str, k: int, grad: bool = False):
     first (k > 0) or ``|k| - 1`` steps after the last (k < 0), a ``(B, size)`` view."""
     t = -k if k > 0 else run.steps - k - 1
     return run.rows(name, t, t + 1, grad=grad)[0]
+
+
+def to_time_major(arrays, layout: str):
+    """``arrays`` (a dict, or None) time-major: views of batch-major ``(B, T, ...)`` arrays
+    with their first two axes swapped (no copy) for ``layout="batch"``."""
+    if layout not in ("time", "batch"):
+        raise DataError(f"unknown layout {layout!r}; choose 'time' (T, B, size) or 'batch' "
+                        "(B, T, size)")
+    if layout == "time" or not isinstance(arrays, dict):
+        return arrays
+    return {k: None if v is None else np.asarray(v).swapaxes(0, 1) for k, v in arrays.items()}
 
 
 def compile(net: Network, backend: str = "numpy", dtype: str = "float32") -> Model:  # noqa: A001

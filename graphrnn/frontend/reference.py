@@ -7,7 +7,7 @@ import numpy as np
 
 from graphrnn.frontend.network import Network, boundary_key
 from graphrnn.frontend.unroll import unroll, vertex_id
-from graphrnn.noise import draw_noise
+from graphrnn.noise import Noise, draw_noise
 from graphrnn.ops.activations import REGISTRY
 
 
@@ -27,19 +27,40 @@ def state_key(name: str, t: int) -> str:
 
 
 def reference_forward(net: Network, params: dict, inputs: dict, state: dict | None = None,
-                      steps: int | None = None, seed: int = 0) -> tuple[dict, dict]:
+                      steps: int | None = None, seed: int = 0,
+                      lengths=None) -> tuple[dict, dict]:
     """Run ``net`` by walking its unrolled DAG in topological order.
 
     Same arguments and results as ``Model.forward`` (arrays time-major), always float64.
-    Slow by design: it exists to define what every faster path must compute.
+    Slow by design: it exists to define what every faster path must compute. With
+    ``lengths``, by its definition: each sequence b alone over its own ``lengths[b]`` steps
+    (with the random numbers of its row), outputs past its end zeros.
     """
     state = state or {}
     if inputs:
         steps, batch = next(iter(inputs.values())).shape[:2]
     else:
         batch = next(iter(state.values())).shape[0] if state else 1
-    dag = unroll(net, steps=steps)
     noise = draw_noise(net, steps, batch, seed)
+    if lengths is None:
+        return _walk(net, params, inputs, state, steps, batch, noise)
+    outputs = {o: np.zeros((steps, batch, net.size(o))) for o in net.outputs}
+    finals: dict[str, list] = {key: [] for key, _, _ in net.boundaries}
+    for b, n in enumerate(int(v) for v in lengths):
+        alone = Noise({k: u[:n, b:b + 1] for k, u in noise.uniforms.items()},
+                      {k: o[:n] for k, o in noise.orders.items()})
+        out, final = _walk(net, params, {k: v[:n, b:b + 1] for k, v in inputs.items()},
+                           {k: np.asarray(v)[b:b + 1] for k, v in state.items()}, n, 1, alone)
+        for o in net.outputs:
+            outputs[o][:n, b] = out[o][:, 0]
+        for key in finals:
+            finals[key].append(final[key][0])
+    return outputs, {key: np.stack(v) for key, v in finals.items()}
+
+
+def _walk(net, params, inputs, state, steps, batch, noise) -> tuple[dict, dict]:
+    """:func:`reference_forward` of one batch whose sequences all have ``steps`` steps."""
+    dag = unroll(net, steps=steps)
     p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     values: dict[str, np.ndarray] = {}
     for vertex in nx.topological_sort(dag):
