@@ -137,16 +137,18 @@ def run_epoch(state: TrainState, plan: Plan, bar: Progress) -> None:
         t0 = time.perf_counter()
         try:
             if dist is None:
+                masks = plan.batch(plan.masks, idx)
                 total, weight = plan.stepper.batch(
                     state.params, plan.batch(plan.inputs, idx), plan.batch(plan.targets, idx),
-                    plan.batch(plan.masks, idx).get("mask"))
+                    masks.get("mask"), lengths=_lengths(masks))
             else:  # this rank's shard; the whole mini-batch's size and mask for the weights
                 mine = shard_rows(idx, dist.rank, dist.size)
+                masks = shard_batch(plan, plan.masks, idx, mine)
                 total, weight = plan.stepper.batch(
                     state.params, shard_batch(plan, plan.inputs, idx, mine),
-                    shard_batch(plan, plan.targets, idx, mine),
-                    shard_batch(plan, plan.masks, idx, mine).get("mask"),
-                    whole=(len(idx), plan.batch(plan.masks, idx).get("mask")))
+                    shard_batch(plan, plan.targets, idx, mine), masks.get("mask"),
+                    whole=(len(idx), plan.batch(plan.masks, idx).get("mask")),
+                    lengths=_lengths(masks))
         except DivergenceError as exc:
             raise DivergenceError(f"training stopped at epoch {epoch + 1}, step "
                                   f"{state.step + 1}: {exc.reason}", epoch + 1,
@@ -167,6 +169,12 @@ def run_epoch(state: TrainState, plan: Plan, bar: Progress) -> None:
     bar.end(state.history[-1])
 
 
+def _lengths(masks: dict):
+    """A mini-batch's lengths ``(B,)`` (kept ``(1, B)`` beside its masks), or None."""
+    lengths = masks.get("lengths")
+    return None if lengths is None else lengths[0]
+
+
 def _validation_loss(state: TrainState, plan: Plan) -> float | None:
     dist = plan.stepper.dist
     total = weight = 0.0
@@ -174,18 +182,20 @@ def _validation_loss(state: TrainState, plan: Plan) -> float | None:
     for lo in range(0, len(plan.val_idx), plan.batch_size):
         idx = plan.val_idx[lo:lo + plan.batch_size]
         if dist is None:
+            masks = plan.batch(plan.masks, idx)
             t, w = plan.scorer.batch(state.params, plan.batch(plan.inputs, idx),
-                                     plan.batch(plan.targets, idx),
-                                     plan.batch(plan.masks, idx).get("mask"))
+                                     plan.batch(plan.targets, idx), masks.get("mask"),
+                                     lengths=_lengths(masks))
             total, weight = total + t, weight + w
             continue
         mine = shard_rows(idx, dist.rank, dist.size)
         if failure is not None or not len(mine):
             continue
         try:
+            masks = shard_batch(plan, plan.masks, idx, mine)
             t, w = plan.scorer.batch(state.params, shard_batch(plan, plan.inputs, idx, mine),
                                      shard_batch(plan, plan.targets, idx, mine),
-                                     shard_batch(plan, plan.masks, idx, mine).get("mask"))
+                                     masks.get("mask"), lengths=_lengths(masks))
             total, weight = total + t, weight + w
         except Exception as exc:  # noqa: BLE001 - raised on every rank after the sum
             failure = exc
