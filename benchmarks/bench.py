@@ -236,6 +236,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="print the cProfile breakdown of the profiled case's forward pass")
     p.add_argument("--small", action="store_true",
                    help="the small-size grid and the streaming row (benchmarks/small.py)")
+    p.add_argument("--lengths", action="store_true",
+                   help="sequences of different lengths: packed, masked, none, torch packed "
+                        "(benchmarks/lengths.py)")
     return p
 
 
@@ -246,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.small:
         from benchmarks import small
         return small.main(["--threads", str(args.threads or 1)])
+    if args.lengths:
+        from benchmarks import lengths
+        return lengths.main(["--threads", str(args.threads or 1)]
+                            + (["--rounds", "3"] if args.quick else []))
     cells = [c for c in args.cells.split(",") if c]
     modes = [m for m in args.modes.split(",") if m]
     bad = [c for c in cells if c not in CELLS] + [m for m in modes if m not in MODES]

@@ -18,12 +18,14 @@ from graphrnn.frontend.init import init_params
 from graphrnn.frontend.network import Network
 from graphrnn.lengths import LengthPlan, check_lengths, valid_mask
 from graphrnn.noise import draw_noise
+from graphrnn.packed import packed_forward, packed_gradients, plan_chunks
 from graphrnn.tape import Tape
 from graphrnn.training.losses import LOSSES, loss_and_grad
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
-#: Runs a model keeps for the next call of the same shapes (the least recently used dropped)
-RUNS_KEPT = 4
+#: Runs a model keeps for the next call of the same shapes (the least recently used dropped;
+#: a packed call with lengths runs a few chunks of shapes of their own)
+RUNS_KEPT = 12
 #: a Run whose buffers are larger than this is not kept (its setup is small beside its work)
 RUN_KEPT_BYTES = 64 * 2**20
 
@@ -39,6 +41,8 @@ class Model:
         self._tape_runs: OrderedDict = OrderedDict()
         #: the parameter arrays of the last call that passed every check, with their shapes
         self._checked: dict | None = None
+        #: inside a packed call (its chunks run masked, not packed again)
+        self._in_packed = False
 
     def __repr__(self) -> str:
         return (f"Model({self.net.name!r}, backend={self.backend.name!r}, "
@@ -104,6 +108,17 @@ class Model:
             Only with ``record=True``.
         """
         inputs = to_time_major(inputs, layout)
+        plan = None if record else self._packing(inputs, lengths, steps)
+        if plan is not None:
+            self._in_packed = True
+            try:
+                outputs, final = packed_forward(self, params, inputs, state, plan[0],
+                                                plan[1:3], plan[3])
+            finally:
+                self._in_packed = False
+            if layout == "batch":
+                outputs = {k: v.swapaxes(0, 1) for k, v in outputs.items()}
+            return outputs, final
         if record:
             self._check_differentiable()
             run = self._run(params, inputs, state, steps, seed, backward=True,
@@ -151,6 +166,10 @@ class Model:
             raise DataError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         self._check_differentiable()
         inputs, targets = to_time_major(inputs, layout), to_time_major(targets, layout)
+        plan = self._packing(inputs, lengths, steps)
+        if plan is not None:
+            return self._packed_gradients(params, inputs, targets, loss, state, mask, plan,
+                                          return_state)
         run = self._run(params, inputs, state, steps, seed, backward=True, lengths=lengths)
         checks.check_targets(self.net, targets, loss, run.steps, run.batch)
         masks = mask if isinstance(mask, dict) else {name: mask for name in targets}
@@ -185,6 +204,49 @@ class Model:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _packing(self, inputs, lengths, steps):
+        """``(lengths, order, chunks, T)`` where a call with ``lengths`` runs packed
+        (:mod:`graphrnn.packed`), else None."""
+        if lengths is None or self._in_packed or not self.net.inputs:
+            return None
+        t, batch = checks.check_inputs(self.net, inputs, steps)
+        lengths = check_lengths(lengths, t, batch)
+        chunks = plan_chunks(self.net, lengths, t)
+        if chunks is None:
+            return None
+        checks.check_run_memory(self.net, self.program, t, batch, self.dtype, True)
+        return (lengths, *chunks, t)
+
+    def _packed_gradients(self, params, inputs, targets, loss, state, mask, plan,
+                          return_state):
+        lengths, order, chunks, t = plan
+        batch = len(lengths)
+        checks.check_targets(self.net, targets, loss, t, batch)
+        masks = mask if isinstance(mask, dict) else {name: mask for name in targets}
+        checks.check_names("mask (an output)", masks, list(targets), required=False)
+        valid = valid_mask(lengths, t)
+        masks = {n: valid if masks.get(n) is None
+                 else valid * checks.check_mask(n, masks[n], t, batch) for n in targets}
+
+        def loss_grad(outputs):
+            total, dys = 0.0, {}
+            for name, target in targets.items():
+                value, dys[name] = loss_and_grad(loss, outputs[name], np.asarray(
+                    target, self.dtype if loss == "mse" else np.int64), masks[name].astype(
+                    self.dtype))
+                total += value
+            if not np.isfinite(total):
+                raise DivergenceError(f"the loss is {total}: the forward pass overflowed")
+            return total, dys
+
+        self._in_packed = True
+        try:
+            total, grads, final = packed_gradients(self, params, inputs, state, lengths,
+                                                   (order, chunks), t, loss_grad)
+        finally:
+            self._in_packed = False
+        return (total, grads, final) if return_state else (total, grads)
+
     def _check_differentiable(self) -> None:
         for name, node in self.net.nodes.items():
             if node.update == "asynchronous":
@@ -197,7 +259,8 @@ class Model:
         self._check_params(params)
         t, batch = checks.check_inputs(net, inputs, steps)
         batch = checks.check_state(net, state, batch)
-        checks.check_run_memory(net, self.program, t, batch, self.dtype, backward)
+        if not self._in_packed:  # a packed call's chunks: checked once for the whole
+            checks.check_run_memory(net, self.program, t, batch, self.dtype, backward)
         noise = draw_noise(net, t, batch, config.DEFAULT_SEED if seed is None else seed)
         device_params = {k: b.asarray(v, self.dtype) for k, v in params.items()}
         state = state or {}

@@ -172,3 +172,47 @@ def test_bad_lengths_are_one_clear_error(lengths, message):
     inputs, _ = _case(net)
     with pytest.raises(DataError, match=message):
         model.forward(params, inputs, lengths=lengths)
+
+
+@pytest.mark.parametrize("spec", ["lstm", "gru", "narx", "jordan"])
+def test_packed_chunks_equal_the_masked_run(spec):
+    """A causal network's call with lengths runs packed (fewer rows as sequences end): the
+    same outputs, final state, loss and gradients as the masked run of every row."""
+    net = gr.load_spec(SPECS / f"{spec}.yaml")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(seed=2)
+    rng = np.random.default_rng(3)
+    steps, batch = 40, 24
+    inputs, state = random_case(net, steps=steps, batch=batch, seed=4)
+    lengths = rng.integers(1, steps + 1, batch)
+    plan = model._packing(inputs, lengths, None)
+    assert plan is not None and len(plan[2]) > 1 and plan[2][-1][2] < batch  # rows shrink
+    targets = {o: rng.normal(size=(steps, batch, net.size(o))) for o in net.outputs}
+    packed = (model.forward(params, inputs, state, lengths=lengths),
+              model.gradients(params, inputs, targets, state=state, lengths=lengths,
+                              return_state=True))
+    model._in_packed = True  # the masked run
+    try:
+        masked = (model.forward(params, inputs, state, lengths=lengths),
+                  model.gradients(params, inputs, targets, state=state, lengths=lengths,
+                                  return_state=True))
+    finally:
+        model._in_packed = False
+    (out_p, fin_p), (loss_p, grads_p, st_p) = packed
+    (out_m, fin_m), (loss_m, grads_m, st_m) = masked
+    assert_close(out_p, out_m, rtol=1e-12)
+    assert_close(fin_p, fin_m, rtol=1e-12)
+    assert loss_p == pytest.approx(loss_m, rel=1e-12)
+    assert_close(grads_p, grads_m, rtol=1e-12)
+    assert_close(st_p, st_m, rtol=1e-12)
+    ref_out, ref_final = reference_forward(net, params, inputs, state, lengths=lengths)
+    assert_close(out_p, ref_out)
+    assert_close(fin_p, ref_final)
+
+
+def test_networks_that_read_ahead_do_not_run_packed():
+    net = gr.load_spec(SPECS / "bilstm.yaml")
+    model = gr.compile(net, dtype="float64")
+    inputs, _ = random_case(net, steps=40, batch=24)
+    lengths = np.random.default_rng(0).integers(1, 41, 24)
+    assert model._packing(inputs, lengths, None) is None

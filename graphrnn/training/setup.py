@@ -14,10 +14,10 @@ import numpy as np
 from graphrnn.errors import DataError
 from graphrnn.lengths import valid_mask
 from graphrnn.training.data import (
-    data_lengths,
     NpzData,
     batches,
     check_data,
+    data_lengths,
     initial_params,
     model_io,
     sequence_ends,

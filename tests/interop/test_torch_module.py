@@ -39,7 +39,7 @@ def elman_spec(tmp_path):
 
 @pytest.mark.parametrize("spec", ["elman", "lstm", "gru", "narx", "jordan"])
 def test_gradcheck(spec):
-    """Parameters, inputs and initial states at once, float64 (lengths= in tests/interop/test_torch_module_lengths.py)."""
+    """Parameters, inputs and initial states at once, float64 (lengths=: its own file)."""
     module = Module(SPECS / f"{spec}.yaml", dtype="float64", seed=1)
     net = module.net
     gen = torch.Generator().manual_seed(0)

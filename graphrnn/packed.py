@@ -1,0 +1,123 @@
+"""Packed runs of sequences of different lengths: fewer rows as sequences end (the saving of
+``torch.nn.utils.rnn.pack_padded_sequence``) for causal networks.
+
+The batch is sorted by decreasing length once per call and time is cut into a few chunks at
+quantiles of the lengths; chunk j runs only the ``n_j`` sequences still going at its start,
+continuing each from its state at the end of the chunk before (a causal network's chunks
+continue exactly: the final state with ``lengths`` is each sequence's value at its own end).
+Sequences ending inside a chunk are finished by the ``lengths`` machinery of
+:mod:`graphrnn.lengths`. Backward, the chunks' tapes run in reverse, each seeded with its
+outputs' gradients and the state gradients the chunk after it returned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphrnn.noise import draw_noise
+
+#: time is cut into at most this many chunks (each a Run: a few hundred microseconds of setup)
+CHUNKS = 6
+#: below this many row-steps of saving, a plain masked run is used
+MIN_SAVED_ROW_STEPS = 256
+
+
+def plan_chunks(net, lengths: np.ndarray, steps: int):
+    """``(order, chunks)`` for a packed run, or None where it does not apply or pays: the
+    network reads no step ahead, draws no noise, and cutting saves enough row-steps.
+    ``order``: the rows by decreasing length; ``chunks``: ``(lo, hi, n)``, steps ``[lo, hi)``
+    run on the first ``n`` rows of ``order``."""
+    if any(k < 0 for _, _, k in net.boundaries) or draw_noise(net, 1, 1, 0).uniforms or \
+            draw_noise(net, 1, 1, 0).orders:
+        return None
+    order = np.argsort(-lengths, kind="stable")
+    ascending = np.sort(lengths)
+    batch = len(lengths)
+    cuts = sorted({0, *(int(ascending[(j * batch) // CHUNKS]) for j in range(1, CHUNKS))}
+                  - {int(ascending[-1])})
+    cuts = [c for c in cuts if c < ascending[-1]] + [int(ascending[-1])]
+    chunks = [(lo, hi, int((lengths > lo).sum())) for lo, hi in zip(cuts, cuts[1:])]
+    cost = sum((hi - lo) * n for lo, hi, n in chunks)
+    if len(chunks) < 2 and ascending[-1] == steps or steps * batch - cost < MIN_SAVED_ROW_STEPS:
+        return None
+    return order, chunks
+
+
+def _pieces(model, params, inputs, state, lengths, plan, record: bool):
+    """Run the chunks: per chunk ``(lo, hi, n, outputs, final, tape)`` (tape None unless
+    ``record``) in sorted row order; the state each chunk starts from is the last's final."""
+    order, chunks = plan
+    sorted_len = lengths[order]
+    carried = None if state is None else {k: np.asarray(v)[order] for k, v in state.items()}
+    pieces = []
+    for lo, hi, n in chunks:
+        rows = order[:n]
+        x = {k: np.asarray(v)[lo:hi][:, rows] for k, v in inputs.items()}
+        s = None if carried is None else {k: v[:n] for k, v in carried.items()}
+        own = np.clip(sorted_len[:n] - lo, 1, hi - lo)
+        result = model.forward(params, x, s, lengths=own, record=record, input_grads=False)
+        outputs, final = result[:2]
+        pieces.append((lo, hi, n, outputs, final, result[2] if record else None, s))
+        carried = dict(final) if carried is None else {
+            k: np.concatenate([final[k], carried[k][n:]]) for k in final}
+    return pieces, carried
+
+
+def packed_forward(model, params, inputs, state, lengths, plan, steps: int):
+    """``Model.forward(..., lengths=)`` by packed chunks: outputs and final state in the
+    caller's row order (outputs past each end zeros)."""
+    pieces, carried = _pieces(model, params, inputs, state, lengths, plan, record=False)
+    return _assemble(model, pieces, plan[0], steps, len(lengths)), _unsort(carried, plan[0])
+
+
+def _assemble(model, pieces, order, steps: int, batch: int) -> dict:
+    outputs = {o: np.zeros((steps, batch, model.net.size(o)), dtype=model.dtype)
+               for o in model.net.outputs}
+    for lo, hi, n, out, *_ in pieces:
+        for o, y in out.items():
+            outputs[o][lo:hi, order[:n]] = y
+    return outputs
+
+
+def _unsort(arrays: dict, order: np.ndarray) -> dict:
+    out = {}
+    for k, v in arrays.items():
+        a = np.empty_like(v)
+        a[order] = v
+        out[k] = a
+    return out
+
+
+def packed_gradients(model, params, inputs, state, lengths, plan, steps: int, loss_grad):
+    """``Model.gradients(..., lengths=)`` by packed chunks. ``loss_grad(outputs)`` gives
+    ``(loss, {output: dy (T, B, size)})`` of the assembled outputs; returns
+    ``(loss, grads, final state)``."""
+    order = plan[0]
+    pieces, carried = _pieces(model, params, inputs, state, lengths, plan, record=True)
+    total, dys = loss_grad(_assemble(model, pieces, order, steps, len(lengths)))
+    grads: dict = {}
+    state_grads = None
+    for lo, hi, n, _, _, tape, given in reversed(pieces):
+        rows = order[:n]
+        seeds = {o: np.asarray(dy)[lo:hi][:, rows] for o, dy in dys.items()}
+        g = tape.backward(seeds, None if state_grads is None else {
+            k: _zero_rows(v, n) for k, v in state_grads.items()})
+        tape.release()
+        for name in model.net.params:
+            grads[name] = grads.get(name, 0) + g[name]
+        state_grads = None if given is None else {k: g[f"state:{k}"] for k in given
+                                                  if g.get(f"state:{k}") is not None}
+    for name in model.net.params:
+        grads[name] = np.asarray(grads[name], dtype=model.dtype)
+    if state is not None:
+        for k, v in _unsort(state_grads, order).items():
+            grads[f"state:{k}"] = v
+    return total, grads, _unsort(carried, order)
+
+
+def _zero_rows(g, n: int):
+    """A state gradient of the chunk after (its rows, fewer) for this chunk's ``n`` rows: the
+    sequences that end here have no gradient from later steps."""
+    if len(g) == n:
+        return g
+    return np.concatenate([g, np.zeros((n - len(g), *g.shape[1:]), dtype=g.dtype)])
