@@ -36,7 +36,7 @@ def plan_chunks(net, lengths: np.ndarray, steps: int):
     cuts = sorted({0, *(int(ascending[(j * batch) // CHUNKS]) for j in range(1, CHUNKS))}
                   - {int(ascending[-1])})
     cuts = [c for c in cuts if c < ascending[-1]] + [int(ascending[-1])]
-    chunks = [(lo, hi, int((lengths > lo).sum())) for lo, hi in zip(cuts, cuts[1:])]
+    chunks = [(lo, hi, int((lengths > lo).sum())) for lo, hi in zip(cuts, cuts[1:], strict=False)]
     cost = sum((hi - lo) * n for lo, hi, n in chunks)
     if len(chunks) < 2 and ascending[-1] == steps or steps * batch - cost < MIN_SAVED_ROW_STEPS:
         return None
