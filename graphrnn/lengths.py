@@ -53,7 +53,9 @@ class LengthPlan:
     def __init__(self, run, lengths: np.ndarray, future: dict[str, int]):
         self.run, self.lengths = run, lengths
         self.future = {name: k for name, k in future.items() if k > 0}
-        self.groups = {int(n): np.flatnonzero(lengths == n) for n in np.unique(lengths)}
+        #: length -> the rows of the sequences of that length (an index array of the backend)
+        self.groups = {int(n): run.xp.asarray(np.flatnonzero(lengths == n))
+                       for n in np.unique(lengths)}
         self.values: dict[tuple[str, int], object] = {}
         self.grads: dict[tuple[str, int], object] = {}
 
