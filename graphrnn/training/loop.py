@@ -28,6 +28,7 @@ from graphrnn.training.distributed import (
     shard_batch,
     shard_rows,
 )
+from graphrnn.training.data import NpzData
 from graphrnn.training.optim import Optimizer
 from graphrnn.training.progress import Progress
 from graphrnn.training.setup import Plan, check_training, prepare
@@ -169,6 +170,15 @@ def run_epoch(state: TrainState, plan: Plan, bar: Progress) -> None:
     bar.end(state.history[-1])
 
 
+def batch_to_time_major(data) -> dict:
+    """A batch-major data set ``(B, T, ...)`` (a mapping or an .npz path) time-major: views
+    with the first two axes swapped (one-dimensional arrays, ``lengths``, as they are)."""
+    if isinstance(data, str | os.PathLike):
+        data = NpzData(data)
+    return {k: (v.swapaxes(0, 1) if v.ndim >= 2 else v)
+            for k, v in ((k, np.asarray(data[k])) for k in data)}
+
+
 def _lengths(masks: dict):
     """A mini-batch's lengths ``(B,)`` (kept ``(1, B)`` beside its masks), or None."""
     lengths = masks.get("lengths")
@@ -232,7 +242,7 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
           patience: int | None = None, checkpoint: str | os.PathLike | None = None,
           resume: bool = False, progress: bool = True, seed: int = 0, tbptt=None,
           mask_key: str = "mask", restore_best: bool = True, bucket: bool = False,
-          comm=None) -> TrainResult:
+          comm=None, layout: str = "time") -> TrainResult:
     """Train ``params`` of a compiled model on time-major sequences.
 
     Parameters
@@ -303,6 +313,9 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
         :class:`~graphrnn.training.distributed.DistributedError` at the same step; one that
         dies or hangs makes the others abort the job after ``GRAPHRNN_MPI_TIMEOUT`` seconds
         (default 300) at most.
+    layout : {"time", "batch"}
+        ``"batch"``: the data's arrays are batch-major ``(B, T, ...)`` (torch's
+        ``batch_first``); ``lengths`` ``(B,)`` either way.
 
     Returns
     -------
@@ -324,6 +337,10 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
     While training, SIGTERM (in the main thread, when no handler is installed) acts as
     Ctrl-C: the checkpoint is saved and ``stopped_reason`` is ``"interrupted"``.
     """
+    if layout == "batch":
+        data = batch_to_time_major(data)
+    elif layout != "time":
+        raise ValueError(f"unknown layout {layout!r}; choose 'time' or 'batch'")
     path = Path(checkpoint) if checkpoint is not None else None
     dist = Distributed(comm) if comm is not None and comm.Get_size() > 1 else None
     if dist is not None and batch_size % dist.size:

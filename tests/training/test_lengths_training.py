@@ -99,3 +99,15 @@ def test_cli_task_train_and_run_read_lengths(tmp_path, capsys):
         assert main(cmd) == 2
         err = capsys.readouterr().err.strip()
         assert "lengths[0] = 6 is outside 1..5" in err and len(err.splitlines()) == 1, err
+
+
+def test_batch_major_training_data_trains_as_time_major():
+    data = _data()
+    batch_major = {k: (np.ascontiguousarray(v.swapaxes(0, 1)) if v.ndim >= 2 else v)
+                   for k, v in data.items()}
+    params, history = _train(data)
+    params2, history2 = _train(batch_major, layout="batch")
+    for k in params:
+        np.testing.assert_allclose(params2[k], params[k], rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match="unknown layout"):
+        _train(data, layout="sideways")
