@@ -19,6 +19,7 @@ from graphrnn.training.checkpoints import (
     load_checkpoint,
     save_checkpoint,
 )
+from graphrnn.training.data import NpzData
 from graphrnn.training.distributed import (
     FAILED,
     Distributed,
@@ -28,7 +29,6 @@ from graphrnn.training.distributed import (
     shard_batch,
     shard_rows,
 )
-from graphrnn.training.data import NpzData
 from graphrnn.training.optim import Optimizer
 from graphrnn.training.progress import Progress
 from graphrnn.training.setup import Plan, check_training, prepare
