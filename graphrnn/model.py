@@ -33,8 +33,10 @@ RUN_KEPT_BYTES = 64 * 2**20
 class Model:
     """A network compiled for one backend and dtype. Create it with :func:`compile`."""
 
-    def __init__(self, net: Network, program: Program, backend, dtype):
+    def __init__(self, net: Network, program: Program, backend, dtype, layout: str = "time"):
         self.net, self.program, self.backend, self.dtype = net, program, backend, dtype
+        #: the default layout of inputs and outputs: "time" (T, B, size) or "batch" (B, T, size)
+        self.layout = layout
         #: Runs by (shapes, given state rows, program, loop knobs), for the next such call
         self._runs: OrderedDict = OrderedDict()
         #: idle Runs for recorded calls (each with buffers of its own), by the same keys
@@ -64,7 +66,7 @@ class Model:
 
     def forward(self, params: dict, inputs: dict, state: dict | None = None,
                 steps: int | None = None, seed: int | None = None, record: bool = False,
-                input_grads: bool = True, lengths=None, layout: str = "time"):
+                input_grads: bool = True, lengths=None, layout: str | None = None):
         """Run the network over a sequence.
 
         Parameters
@@ -94,9 +96,10 @@ class Model:
             past the end are zeros, its causal final state is its value at step
             ``lengths[b] - 1``, and anti-causal loops start at its own last step (as
             ``torch.nn.utils.rnn.pack_padded_sequence``).
-        layout : {"time", "batch"}
+        layout : {"time", "batch"}, optional
             ``"batch"``: inputs and outputs are batch-major ``(B, T, size)`` (torch's
             ``batch_first=True``); targets and masks of :meth:`gradients` likewise ``(B, T...)``.
+            Default: the model's (``compile(..., layout=)``).
 
         Returns
         -------
@@ -107,6 +110,7 @@ class Model:
         tape : Tape
             Only with ``record=True``.
         """
+        layout = layout or self.layout
         inputs = to_time_major(inputs, layout)
         plan = None if record else self._packing(inputs, lengths, steps)
         if plan is not None:
@@ -135,7 +139,7 @@ class Model:
     def gradients(self, params: dict, inputs: dict, targets: dict, loss: str = "mse",
                   state: dict | None = None, mask=None, steps: int | None = None,
                   seed: int | None = None, return_state: bool = False, lengths=None,
-                  layout: str = "time"):
+                  layout: str | None = None):
         """Loss and its gradient by backpropagation through time.
 
         Parameters
@@ -165,6 +169,7 @@ class Model:
         if loss not in LOSSES:
             raise DataError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         self._check_differentiable()
+        layout = layout or self.layout
         inputs, targets = to_time_major(inputs, layout), to_time_major(targets, layout)
         plan = self._packing(inputs, lengths, steps)
         if plan is not None:
@@ -410,7 +415,8 @@ def to_time_major(arrays, layout: str):
     return {k: None if v is None else np.asarray(v).swapaxes(0, 1) for k, v in arrays.items()}
 
 
-def compile(net: Network, backend: str = "numpy", dtype: str = "float32") -> Model:  # noqa: A001
+def compile(net: Network, backend: str = "numpy", dtype: str = "float32",  # noqa: A001
+            layout: str = "time") -> Model:
     """Compile a network for a backend.
 
     Parameters
@@ -421,6 +427,9 @@ def compile(net: Network, backend: str = "numpy", dtype: str = "float32") -> Mod
         ``auto`` picks CuPy when a GPU is usable, NumPy otherwise. ``numpy`` runs element-wise
         chains as C compiled on first use where a C compiler works; ``numpy-ufuncs`` never does.
     dtype : {"float32", "float64"}
+    layout : {"time", "batch"}
+        The default layout of :meth:`Model.forward` and :meth:`Model.gradients`: time-major
+        ``(T, B, size)`` or batch-major ``(B, T, size)`` (torch's ``batch_first=True``).
 
     Returns
     -------
@@ -430,7 +439,8 @@ def compile(net: Network, backend: str = "numpy", dtype: str = "float32") -> Mod
         raise ValueError(f"unknown dtype {dtype!r}; choose 'float32' or 'float64'")
     if not isinstance(net, Network):
         raise TypeError(f"compile() takes a Network (from load_spec), not {type(net).__name__}")
+    to_time_major(None, layout)  # an unknown layout: one clear error now
     b = get_backend(backend)
     with config.timed(1, "compile"):
         program = schedule(net, passes=b.passes())
-    return Model(net, program, b, DTYPES[dtype])
+    return Model(net, program, b, DTYPES[dtype], layout)

@@ -156,6 +156,11 @@ def test_batch_major_layout(spec):
     assert_close(g_b, g_t, rtol=1e-14)
     with pytest.raises(DataError, match="unknown layout"):
         model.forward(params, inputs, layout="sideways")
+    batch_model = gr.compile(net, dtype="float64", layout="batch")  # the model's default
+    out_c, _ = batch_model.forward(params, batch_major, state, lengths=LENGTHS)
+    assert_close(out_c, out_b, rtol=1e-14)
+    with pytest.raises(DataError, match="unknown layout"):
+        gr.compile(net, layout="sideways")
 
 
 @pytest.mark.parametrize(("lengths", "message"), [
