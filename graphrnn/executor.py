@@ -130,6 +130,11 @@ class Run:
                     if length is not None:
                         plan.place(_writes(stage), length)
                 continue
+            if plan is not None and stage.kind == StageKind.BATCHED:
+                for k in kernels:  # a later op of the stage may read ahead what k wrote
+                    k.forward(0, self.steps)
+                    plan.place(_op_writes(k.op) if hasattr(k, "op") else _writes(stage))
+                continue
             if _whole(stage, kernels):
                 for k in kernels:
                     k.forward(0, self.steps)
@@ -161,6 +166,13 @@ class Run:
     def _backward(self) -> None:
         plan = self.lengths_plan
         for stage, kernels in reversed(self.kernels):
+            if plan is not None and stage.kind == StageKind.BATCHED:
+                for k in reversed(kernels):
+                    plan.take(_op_writes(k.op) if hasattr(k, "op") else _writes(stage))
+                    k.backward(0, self.steps)
+                for k in kernels:
+                    k.param_grads()
+                continue
             if plan is not None:
                 plan.take(_writes(stage))
             if plan is not None and stage.kind == StageKind.LOOP and stage.reverse:
@@ -182,8 +194,12 @@ class Run:
 
 def _writes(stage) -> set[str]:
     """The buffers the ops of a stage write."""
-    return {o.out for op in stage.ops for o in (*getattr(op, "ops", ()), op)
-            if getattr(o, "out", None) is not None}
+    return {name for op in stage.ops for name in _op_writes(op)}
+
+
+def _op_writes(op) -> set[str]:
+    """The buffers an op (or the ops of a Fused one) writes."""
+    return {o.out for o in (*getattr(op, "ops", ()), op) if getattr(o, "out", None) is not None}
 
 
 def _steps(stage, kernels, lo: int, hi: int, backward: bool) -> None:
