@@ -3,13 +3,18 @@ host, CUDA-graph capture and replay): against the reference run of each sequence
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import graphrnn as gr
 from graphrnn.frontend.reference import reference_forward
 from tests.helpers import SPECS, assert_close, random_case
 from tests.helpers.cuda_host import CXX, HostBackend
+from tests.helpers.strategies import valid_networks
 
 pytestmark = pytest.mark.skipif(CXX is None, reason="no host C++ compiler")
 
@@ -35,3 +40,22 @@ def test_lengths_on_the_host_run_gpu_backend(spec):
         lw, gw = numpy_model.gradients(params, inputs, targets, state=state, lengths=LENGTHS)
         assert lg == pytest.approx(lw, rel=1e-12)
         assert_close(gg, gw)
+
+
+@settings(max_examples=int(os.environ.get("GRAPHRNN_HOST_EXAMPLES", "6")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(valid_networks(), st.lists(st.integers(1, 4), min_size=3, max_size=3))
+def test_random_networks_with_lengths_on_the_host_run_gpu_backend(text, lengths):
+    net = gr.load_spec(text)
+    lengths = np.array(lengths)
+    gpu = gr.compile(net, dtype="float64")
+    gpu.backend = HostBackend(graphs=True)
+    params = gpu.init_params(1)
+    inputs, state = random_case(net, steps=4, batch=3, seed=2)
+    steps = None if net.inputs else 4
+    for _ in range(2):
+        got, got_state = gpu.forward(params, inputs, state, steps=steps, lengths=lengths)
+    want, want_state = reference_forward(net, params, inputs, state, steps=steps,
+                                         lengths=lengths)
+    assert_close(got, want, rtol=1e-9)
+    assert_close(got_state, want_state, rtol=1e-9)
