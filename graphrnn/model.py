@@ -18,7 +18,7 @@ from graphrnn.frontend.init import init_params
 from graphrnn.frontend.network import Network
 from graphrnn.lengths import LengthPlan, check_lengths, valid_mask
 from graphrnn.noise import draw_noise
-from graphrnn.packed import packed_forward, packed_gradients, plan_chunks
+from graphrnn.packed import packed_forward, packed_gradients, packed_record, plan_chunks
 from graphrnn.tape import Tape
 from graphrnn.training.losses import LOSSES, loss_and_grad
 
@@ -112,7 +112,19 @@ class Model:
         """
         layout = layout or self.layout
         inputs = to_time_major(inputs, layout)
-        plan = None if record else self._packing(inputs, lengths, steps)
+        plan = self._packing(inputs, lengths, steps)
+        if plan is not None and record:
+            self._check_differentiable()
+            self._in_packed = True
+            try:
+                outputs, final, tape = packed_record(self, params, inputs, state, plan[0],
+                                                     plan[1:3], plan[3], bool(input_grads),
+                                                     layout)
+            finally:
+                self._in_packed = False
+            if layout == "batch":
+                outputs = {k: v.swapaxes(0, 1) for k, v in outputs.items()}
+            return outputs, final, tape
         if plan is not None:
             self._in_packed = True
             try:

@@ -43,7 +43,8 @@ def plan_chunks(net, lengths: np.ndarray, steps: int):
     return order, chunks
 
 
-def _pieces(model, params, inputs, state, lengths, plan, record: bool):
+def _pieces(model, params, inputs, state, lengths, plan, record: bool,
+            input_grads: bool = False):
     """Run the chunks: per chunk ``(lo, hi, n, outputs, final, tape)`` (tape None unless
     ``record``) in sorted row order; the state each chunk starts from is the last's final."""
     order, chunks = plan
@@ -55,11 +56,12 @@ def _pieces(model, params, inputs, state, lengths, plan, record: bool):
         x = {k: np.asarray(v)[lo:hi][:, rows] for k, v in inputs.items()}
         s = None if carried is None else {k: v[:n] for k, v in carried.items()}
         own = np.clip(sorted_len[:n] - lo, 1, hi - lo)
-        result = model.forward(params, x, s, lengths=own, record=record, input_grads=False)
+        result = model.forward(params, x, s, lengths=own, record=record,
+                               input_grads=input_grads)
         outputs, final = result[:2]
         pieces.append((lo, hi, n, outputs, final, result[2] if record else None, s))
-        carried = dict(final) if carried is None else {
-            k: np.concatenate([final[k], carried[k][n:]]) for k in final}
+        carried = {k: final[k] if carried is None or k not in carried
+                   else np.concatenate([final[k], carried[k][n:]]) for k in final}
     return pieces, carried
 
 
@@ -121,3 +123,95 @@ def _zero_rows(g, n: int):
     if len(g) == n:
         return g
     return np.concatenate([g, np.zeros((n - len(g), *g.shape[1:]), dtype=g.dtype)])
+
+
+def packed_record(model, params, inputs, state, lengths, plan, steps: int, input_grads: bool,
+                  layout: str):
+    """``Model.forward(..., lengths=, record=True)`` by packed chunks: outputs, final state
+    and a :class:`PackedTape`."""
+    pieces, carried = _pieces(model, params, inputs, state, lengths, plan, record=True,
+                              input_grads=input_grads)
+    tape = PackedTape(model, pieces, plan[0], steps, dict(state or {}), input_grads, layout)
+    return (_assemble(model, pieces, plan[0], steps, len(lengths)), _unsort(carried, plan[0]),
+            tape)
+
+
+class PackedTape:
+    """The tape of a packed call (the chunks' tapes): :meth:`backward` as
+    :meth:`graphrnn.tape.Tape.backward`, chaining the chunks from the last to the first."""
+
+    def __init__(self, model, pieces, order, steps: int, state: dict, input_grads: bool,
+                 layout: str):
+        self.model, self.pieces, self.order, self.steps = model, pieces, order, steps
+        self.state, self.input_grads, self.layout = state, input_grads, layout
+
+    @property
+    def final_state_keys(self) -> list[str]:
+        """The keys a final-state gradient may have (those of the returned final state)."""
+        return [key for key, _, _ in self.model.net.boundaries]
+
+    def release(self) -> None:
+        """Give the chunks' Runs back to the model now."""
+        for piece in self.pieces or ():
+            piece[5].release()
+        self.pieces = None
+
+    def backward(self, output_grads: dict, state_grads: dict | None = None) -> dict:
+        """See :meth:`graphrnn.tape.Tape.backward` (same arguments and results)."""
+        from graphrnn import checks  # noqa: PLC0415 - graphrnn.checks imports the model's deps
+        from graphrnn.errors import DataError  # noqa: PLC0415
+
+        if self.pieces is None:
+            raise DataError("this tape was released: record another forward pass")
+        net, order, batch = self.model.net, self.order, len(self.order)
+        output_grads = {k: np.asarray(v) for k, v in (output_grads or {}).items()
+                        if v is not None}
+        state_grads = {k: np.asarray(v) for k, v in (state_grads or {}).items()
+                       if v is not None}
+        checks.check_names("output gradient (an output)", output_grads, net.outputs,
+                           required=False)
+        checks.check_names("state gradient (a final-state key)", state_grads,
+                           self.final_state_keys, required=False)
+        if self.layout == "batch":
+            output_grads = {k: v.swapaxes(0, 1) for k, v in output_grads.items()}
+        for name, g in output_grads.items():
+            checks.check_array("output gradient", name, g, (self.steps, batch, net.size(name)))
+        sizes = {key: net.size(name) for key, name, _ in net.boundaries}
+        for key, g in state_grads.items():
+            checks.check_array("state gradient", key, g, (batch, sizes[key]))
+        final_seeds = {k: v[order] for k, v in state_grads.items()}
+        grads: dict = {}
+        inputs = {name: np.zeros((self.steps, batch, net.inputs[name]), dtype=self.model.dtype)
+                  for name in net.inputs if name not in net.tokens} if self.input_grads else {}
+        carried, after = None, 0
+        for lo, hi, n, _, _, tape, given in reversed(self.pieces):
+            rows = order[:n]
+            seeds = {o: g[lo:hi][:, rows] for o, g in output_grads.items()}
+            chunk_state = {}
+            for key in self.final_state_keys:  # rows going on: from the chunk after; the rest
+                c = carried.get(key) if carried else None  # end here: the caller's seeds
+                mine = final_seeds.get(key)
+                if c is None and mine is None:
+                    continue
+                shape = (c if c is not None else mine).shape[1:]
+                top = c[:after] if c is not None else np.zeros((after, *shape))
+                bottom = mine[after:n] if mine is not None else np.zeros((n - after, *shape))
+                chunk_state[key] = np.concatenate([top, bottom])
+            g = tape.backward(seeds, chunk_state or None)
+            for name in net.params:
+                grads[name] = grads.get(name, 0) + g[name]
+            for name, gx in inputs.items():
+                gx[lo:hi, rows] = g[f"input:{name}"]
+            carried = None if given is None else {k: g[f"state:{k}"] for k in given
+                                                  if g.get(f"state:{k}") is not None}
+            after = n
+        for name in net.params:
+            grads[name] = np.asarray(grads[name], dtype=self.model.dtype)
+        for name in net.inputs:
+            gx = inputs.get(name)
+            grads[f"input:{name}"] = (None if gx is None else
+                                      gx.swapaxes(0, 1) if self.layout == "batch" else gx)
+        for key in self.state:
+            g = (carried or {}).get(key)
+            grads[f"state:{key}"] = None if g is None else _unsort({key: g}, order)[key]
+        return grads

@@ -221,3 +221,42 @@ def test_networks_that_read_ahead_do_not_run_packed():
     inputs, _ = random_case(net, steps=40, batch=24)
     lengths = np.random.default_rng(0).integers(1, 41, 24)
     assert model._packing(inputs, lengths, None) is None
+
+
+@pytest.mark.parametrize("spec", ["lstm", "narx"])
+def test_packed_tape_equals_the_masked_tape(spec):
+    """A recorded call with lengths runs packed too: the tape's gradients (params, inputs,
+    initial states, from output and final-state seeds) equal the masked tape's."""
+    net = gr.load_spec(SPECS / f"{spec}.yaml")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(seed=2)
+    rng = np.random.default_rng(5)
+    steps, batch = 40, 24
+    inputs, state = random_case(net, steps=steps, batch=batch, seed=6)
+    partial = dict(list(state.items())[:1])  # a caller's state may leave keys out
+    lengths = rng.integers(1, steps + 1, batch)
+    assert model._packing(inputs, lengths, None) is not None
+    seeds = {o: rng.normal(size=(steps, batch, net.size(o))) for o in net.outputs}
+    results = []
+    for masked in (False, True):
+        model._in_packed = masked
+        try:
+            out, final, tape = model.forward(params, inputs, partial, record=True,
+                                             lengths=lengths)
+            finals = {k: rng.normal(size=v.shape) for k, v in final.items()}
+            results.append((out, final, tape.backward(seeds, finals), finals))
+            tape.release()
+        finally:
+            model._in_packed = False
+    (out_p, fin_p, g_p, seeds_p), (out_m, fin_m, _, _) = results
+    assert_close(out_p, out_m, rtol=1e-12)
+    assert_close(fin_p, fin_m, rtol=1e-12)
+    model._in_packed = True  # the masked tape with the packed run's final-state seeds
+    try:
+        _, _, tape = model.forward(params, inputs, partial, record=True, lengths=lengths)
+        g_m = tape.backward(seeds, seeds_p)
+    finally:
+        model._in_packed = False
+    assert set(g_p) == set(g_m)
+    assert_close({k: v for k, v in g_p.items() if v is not None},
+                 {k: v for k, v in g_m.items() if v is not None}, rtol=1e-11)
