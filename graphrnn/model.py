@@ -18,7 +18,7 @@ from graphrnn.frontend.init import init_params
 from graphrnn.frontend.network import Network
 from graphrnn.lengths import LengthPlan, check_lengths, valid_mask
 from graphrnn.noise import draw_noise
-from graphrnn.packed import packed_forward, packed_gradients, packed_record, plan_chunks
+from graphrnn.packed import packed_forward, packed_loss_gradients, packed_record, plan_chunks
 from graphrnn.tape import Tape
 from graphrnn.training.losses import LOSSES, loss_and_grad
 
@@ -185,8 +185,15 @@ class Model:
         inputs, targets = to_time_major(inputs, layout), to_time_major(targets, layout)
         plan = self._packing(inputs, lengths, steps)
         if plan is not None:
-            return self._packed_gradients(params, inputs, targets, loss, state, mask, plan,
-                                          return_state)
+            self._in_packed = True
+            try:
+                masks = to_time_major(mask if isinstance(mask, dict)
+                                      else {name: mask for name in targets}, layout)
+                total, grads, final = packed_loss_gradients(self, params, inputs, targets, loss,
+                                                            state, masks, plan)
+            finally:
+                self._in_packed = False
+            return (total, grads, final) if return_state else (total, grads)
         run = self._run(params, inputs, state, steps, seed, backward=True, lengths=lengths)
         checks.check_targets(self.net, targets, loss, run.steps, run.batch)
         masks = mask if isinstance(mask, dict) else {name: mask for name in targets}
@@ -233,36 +240,6 @@ class Model:
             return None
         checks.check_run_memory(self.net, self.program, t, batch, self.dtype, True)
         return (lengths, *chunks, t)
-
-    def _packed_gradients(self, params, inputs, targets, loss, state, mask, plan,
-                          return_state):
-        lengths, order, chunks, t = plan
-        batch = len(lengths)
-        checks.check_targets(self.net, targets, loss, t, batch)
-        masks = mask if isinstance(mask, dict) else {name: mask for name in targets}
-        checks.check_names("mask (an output)", masks, list(targets), required=False)
-        valid = valid_mask(lengths, t)
-        masks = {n: valid if masks.get(n) is None
-                 else valid * checks.check_mask(n, masks[n], t, batch) for n in targets}
-
-        def loss_grad(outputs):
-            total, dys = 0.0, {}
-            for name, target in targets.items():
-                value, dys[name] = loss_and_grad(loss, outputs[name], np.asarray(
-                    target, self.dtype if loss == "mse" else np.int64), masks[name].astype(
-                    self.dtype))
-                total += value
-            if not np.isfinite(total):
-                raise DivergenceError(f"the loss is {total}: the forward pass overflowed")
-            return total, dys
-
-        self._in_packed = True
-        try:
-            total, grads, final = packed_gradients(self, params, inputs, state, lengths,
-                                                   (order, chunks), t, loss_grad)
-        finally:
-            self._in_packed = False
-        return (total, grads, final) if return_state else (total, grads)
 
     def _check_differentiable(self) -> None:
         for name, node in self.net.nodes.items():

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphrnn import checks
+from graphrnn.errors import DataError, DivergenceError
+from graphrnn.lengths import valid_mask
 from graphrnn.noise import draw_noise
+from graphrnn.training.losses import loss_and_grad
 
 #: time is cut into at most this many chunks (each a Run: a few hundred microseconds of setup)
 CHUNKS = 6
@@ -158,8 +162,6 @@ class PackedTape:
 
     def backward(self, output_grads: dict, state_grads: dict | None = None) -> dict:
         """See :meth:`graphrnn.tape.Tape.backward` (same arguments and results)."""
-        from graphrnn import checks  # noqa: PLC0415 - graphrnn.checks imports the model's deps
-        from graphrnn.errors import DataError  # noqa: PLC0415
 
         if self.pieces is None:
             raise DataError("this tape was released: record another forward pass")
@@ -215,3 +217,30 @@ class PackedTape:
             g = (carried or {}).get(key)
             grads[f"state:{key}"] = None if g is None else _unsort({key: g}, order)[key]
         return grads
+
+
+def packed_loss_gradients(model, params, inputs, targets, loss, state, masks, plan):
+    """``Model.gradients(..., lengths=)`` of a packed call: ``masks`` by output (time-major,
+    None: every step), ``plan`` from ``Model._packing``; returns (loss, grads, final)."""
+
+    lengths, order, chunks, t = plan
+    batch = len(lengths)
+    checks.check_targets(model.net, targets, loss, t, batch)
+    checks.check_names("mask (an output)", masks, list(targets), required=False)
+    valid = valid_mask(lengths, t)
+    weights = {n: valid if masks.get(n) is None
+               else valid * checks.check_mask(n, masks[n], t, batch) for n in targets}
+
+    def loss_grad(outputs):
+        total, dys = 0.0, {}
+        for name, target in targets.items():
+            value, dys[name] = loss_and_grad(
+                loss, outputs[name], np.asarray(target, model.dtype if loss == "mse"
+                                                else np.int64), weights[name].astype(model.dtype))
+            total += value
+        if not np.isfinite(total):
+            raise DivergenceError(f"the loss is {total}: the forward pass overflowed")
+        return total, dys
+
+    return packed_gradients(model, params, inputs, state, lengths, (order, chunks), t,
+                            loss_grad)

@@ -260,3 +260,22 @@ def test_packed_tape_equals_the_masked_tape(spec):
     assert set(g_p) == set(g_m)
     assert_close({k: v for k, v in g_p.items() if v is not None},
                  {k: v for k, v in g_m.items() if v is not None}, rtol=1e-11)
+
+
+def test_packed_gradients_with_a_batch_major_mask():
+    net = gr.load_spec(SPECS / "lstm.yaml")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(seed=2)
+    rng = np.random.default_rng(8)
+    steps, batch = 40, 24
+    inputs, _ = random_case(net, steps=steps, batch=batch, seed=9)
+    lengths = rng.integers(1, steps + 1, batch)
+    target = rng.normal(size=(steps, batch, net.size("y")))
+    mask = rng.random((steps, batch))
+    assert model._packing(inputs, lengths, None) is not None
+    loss_t, g_t = model.gradients(params, inputs, {"y": target}, mask=mask, lengths=lengths)
+    loss_b, g_b = model.gradients(params, {k: v.swapaxes(0, 1) for k, v in inputs.items()},
+                                  {"y": target.swapaxes(0, 1)}, mask=mask.T, lengths=lengths,
+                                  layout="batch")
+    assert loss_b == pytest.approx(loss_t, rel=1e-13)
+    assert_close(g_b, g_t, rtol=1e-13)
