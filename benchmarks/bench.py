@@ -244,6 +244,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-norm", action="store_true",
                    help="the LayerNorm LSTM against the LSTM and a torch loop "
                         "(benchmarks/layer_norm.py)")
+    p.add_argument("--lengths", action="store_true",
+                   help="sequences of different lengths: packed, masked, none, torch packed "
+                        "(benchmarks/lengths.py)")
     return p
 
 
@@ -265,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         return layer_norm.main(["--budget", str(args.budget or 4.0)]
                                + (["--sizes", ";".join(",".join(map(str, z)) for z in args.sizes)]
                                   if args.sizes else []))
+    if args.lengths:
+        from benchmarks import lengths
+        return lengths.main(["--threads", str(args.threads or 1)]
+                            + (["--rounds", "3"] if args.quick else []))
     cells = [c for c in args.cells.split(",") if c]
     modes = [m for m in args.modes.split(",") if m]
     bad = [c for c in cells if c not in CELLS] + [m for m in modes if m not in MODES]

@@ -63,6 +63,8 @@ class Run:
         self.remat: int | None = None
         self._own: dict | None = None
         self._donated: list = []  # (donor array, elements given away)
+        #: a call's :class:`~graphrnn.lengths.LengthPlan` (sequences of different lengths)
+        self.lengths_plan = None
         self._make_kernels()
 
     def _make_kernels(self) -> None:
@@ -152,17 +154,31 @@ class Run:
             self._forward()
 
     def _forward(self) -> None:
+        plan = self.lengths_plan
         for stage, kernels in self.kernels:
             if self.remat is not None and stage.kind == StageKind.LOOP:
                 for lo, hi in self._segments(stage.reverse):
-                    self._loop_window(stage, kernels, lo, hi, backward=False)
+                    _steps(stage, kernels, lo, hi, backward=False)
                     self._release(stage, lo, hi)
+            elif plan is not None and stage.kind == StageKind.LOOP and stage.reverse:
+                for lo, hi, length in plan.segments(self.steps, reverse=True):
+                    _steps(stage, kernels, lo, hi, backward=False)
+                    if length is not None:
+                        plan.place(_writes(stage), length)
+                continue
+            elif plan is not None and stage.kind == StageKind.BATCHED:
+                for k in kernels:  # a later op of the stage may read ahead what k wrote
+                    k.forward(0, self.steps)
+                    plan.place(_op_writes(k.op) if hasattr(k, "op") else _writes(stage))
+                continue
             elif _whole(stage, kernels):
                 for k in kernels:
                     k.forward(0, self.steps)
             else:
                 self.backend.loop([k.forward for k in kernels], self.steps,
                                   reverse=stage.reverse)
+            if plan is not None:
+                plan.place(_writes(stage))
 
     def zero_grads(self) -> None:
         """Fresh zero gradients for the buffers BPTT needs (the loss then seeds the outputs),
@@ -185,12 +201,27 @@ class Run:
             self._backward()
 
     def _backward(self) -> None:
+        plan = self.lengths_plan
         for stage, kernels in reversed(self.kernels):
+            if plan is not None and stage.kind == StageKind.BATCHED:
+                for k in reversed(kernels):
+                    plan.take(_op_writes(k.op) if hasattr(k, "op") else _writes(stage))
+                    k.backward(0, self.steps)
+                for k in kernels:
+                    k.param_grads()
+                continue
+            if plan is not None:
+                plan.take(_writes(stage))
             if self.remat is not None and stage.kind == StageKind.LOOP:
                 for lo, hi in reversed(self._segments(stage.reverse)):
-                    self._loop_window(stage, kernels, lo, hi, backward=False)
-                    self._loop_window(stage, kernels, lo, hi, backward=True)
+                    _steps(stage, kernels, lo, hi, backward=False)
+                    _steps(stage, kernels, lo, hi, backward=True)
                     self._release(stage, lo, hi)
+            elif plan is not None and stage.kind == StageKind.LOOP and stage.reverse:
+                for lo, hi, length in plan.segments(self.steps, reverse=False):
+                    if length is not None:
+                        plan.take(_writes(stage), length)
+                    _steps(stage, kernels, lo, hi, backward=True)
             elif _whole(stage, kernels):
                 for k in reversed(kernels):
                     k.backward(0, self.steps)
@@ -199,6 +230,30 @@ class Run:
                                   reverse=not stage.reverse)
             for k in kernels:
                 k.param_grads()
+        if plan is not None:
+            plan.take(n for n, b in self.prog.buffers.items() if b.role == "input")
+
+
+def _writes(stage) -> set[str]:
+    """The buffers the ops of a stage write."""
+    return {name for op in stage.ops for name in _op_writes(op)}
+
+
+def _op_writes(op) -> set[str]:
+    """The buffers an op (or the ops of a Fused one) writes."""
+    return {o.out for o in (*getattr(op, "ops", ()), op) if getattr(o, "out", None) is not None}
+
+
+def _steps(stage, kernels, lo: int, hi: int, backward: bool) -> None:
+    """Steps ``[lo, hi)`` of a loop stage, forward in its direction, backward against it."""
+    if _whole(stage, kernels):
+        for k in (reversed(kernels) if backward else kernels):
+            (k.backward if backward else k.forward)(lo, hi)
+        return
+    down = backward != stage.reverse
+    for t in (range(hi - 1, lo - 1, -1) if down else range(lo, hi)):
+        for k in (reversed(kernels) if backward else kernels):
+            (k.backward if backward else k.forward)(t, t + 1)
 
     # -- recomputation (``remat``) ----------------------------------------------------------
 
@@ -207,18 +262,6 @@ class Run:
         k = max(1, int(self.remat))
         spans = [(lo, min(lo + k, self.steps)) for lo in range(0, self.steps, k)]
         return spans[::-1] if reverse else spans
-
-    def _loop_window(self, stage, kernels, lo: int, hi: int, backward: bool) -> None:
-        """Steps ``[lo, hi)`` of a loop stage, forward (in its direction) or backward."""
-        if _whole(stage, kernels):
-            for k in (reversed(kernels) if backward else kernels):
-                (k.backward if backward else k.forward)(lo, hi)
-            return
-        fns = [k.backward for k in reversed(kernels)] if backward else [
-            k.forward for k in kernels]
-        for t in (range(hi - 1, lo - 1, -1) if backward != stage.reverse else range(lo, hi)):
-            for fn in fns:
-                fn(t, t + 1)
 
     def _release(self, stage, lo: int, hi: int) -> None:
         """Give the memory of steps ``[lo, hi)`` of the stage's own buffers (written by it,

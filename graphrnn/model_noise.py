@@ -12,19 +12,20 @@ class TrainingNoiseCalls:
     """The methods :class:`~graphrnn.model.Model` runs for ``train=True`` on a network with
     training-time noise (``dropout``, ``zoneout``, ``weight_dropout``)."""
 
-    def _training_call(self, params, inputs, state, steps, seed):
+    def _training_call(self, params, inputs, state, steps, seed, layout: str = "time"):
         """The training network's model, its plan and the arguments of this call: the masks
-        as extra inputs (drawn on the backend's device), weight-dropped and renamed params."""
+        as extra inputs (drawn on the backend's device), weight-dropped and renamed params;
+        ``inputs`` in ``layout`` (the call passes them on as they are)."""
+        from graphrnn.model import Model, to_time_major  # model.py imports this module
         if self._training is None:
             train_net, plan = train_network(self.net)
-            from graphrnn.model import Model  # model.py imports this module
             inner = Model(train_net, schedule(train_net, passes=self.backend.passes()),
                           self.backend, self.dtype)
             inner._io_net = self.net
             self._training = inner, plan
         inner, plan = self._training
         checks.check_params(self.net, params)
-        t, batch = checks.check_inputs(self.net, inputs, steps)
+        t, batch = checks.check_inputs(self.net, to_time_major(inputs, layout), steps)
         batch = checks.check_state(self.net, state, batch)
         seed = config.DEFAULT_SEED if seed is None else seed
         b = self.backend
@@ -41,12 +42,14 @@ class TrainingNoiseCalls:
                 value = kept
             inner_params[renamed.get(name, name)] = value
         inner._feed = mask_inputs(plan, masks, self.net, t, b.xp)
-        call = dict(params=inner_params, inputs=inputs, state=state, steps=steps, seed=seed)
+        call = dict(params=inner_params, inputs=inputs, state=state, steps=steps, seed=seed,
+                    layout=layout)
         return inner, plan, call, masks
 
     def _training_gradients(self, params, inputs, targets, loss, state, mask, steps, seed,
-                            return_state, remat):
-        inner, plan, call, masks = self._training_call(params, inputs, state, steps, seed)
+                            return_state, remat, lengths, layout):
+        inner, plan, call, masks = self._training_call(params, inputs, state, steps, seed,
+                                                       layout)
         names = plan.outputs
         checks.check_names("targets (outputs)", targets, list(self.net.outputs),
                            required=False)
@@ -54,7 +57,7 @@ class TrainingNoiseCalls:
                      else mask)
         result = inner.gradients(targets={names[k]: v for k, v in targets.items()}, loss=loss,
                                  mask=masks_arg, return_state=return_state, train=False,
-                                 remat=remat, **call)
+                                 remat=remat, lengths=lengths, **call)
         return (result[0], self._spec_grads(result[1], plan, masks), *result[2:])
 
     def _spec_grads(self, grads: dict, plan, masks, drop_inputs: bool = False) -> dict:

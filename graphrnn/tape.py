@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from graphrnn import checks, config
 from graphrnn.errors import DataError
 from graphrnn.executor import final_rows
+from graphrnn.lengths import valid_mask
 
 
 class Tape:
@@ -15,8 +18,10 @@ class Tape:
     :meth:`backward` may be called any number of times; each call is independent of the others.
     """
 
-    def __init__(self, model, run, state: dict, input_grads: bool, leased: bool = False):
+    def __init__(self, model, run, state: dict, input_grads: bool, leased: bool = False,
+                 layout: str = "time"):
         self.model, self.run, self.state = model, run, dict(state)
+        self.layout = layout  # of the output gradients taken and input gradients returned
         self.input_grads = input_grads
         self._leased = leased  # whether the Run goes back to the model when the tape is dropped
 
@@ -63,17 +68,29 @@ class Tape:
         checks.check_names("state gradient (a final-state key)", state_grads,
                            self.final_state_keys, required=False)
         seeds = []
+        plan = run.lengths_plan
+        valid = None if plan is None else valid_mask(plan.lengths, run.steps)[..., None]
         for name, g in output_grads.items():
+            g = np.asarray(g).swapaxes(0, 1) if self.layout == "batch" else g
             checks.check_array("output gradient", name, g, (run.steps, run.batch, net.size(name)))
-            seeds.append((name, 0, run.steps, g))
+            seeds.append((name, 0, run.steps, g if valid is None else g * valid))
         boundaries = {key: (name, k) for key, name, k in net.boundaries}
+        rows = np.arange(run.batch)
         for key, g in state_grads.items():
             name, k = boundaries[key]
             checks.check_array("state gradient", key, g, (run.batch, net.size(name)))
-            seeds.append((name, *final_rows(run.steps, k), g[None]))
+            if plan is not None and k > 0:  # each sequence's own step lengths[b] - k
+                seeds.append((name, plan.lengths - k, rows, g))
+            else:
+                seeds.append((name, *final_rows(run.steps, k), g[None]))
         run.zero_grads()
         for name, lo, hi, g in seeds:
-            run.rows(name, lo, hi, grad=True)[...] += b.asarray(g, self.model.dtype)
+            g = b.asarray(g, self.model.dtype)
+            if isinstance(lo, np.ndarray):
+                full = run.rows(name, -run.pads[name], run.steps, grad=True)
+                full[b.asarray(lo + run.pads[name], np.int64), b.asarray(hi, np.int64)] += g
+            else:
+                run.rows(name, lo, hi, grad=True)[...] += g
         return self._backward(inputs=True)
 
     def _backward(self, inputs: bool) -> dict:
@@ -86,9 +103,11 @@ class Tape:
         grads = model._param_grads(run, self.state)
         if inputs:
             for name in model.net.inputs:
-                grads[f"input:{name}"] = (model.backend.export(run.rows(name, 0, run.steps,
-                                                                        grad=True))
-                                          if self.input_grads else None)
+                g = (model.backend.export(run.rows(name, 0, run.steps, grad=True))
+                     if self.input_grads else None)
+                if g is not None and self.layout == "batch":
+                    g = g.swapaxes(0, 1)
+                grads[f"input:{name}"] = g
             for key in self.state:
                 grads.setdefault(f"state:{key}", None)
         return grads

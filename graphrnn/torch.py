@@ -19,6 +19,7 @@ import torch
 
 from graphrnn.frontend.network import Network
 from graphrnn.frontend.spec import load_spec
+from graphrnn.lengths import check_lengths
 from graphrnn.model import Model
 from graphrnn.model import compile as compile_model
 
@@ -90,7 +91,7 @@ def _call_shape(model: Model, inputs, state, steps: int):
 @torch.library.custom_op("graphrnn::forward", mutates_args=())
 def _forward_op(model_id: int, params: list[torch.Tensor], inputs: list[torch.Tensor],
                 state: list[torch.Tensor], state_keys: str, steps: int, input_grads: bool,
-                train: bool) -> list[torch.Tensor]:
+                train: bool, lengths: str) -> list[torch.Tensor]:
     entry = _MODELS[model_id]
     model, net = entry.model, entry.model.net
     like = params[0] if params else inputs[0]
@@ -101,7 +102,9 @@ def _forward_op(model_id: int, params: list[torch.Tensor], inputs: list[torch.Te
     kw = {"train": train} if _TAKES_TRAIN else {}
     with _stream(like.device):
         outputs, final, tape = model.forward(p, x, state=s or None, steps=None if x else steps,
-                                             record=True, input_grads=input_grads, **kw)
+                                             record=True, input_grads=input_grads,
+                                             lengths=_lengths(lengths),
+                                             **kw)
     key = next(_HANDLES)
     holder = np.array(key, dtype=np.int64).view(_Handle)
     holder.tape = tape
@@ -111,8 +114,14 @@ def _forward_op(model_id: int, params: list[torch.Tensor], inputs: list[torch.Te
             + [torch.from_numpy(holder)])
 
 
+def _lengths(text: str):
+    """The lengths the op carries as text (``"3,1,2"``; ``""``: None)."""
+    return np.array([int(n) for n in text.split(",")]) if text else None
+
+
 @_forward_op.register_fake
-def _forward_fake(model_id, params, inputs, state, state_keys, steps, input_grads, train):
+def _forward_fake(model_id, params, inputs, state, state_keys, steps, input_grads, train,
+                  lengths):
     model = _MODELS[model_id].model
     net = model.net
     like = params[0] if params else inputs[0]
@@ -153,7 +162,7 @@ def _backward_fake(handle, grads, params, inputs, state, input_grads):
 
 
 def _setup_context(ctx, inputs, output):
-    _, params, xs, state, _, _, input_grads, _ = inputs
+    _, params, xs, state, _, _, input_grads, _, _ = inputs
     ctx.sizes = (len(params), len(xs), len(state))
     ctx.input_grads = input_grads
     ctx.save_for_backward(output[-1], *params, *xs, *state)
@@ -167,7 +176,7 @@ def _autograd_backward(ctx, grads):
                                       list(state),
                                       ctx.input_grads)
     g_x = list(out[n_p:n_p + n_x]) if ctx.input_grads else [None] * n_x
-    return None, list(out[:n_p]), g_x, list(out[n_p + n_x:]), None, None, None, None
+    return None, list(out[:n_p]), g_x, list(out[n_p + n_x:]), None, None, None, None, None
 
 
 _forward_op.register_autograd(_autograd_backward, setup_context=_setup_context)
@@ -225,8 +234,10 @@ class Module(torch.nn.Module):
         state : dict, optional
             Initial states by key (as :meth:`graphrnn.Model.forward`), ``(B, size)`` tensors;
             gradients flow into them.
-        lengths : None
-            Sequences of different lengths are not implemented yet: only None is accepted.
+        lengths : Tensor, array or list of int ``(B,)``, optional
+            Sequence b exists for steps ``0..lengths[b]-1`` (as
+            :meth:`graphrnn.Model.forward`): outputs past the end are zeros, the final state
+            of b is its value at its own last step.
         steps : int, optional
             Steps of a network without inputs.
 
@@ -236,8 +247,6 @@ class Module(torch.nn.Module):
             Output name -> ``(T, B, size)``; final-state key -> ``(B, size)``.
         """
         net = self.net
-        if lengths is not None:
-            raise NotImplementedError("lengths= is not implemented yet: pass None")
         if isinstance(inputs, torch.Tensor):
             if len(net.inputs) != 1:
                 raise ValueError(f"{net.name} has {len(net.inputs)} inputs: pass a dict")
@@ -247,12 +256,16 @@ class Module(torch.nn.Module):
         entry = self._model({torch.float32: "float32", torch.float64: "float64"}[dtype],
                             device.type)
         xs = [inputs[name].to(dtype) for name in net.inputs]
+        if lengths is not None:
+            lengths = np.asarray(lengths.cpu() if isinstance(lengths, torch.Tensor) else lengths)
+            t, b = _call_shape(entry.model, xs, list((state or {}).values()), int(steps or 0))
+            lengths = ",".join(str(n) for n in check_lengths(lengths, t, b))
         state = dict(state or {})
         keys = list(state)
         input_grads = torch.is_grad_enabled() and any(x.requires_grad for x in xs)
         out = torch.ops.graphrnn.forward(id(entry), params, xs, [state[k] for k in keys],
                                          "\n".join(keys), int(steps or 0), input_grads,
-                                         self.training)
+                                         self.training, lengths or "")
         n = len(net.outputs)
         finals = list(net.state_keys)  # as tape.final_state_keys: NODE@+k included
         return dict(zip(net.outputs, out[:n], strict=True)), dict(zip(finals, out[n:-1],

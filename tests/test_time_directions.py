@@ -13,6 +13,7 @@ from graphrnn.backends import host_loop, numpy_backend
 from graphrnn.backends.host_loop import CompiledLoopKernel
 from graphrnn.compiler.checker import IRError, check_program
 from graphrnn.compiler.ir import Direction, StageKind
+from graphrnn.errors import DataError
 from graphrnn.executor import Run
 from graphrnn.frontend import render
 from graphrnn.frontend.reference import reference_forward
@@ -218,5 +219,8 @@ def test_the_compiled_loop_reads_its_direction(monkeypatch):
         plan_loop(*a), reverse=False))
     monkeypatch.setattr(numpy_backend, "plan_loop", host_loop.plan_loop)
     flipped = gr.compile(net, backend="numpy", dtype="float64")
-    got, _ = flipped.forward(params, inputs, state)
+    try:
+        got, _ = flipped.forward(params, inputs, state)
+    except DataError:  # the unwritten rows it reads held garbage that overflowed: wrong too
+        return
     assert np.abs(got["y"] - want["y"]).max() > 1e-3  # run forward, it reads unwritten rows

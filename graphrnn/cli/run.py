@@ -9,7 +9,7 @@ from graphrnn.backends import BACKENDS
 from graphrnn.files import is_stream, save_npz
 from graphrnn.frontend.spec import load_spec
 from graphrnn.model import compile
-from graphrnn.training.data import NpzData, load_data, run_inputs
+from graphrnn.training.data import NpzData, data_lengths, load_data, run_inputs
 
 
 def add_run_command(subparsers) -> argparse.ArgumentParser:
@@ -17,8 +17,9 @@ def add_run_command(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "run", help="run a network forward over arrays from .npz files",
         description="Run SPEC over the sequences in --inputs (arrays named after the spec's "
-                    "inputs, time-major (T, B, size)) and write its outputs, and the final state "
-                    "as 'state:KEY', to -o.")
+                    "inputs, time-major (T, B, size); an optional 'lengths' (B,) gives each "
+                    "sequence's steps) and write its outputs, and the final state as "
+                    "'state:KEY', to -o.")
     p.add_argument("spec")
     p.add_argument("--inputs", help=".npz with one array per input (omit for input-less nets)")
     p.add_argument("--params", help=".npz of parameters (as init_params returns); "
@@ -39,12 +40,18 @@ def run_command(args: argparse.Namespace) -> int:
     net = load_spec(args.spec)
     model = compile(net, backend=args.backend, dtype=args.dtype)
     params = load_data(args.params) if args.params else model.init_params(args.seed)
-    inputs = run_inputs(net, NpzData(args.inputs)) if args.inputs else {}
+    data = NpzData(args.inputs) if args.inputs else {}
+    inputs = run_inputs(net, data) if args.inputs else {}
+    lengths = None
+    if "lengths" in data:
+        t, b = next(iter(inputs.values())).shape[:2]
+        lengths = data_lengths(data, t, b)
     state = None
     if args.state:
         state = {k.removeprefix("state:"): v for k, v in load_data(args.state).items()
                  if k.startswith("state:") or k in net.state_keys}
-    outputs, final = model.forward(params, inputs, state=state, steps=args.steps, seed=args.seed)
+    outputs, final = model.forward(params, inputs, state=state, steps=args.steps, seed=args.seed,
+                                   lengths=lengths)
     save_npz(args.output, {**outputs, **{f"state:{k}": v for k, v in final.items()}})
     shapes = ", ".join(f"{k} {v.shape}" for k, v in outputs.items())
     print(f"wrote {args.output}: {shapes}",

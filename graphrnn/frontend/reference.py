@@ -7,7 +7,7 @@ import numpy as np
 
 from graphrnn.frontend.network import NORM_EPS, Network, boundary_key
 from graphrnn.frontend.unroll import unroll, vertex_id
-from graphrnn.noise import Masks, draw_masks, draw_noise
+from graphrnn.noise import Masks, Noise, draw_masks, draw_noise
 from graphrnn.ops.activations import REGISTRY
 
 
@@ -28,22 +28,47 @@ def state_key(name: str, t: int) -> str:
 
 def reference_forward(net: Network, params: dict, inputs: dict, state: dict | None = None,
                       steps: int | None = None, seed: int = 0,
-                      train: bool = False) -> tuple[dict, dict]:
+                      train: bool = False, lengths=None) -> tuple[dict, dict]:
     """Run ``net`` by walking its unrolled DAG in topological order.
 
     Same arguments and results as ``Model.forward`` (arrays time-major), always float64.
     Slow by design: it exists to define what every faster path must compute. With ``train``
     the training-time noise applies, with the masks of :func:`graphrnn.noise.draw_masks`;
-    without, zoneout is its expectation and dropout is off.
+    without, zoneout is its expectation and dropout is off. With ``lengths``, by its
+    definition: each sequence b alone over its own ``lengths[b]`` steps (with the random
+    numbers and masks of its row), outputs past its end zeros.
     """
     state = state or {}
     if inputs:
         steps, batch = next(iter(inputs.values())).shape[:2]
     else:
         batch = next(iter(state.values())).shape[0] if state else 1
-    dag = unroll(net, steps=steps)
     noise = draw_noise(net, steps, batch, seed)
     masks = draw_masks(net, steps, batch, seed) if train else Masks({}, {}, {}, {})
+    if lengths is None:
+        return _walk(net, params, inputs, state, steps, batch, noise, masks, train)
+    outputs = {o: np.zeros((steps, batch, net.size(o))) for o in net.outputs}
+    finals: dict[str, list] = {key: [] for key, _, _ in net.boundaries}
+    for b, n in enumerate(int(v) for v in lengths):
+        alone = Noise({k: u[:n, b:b + 1] for k, u in noise.uniforms.items()},
+                      {k: o[:n] for k, o in noise.orders.items()})
+        row = Masks({k: m[:n, b:b + 1] for k, m in masks.node_dropout.items()},
+                    {k: m[:n, b:b + 1] for k, m in masks.zoneout.items()},
+                    {k: m[b:b + 1] for k, m in masks.edge_dropout.items()},
+                    masks.weight_dropout)
+        out, final = _walk(net, params, {k: v[:n, b:b + 1] for k, v in inputs.items()},
+                           {k: np.asarray(v)[b:b + 1] for k, v in state.items()}, n, 1, alone,
+                           row, train)
+        for o in net.outputs:
+            outputs[o][:n, b] = out[o][:, 0]
+        for key in finals:
+            finals[key].append(final[key][0])
+    return outputs, {key: np.stack(v) for key, v in finals.items()}
+
+
+def _walk(net, params, inputs, state, steps, batch, noise, masks, train) -> tuple[dict, dict]:
+    """:func:`reference_forward` of one batch whose sequences all have ``steps`` steps."""
+    dag = unroll(net, steps=steps)
     p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     for name, m in masks.weight_dropout.items():
         p[name] = p[name] * m

@@ -11,6 +11,7 @@ import numpy as np
 from graphrnn.backends import to_numpy
 from graphrnn.checks import check_data_array, check_tokens, first_nonfinite
 from graphrnn.errors import DataError
+from graphrnn.lengths import check_lengths
 
 __all__ = ["NpzData", "batches", "check_data", "initial_params", "load_data",
            "model_io", "run_inputs", "sequence_ends", "take"]
@@ -148,6 +149,18 @@ def check_data(model, data: Mapping[str, Any], loss: str = "mse",
         if not mask.any():
             raise DataError(f"data[{mask_key!r}] is all zero: no step would be trained")
     return inputs, tgts, mask, int(tb[0]), int(tb[1])
+
+
+def data_lengths(data: Mapping[str, Any], steps: int, batch: int,
+                 key: str = "lengths") -> np.ndarray | None:
+    """The data set's ``lengths`` ``(B,)`` (sequence b has steps ``0..lengths[b]-1``) checked
+    against its ``(T, B)``, or None where it has none; one clear :class:`DataError` line."""
+    if key not in data:
+        return None
+    try:
+        return check_lengths(data[key], steps, batch)
+    except DataError as exc:
+        raise DataError(f"data[{key!r}]: {exc}") from None
 
 
 def _target(a: np.ndarray, name: str, size: int, tb: tuple, ref: str, loss: str, dtype

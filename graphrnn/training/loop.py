@@ -19,6 +19,7 @@ from graphrnn.training.checkpoints import (
     load_checkpoint,
     save_checkpoint,
 )
+from graphrnn.training.data import NpzData
 from graphrnn.training.distributed import (
     FAILED,
     Distributed,
@@ -138,16 +139,18 @@ def run_epoch(state: TrainState, plan: Plan, bar: Progress) -> None:
         t0 = time.perf_counter()
         try:
             if dist is None:
+                masks = plan.batch(plan.masks, idx)
                 total, weight = plan.stepper.batch(
                     state.params, plan.batch(plan.inputs, idx), plan.batch(plan.targets, idx),
-                    plan.batch(plan.masks, idx).get("mask"))
+                    masks.get("mask"), lengths=_lengths(masks))
             else:  # this rank's shard; the whole mini-batch's size and mask for the weights
                 mine = shard_rows(idx, dist.rank, dist.size)
+                masks = shard_batch(plan, plan.masks, idx, mine)
                 total, weight = plan.stepper.batch(
                     state.params, shard_batch(plan, plan.inputs, idx, mine),
-                    shard_batch(plan, plan.targets, idx, mine),
-                    shard_batch(plan, plan.masks, idx, mine).get("mask"),
-                    whole=(len(idx), plan.batch(plan.masks, idx).get("mask")))
+                    shard_batch(plan, plan.targets, idx, mine), masks.get("mask"),
+                    whole=(len(idx), plan.batch(plan.masks, idx).get("mask")),
+                    lengths=_lengths(masks))
         except DivergenceError as exc:
             raise DivergenceError(f"training stopped at epoch {epoch + 1}, step "
                                   f"{state.step + 1}: {exc.reason}", epoch + 1,
@@ -168,6 +171,21 @@ def run_epoch(state: TrainState, plan: Plan, bar: Progress) -> None:
     bar.end(state.history[-1])
 
 
+def batch_to_time_major(data) -> dict:
+    """A batch-major data set ``(B, T, ...)`` (a mapping or an .npz path) time-major: views
+    with the first two axes swapped (one-dimensional arrays, ``lengths``, as they are)."""
+    if isinstance(data, str | os.PathLike):
+        data = NpzData(data)
+    return {k: (v.swapaxes(0, 1) if v.ndim >= 2 else v)
+            for k, v in ((k, np.asarray(data[k])) for k in data)}
+
+
+def _lengths(masks: dict):
+    """A mini-batch's lengths ``(B,)`` (kept ``(1, B)`` beside its masks), or None."""
+    lengths = masks.get("lengths")
+    return None if lengths is None else lengths[0]
+
+
 def _validation_loss(state: TrainState, plan: Plan) -> float | None:
     dist = plan.stepper.dist
     total = weight = 0.0
@@ -175,18 +193,20 @@ def _validation_loss(state: TrainState, plan: Plan) -> float | None:
     for lo in range(0, len(plan.val_idx), plan.batch_size):
         idx = plan.val_idx[lo:lo + plan.batch_size]
         if dist is None:
+            masks = plan.batch(plan.masks, idx)
             t, w = plan.scorer.batch(state.params, plan.batch(plan.inputs, idx),
-                                     plan.batch(plan.targets, idx),
-                                     plan.batch(plan.masks, idx).get("mask"))
+                                     plan.batch(plan.targets, idx), masks.get("mask"),
+                                     lengths=_lengths(masks))
             total, weight = total + t, weight + w
             continue
         mine = shard_rows(idx, dist.rank, dist.size)
         if failure is not None or not len(mine):
             continue
         try:
+            masks = shard_batch(plan, plan.masks, idx, mine)
             t, w = plan.scorer.batch(state.params, shard_batch(plan, plan.inputs, idx, mine),
                                      shard_batch(plan, plan.targets, idx, mine),
-                                     shard_batch(plan, plan.masks, idx, mine).get("mask"))
+                                     masks.get("mask"), lengths=_lengths(masks))
             total, weight = total + t, weight + w
         except Exception as exc:  # noqa: BLE001 - raised on every rank after the sum
             failure = exc
@@ -223,7 +243,7 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
           patience: int | None = None, checkpoint: str | os.PathLike | None = None,
           resume: bool = False, progress: bool = True, seed: int = 0, tbptt=None,
           mask_key: str = "mask", restore_best: bool = True, bucket: bool = False,
-          comm=None) -> TrainResult:
+          comm=None, layout: str = "time") -> TrainResult:
     """Train ``params`` of a compiled model on time-major sequences.
 
     Parameters
@@ -294,6 +314,9 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
         :class:`~graphrnn.training.distributed.DistributedError` at the same step; one that
         dies or hangs makes the others abort the job after ``GRAPHRNN_MPI_TIMEOUT`` seconds
         (default 300) at most.
+    layout : {"time", "batch"}
+        ``"batch"``: the data's arrays are batch-major ``(B, T, ...)`` (torch's
+        ``batch_first``); ``lengths`` ``(B,)`` either way.
 
     Returns
     -------
@@ -315,6 +338,10 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
     While training, SIGTERM (in the main thread, when no handler is installed) acts as
     Ctrl-C: the checkpoint is saved and ``stopped_reason`` is ``"interrupted"``.
     """
+    if layout == "batch":
+        data = batch_to_time_major(data)
+    elif layout != "time":
+        raise ValueError(f"unknown layout {layout!r}; choose 'time' or 'batch'")
     path = Path(checkpoint) if checkpoint is not None else None
     dist = Distributed(comm) if comm is not None and comm.Get_size() > 1 else None
     if dist is not None and batch_size % dist.size:

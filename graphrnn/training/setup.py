@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 
 from graphrnn.errors import DataError
+from graphrnn.lengths import valid_mask
 from graphrnn.training.data import (
     NpzData,
     batches,
     check_data,
+    data_lengths,
     initial_params,
     model_io,
     sequence_ends,
@@ -93,7 +95,8 @@ val_fraction, patience, seed, tbptt, mask_key, bucket
     """
     if isinstance(data, str | os.PathLike):
         data = NpzData(data)  # reads only the arrays check_data asks for
-    inputs, tgts, mask, _, n_seq = check_data(model, data, loss, targets, mask_key)
+    inputs, tgts, mask, n_steps, n_seq = check_data(model, data, loss, targets, mask_key)
+    lengths = data_lengths(data, n_steps, n_seq)
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not 0 <= val_fraction < 1:
@@ -107,7 +110,14 @@ val_fraction, patience, seed, tbptt, mask_key, bucket
         if n_val >= n_seq:
             raise DataError(f"{n_seq} sequence(s) are too few for a validation split of "
                             f"{val_fraction}; use more data or val_fraction=0")
-    ends = None if mask is None else sequence_ends(mask)
+    if lengths is not None:  # the loss skips the steps past each end; buckets go by lengths
+        valid = valid_mask(lengths, n_steps).astype(mask.dtype if mask is not None
+                                                     else np.float64)
+        mask = valid if mask is None else mask * valid
+        if k is not None and any(k_ < 0 for _, _, k_ in getattr(model, "net", model).boundaries):
+            raise DataError("lengths with tbptt on a network that reads ahead (negative "
+                            "delays) is not supported: train it without tbptt")
+    ends = lengths if lengths is not None else None if mask is None else sequence_ends(mask)
     if bucket and ends is None:
         raise DataError(f"bucket=True needs a mask ({mask_key!r}) saying where each "
                         "sequence ends")
@@ -118,7 +128,10 @@ val_fraction, patience, seed, tbptt, mask_key, bucket
         optimizer, lr, trainable=keys, **dict(optimizer_kw or {}))
     split = np.random.default_rng(seed).permutation(n_seq)
     val_idx, train_idx = np.sort(split[:n_val]), split[n_val:]
-    plan = Plan(params, inputs, tgts, {} if mask is None else {"mask": mask}, ends, train_idx,
+    masks = {} if mask is None else {"mask": mask}
+    if lengths is not None:  # (1, B): sliced and sharded like the (T, B) arrays
+        masks["lengths"] = lengths[None, :]
+    plan = Plan(params, inputs, tgts, masks, ends, train_idx,
                 val_idx, Stepper(model, loss, k, opt, clip, keys),
                 Stepper(model, loss, k, None, clip, keys), batch_size, seed, bool(bucket),
                 patience, keep_best)

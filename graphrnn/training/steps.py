@@ -65,22 +65,28 @@ class Stepper:
         """``steps=`` for a network without inputs (a Hopfield net), else nothing."""
         return {"steps": steps} if self.no_inputs else {}
 
-    def _fwd(self, params, inputs, state, lo, hi):
+    def _fwd(self, params, inputs, state, lo, hi, lengths=None):
         win = {k: v[lo:hi] for k, v in inputs.items()}
-        return self.model.forward(params, win, state=state, **self._steps(hi - lo))
+        kw = {} if lengths is None else {"lengths": lengths}
+        return self.model.forward(params, win, state=state, **self._steps(hi - lo), **kw)
 
-    def batch(self, params, inputs, targets, mask, whole=None) -> tuple[float, float]:
+    def batch(self, params, inputs, targets, mask, whole=None,
+              lengths=None) -> tuple[float, float]:
         """Update ``params`` in place (or just score, without ``opt``): (loss sum, weight).
 
         With ``dist`` (data-parallel), ``inputs``/``targets``/``mask`` are this rank's shard
         of a mini-batch and ``whole`` is ``(B, mask)`` of the whole mini-batch: each rank's
         gradient is its share of the mean over the whole one, summed over the ranks, and the
-        returned sums are the whole mini-batch's.
+        returned sums are the whole mini-batch's. ``lengths`` ``(B,)``: each sequence's steps
+        (the mask already skips the rest; whole-sequence passes also run by them, so
+        anti-causal loops start at each sequence's end; truncated-BPTT windows of a causal
+        network need only the mask).
         """
+        kw = {} if lengths is None or self.tbptt is not None else {"lengths": lengths}
         t = next(iter(targets.values())).shape[0]
         b = next(iter(targets.values())).shape[1]
         if self.opt is None:
-            return self._score(params, inputs, targets, mask, t)
+            return self._score(params, inputs, targets, mask, t, kw.get("lengths"))
         whole_b, whole_mask = whole if whole is not None else (b, mask)
         if self.tbptt is None:
             w_all = _weight(whole_mask, 0, t, whole_b)
@@ -88,14 +94,15 @@ class Stepper:
                 return 0.0, 0.0
             if self.dist is None:
                 loss, grads = self.model.gradients(params, inputs, targets, loss=self.loss,
-                                                   mask=mask, **self._steps(t),
+                                                   mask=mask, **self._steps(t), **kw,
                                                    **self._noise_seed())
                 self._apply(params, loss, grads, "")
                 return loss * w_all, w_all
             w = _weight(mask, 0, t, b)
             noise = self._noise_seed()
             loss, grads, _ = self._sum(params, w, w_all, "", lambda: self.model.gradients(
-                params, inputs, targets, loss=self.loss, mask=mask, **self._steps(t), **noise))
+                params, inputs, targets, loss=self.loss, mask=mask, **self._steps(t), **kw,
+                **noise))
             self._apply(params, loss, grads, "")
             return loss * w_all, w_all
         k1, k2 = self.tbptt
@@ -196,14 +203,14 @@ class Stepper:
             if not bool(np.isfinite(params[k]).all()):
                 raise DivergenceError(f"the update made parameter {k!r} NaN or inf{where}")
 
-    def _score(self, params, inputs, targets, mask, t) -> tuple[float, float]:
+    def _score(self, params, inputs, targets, mask, t, lengths=None) -> tuple[float, float]:
         k = self.tbptt[0] if self.tbptt else t
         state, total = None, 0.0
         b = next(iter(targets.values())).shape[1]
         weight = float(mask.sum()) if mask is not None else float(t * b)
         for lo in range(0, t, k):
             hi = min(t, lo + k)
-            outputs, state = self._fwd(params, inputs, state, lo, hi)
+            outputs, state = self._fwd(params, inputs, state, lo, hi, lengths)
             m = None if mask is None else mask[lo:hi]
             w = float(m.sum()) if m is not None else float((hi - lo) * b)
             if w == 0:

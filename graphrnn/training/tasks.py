@@ -320,9 +320,42 @@ def text_lm(file: str | os.PathLike, level: str = "char", batch: int = 32,
 
 
 #: Task name -> generator (the ``graphrnn task NAME`` command).
+def parity_tagging(batch: int = 2000, steps: int = 10, seed: int = 0,
+                   dtype: str = "float32") -> Arrays:
+    """Tag every step of a bit string with the parity of the whole string (a tagging task
+    that needs both directions: at step t a causal net has seen only bits 0..t, so before the
+    last step it is at chance; a bidirectional one holds the parity of 0..t and of t..L-1).
+
+    Parameters
+    ----------
+    batch : int
+        Number of strings ``B``.
+    steps : int
+        ``T``: lengths are uniform over ``1..T``.
+    seed : int
+    dtype : str
+
+    Returns
+    -------
+    dict
+        ``x`` (T, B, 2) one-hot bits (zeros past the end); ``y`` (T, B) labels, the string's
+        parity at each of its steps (0 past the end); ``mask`` (T, B); ``lengths`` (B,).
+    """
+    _positive(batch=batch, steps=steps)
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, steps + 1, batch)
+    real = np.arange(steps)[:, None] < lengths[None, :]
+    bits = rng.integers(0, 2, (steps, batch)) * real
+    parity = bits.sum(axis=0) % 2
+    x = np.zeros((steps, batch, 2), dtype=dtype)
+    x[..., 0], x[..., 1] = real * (1 - bits), bits
+    y = (real * parity[None, :]).astype(np.int64)
+    return {"x": x, "y": y, "mask": real.astype(dtype), "lengths": lengths.astype(np.int64)}
+
+
 TASKS: dict[str, Callable[..., Arrays]] = {
     "xor": temporal_xor, "letters": letter_sequence, "reber": embedded_reber, "adding": adding,
-    "text": text_lm}
+    "text": text_lm, "parity": parity_tagging}
 
 
 def save_task(name: str, path: str | os.PathLike, *, input_name: str = "x",

@@ -42,6 +42,8 @@ if cfg.get("mask"):
     data["mask"] = (rng.random((T, B)) < 0.6).astype(float)
     data["mask"][0] = 1
     data["mask"][3:, :5] = 0  # some sequences end early (bucketing, a rank with no weight)
+if cfg.get("lengths"):  # sharded like the (T, B) arrays; anti-causal loops start at each end
+    data["lengths"] = rng.integers(1, T + 1, B)
 model = gr.compile(gr.load_spec(cfg["spec"]), dtype="float64")
 params = model.init_params(seed=cfg.get("init_seed", 0) + rank * cfg.get("rank_seed", 0))
 fail = cfg.get("fail")
@@ -105,7 +107,9 @@ def _assert_same_run(got: str, want: str) -> None:
 
 
 CASES = {"adam_mask": {"mask": 1}, "tbptt_overlap_sgd": {"tbptt": [3, 5], "opt": "sgd"},
-         "tbptt_mask_bucket_clip": {"tbptt": 4, "mask": 1, "bucket": True, "clip": 0.5}}
+         "tbptt_mask_bucket_clip": {"tbptt": 4, "mask": 1, "bucket": True, "clip": 0.5},
+         "bilstm_lengths_bucket": {"lengths": 1, "bucket": True,
+                                   "spec": str(ROOT / "specs" / "bilstm.yaml")}}
 
 
 @pytest.mark.parametrize("case", list(CASES))

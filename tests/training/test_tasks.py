@@ -34,7 +34,7 @@ EMBEDDED = re.compile(rf"B([TP]){REBER}\1E")
 
 
 def test_registry_names_the_tasks():
-    assert set(TASKS) == {"xor", "letters", "reber", "adding", "text"}
+    assert set(TASKS) == {"xor", "letters", "reber", "adding", "text", "parity"}
 
 
 @given(batch=st.integers(1, 5), steps=st.integers(1, 40), seed=st.integers(0, 2**31))
@@ -190,8 +190,8 @@ def test_save_task_writes_the_data_layout(tmp_path):
         np.testing.assert_array_equal(z["u"], ref["x"])
         np.testing.assert_array_equal(z["out"], ref["y"])
     assert os.listdir(tmp_path) == ["add.npz"]  # no temp file left behind
-    with pytest.raises(ValueError, match="unknown task 'parity'; choose one of xor, letters"):
-        save_task("parity", tmp_path / "p.npz")
+    with pytest.raises(ValueError, match="unknown task 'nonsense'; choose one of xor, letters"):
+        save_task("nonsense", tmp_path / "p.npz")
     with pytest.raises(ValueError, match="clash"):
         save_task("adding", tmp_path / "c.npz", input_name="mask", batch=2, steps=4)
     save_task("reber", tmp_path / "r", batch=3)
