@@ -234,27 +234,6 @@ class Run:
             plan.take(n for n, b in self.prog.buffers.items() if b.role == "input")
 
 
-def _writes(stage) -> set[str]:
-    """The buffers the ops of a stage write."""
-    return {name for op in stage.ops for name in _op_writes(op)}
-
-
-def _op_writes(op) -> set[str]:
-    """The buffers an op (or the ops of a Fused one) writes."""
-    return {o.out for o in (*getattr(op, "ops", ()), op) if getattr(o, "out", None) is not None}
-
-
-def _steps(stage, kernels, lo: int, hi: int, backward: bool) -> None:
-    """Steps ``[lo, hi)`` of a loop stage, forward in its direction, backward against it."""
-    if _whole(stage, kernels):
-        for k in (reversed(kernels) if backward else kernels):
-            (k.backward if backward else k.forward)(lo, hi)
-        return
-    down = backward != stage.reverse
-    for t in (range(hi - 1, lo - 1, -1) if down else range(lo, hi)):
-        for k in (reversed(kernels) if backward else kernels):
-            (k.backward if backward else k.forward)(t, t + 1)
-
     # -- recomputation (``remat``) ----------------------------------------------------------
 
     def _segments(self, reverse: bool) -> list[tuple[int, int]]:
@@ -276,6 +255,27 @@ def _steps(stage, kernels, lo: int, hi: int, backward: bool) -> None:
             if z > a:
                 release_rows(self.rows(name, a, z))
 
+
+def _writes(stage) -> set[str]:
+    """The buffers the ops of a stage write."""
+    return {name for op in stage.ops for name in _op_writes(op)}
+
+
+def _op_writes(op) -> set[str]:
+    """The buffers an op (or the ops of a Fused one) writes."""
+    return {o.out for o in (*getattr(op, "ops", ()), op) if getattr(o, "out", None) is not None}
+
+
+def _steps(stage, kernels, lo: int, hi: int, backward: bool) -> None:
+    """Steps ``[lo, hi)`` of a loop stage, forward in its direction, backward against it."""
+    if _whole(stage, kernels):
+        for k in (reversed(kernels) if backward else kernels):
+            (k.backward if backward else k.forward)(lo, hi)
+        return
+    down = backward != stage.reverse
+    for t in (range(hi - 1, lo - 1, -1) if down else range(lo, hi)):
+        for k in (reversed(kernels) if backward else kernels):
+            (k.backward if backward else k.forward)(t, t + 1)
 
 def _refreshers(kernels) -> list | None:
     """What brings each kernel's copies of the parameters up to date (none for a kernel that
