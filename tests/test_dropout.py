@@ -312,3 +312,20 @@ def test_training_masks_come_from_the_seed_and_survive_a_resume(tmp_path):
     for k in whole:
         assert np.array_equal(whole[k], resumed[k]), k
     assert any(not np.allclose(whole[k], other[k]) for k in whole)
+
+
+def test_lengths_and_training_noise_match_the_reference():
+    """Dropout and zoneout masks with sequences of different lengths, on both NumPy backends:
+    each sequence sees its own row's masks over its own steps."""
+    net = gr.load_spec(NOISY)
+    inputs, state = random_case(net, steps=5, batch=3, seed=2)
+    lengths = np.array([5, 2, 4])
+    for backend in ("numpy", "numpy-ufuncs"):
+        model = gr.compile(net, backend=backend, dtype="float64")
+        params = model.init_params(2)
+        got, got_state = model.forward(params, inputs, state, seed=4, train=True,
+                                       lengths=lengths)
+        want, want_state = reference_forward(net, params, inputs, state, seed=4, train=True,
+                                             lengths=lengths)
+        assert_close(got, want)
+        assert_close(got_state, want_state)
