@@ -54,9 +54,9 @@ class Tape:
         Returns
         -------
         dict
-            Every key of ``params``; ``input:NAME`` for every input (None where the forward
-            pass was recorded with ``input_grads=False``); ``state:KEY`` for every key of the
-            passed ``state``.
+            Every key of ``params``; ``input:NAME`` for every input (None for token inputs,
+            and where the forward pass was recorded with ``input_grads=False``);
+            ``state:KEY`` for every key of the passed ``state``.
         """
         if self.run is None:
             raise DataError("this tape was released: record another forward pass")
@@ -104,7 +104,7 @@ class Tape:
         if inputs:
             for name in model.net.inputs:
                 g = (model.backend.export(run.rows(name, 0, run.steps, grad=True))
-                     if self.input_grads else None)
+                     if self.input_grads and name not in model.net.tokens else None)
                 if g is not None and self.layout == "batch":
                     g = g.swapaxes(0, 1)
                 grads[f"input:{name}"] = g

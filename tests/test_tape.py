@@ -168,3 +168,19 @@ def test_importing_graphrnn_imports_neither_torch_nor_jax():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=str(SPECS.parents[1]))
     assert out.stdout.strip() == "False"
+
+
+def test_token_inputs_have_no_gradient():
+    """DESIGN: ``input:NAME`` is None for token inputs; a float input next to it still gets
+    its gradient."""
+    net = gr.load_spec("inputs: {tok: {vocab: 5}, x: 2}\nnodes:\n  e: {size: 3, bias: false}\n"
+                       "  h: {size: 3, activation: tanh}\nedges:\n  - tok -> e embedding\n"
+                       "  - e -> h\n  - x -> h\n  - h -> h @1\noutputs: [h]\n")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(0)
+    rng = np.random.default_rng(0)
+    inputs = {"tok": rng.integers(0, 5, (4, 2)), "x": rng.normal(size=(4, 2, 2))}
+    outs, _, tape = model.forward(params, inputs, record=True)
+    grads = tape.backward({"h": np.ones_like(outs["h"])})
+    assert grads["input:tok"] is None
+    assert grads["input:x"].shape == (4, 2, 2) and np.abs(grads["input:x"]).max() > 0
