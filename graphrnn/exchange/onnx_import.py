@@ -214,8 +214,9 @@ def from_onnx(path_or_model) -> tuple[Network, dict]:
     Raises
     ------
     SpecError
-        One line naming what graphrnn cannot express (non-trivial ``sequence_lens``,
-        other ops, ``clip`` <= 0).
+        One line naming what graphrnn cannot express (a constant ``sequence_lens`` shorter
+        than T, other ops, ``clip`` <= 0). A ``sequence_lens`` graph input is accepted: pass
+        its values as ``lengths=`` to ``forward``/``gradients`` (the same semantics).
     """
     spec, params = onnx_spec(path_or_model)
     return load_spec(spec_text(spec)), params
@@ -307,11 +308,14 @@ def count_gates(op: str) -> int:
 
 
 def _sequence_lens_trivial(op, graph, given, consts, layout) -> None:
-    """Accept ``sequence_lens`` only when it is a constant equal to the fixed T everywhere."""
+    """Accept ``sequence_lens`` as a graph input (the caller passes it as ``lengths=``: the
+    same semantics) or as a constant equal to the fixed T everywhere."""
+    if any(i.name == given["sequence_lens"] for i in graph.input):
+        return
     lens = consts.get(given["sequence_lens"])
     x = next((i for i in graph.input if i.name == given["X"]), None)
     dims = x.type.tensor_type.shape.dim if x is not None else []
     t_dim = dims[1 if layout else 0].dim_value if len(dims) == 3 else 0
     if lens is None or not t_dim or np.any(np.asarray(lens) != t_dim):
-        _refuse(op, "sequence_lens needs lengths= (sequences of different lengths are not "
-                    "in graphrnn yet)")
+        _refuse(op, "a constant sequence_lens shorter than T: make it a graph input and pass "
+                    "it as lengths=")

@@ -263,20 +263,46 @@ def test_what_cannot_be_expressed_is_refused_naming_the_attribute(change, messag
     assert "\n" not in str(info.value)
 
 
-def test_sequence_lens_is_refused_unless_every_sequence_is_full_length():
-    node, arrays = _random("GRU", steps=4, batch=2)
+@pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_sequence_lens_as_lengths_matches_onnxruntime(op, direction):
+    """A sequence_lens graph input is graphrnn's lengths=: outputs zero past each end, Y_h
+    each sequence's own last value (and, reversed, its value at step 0 read from its end)."""
+    node, arrays = _random(op, steps=5, batch=3, direction=direction, seed=3)
     names = list(node.input)
     names[4] = "lens"
-    for lens, accepted in ((np.array([4, 4], np.int32), True),
-                           (np.array([4, 2], np.int32), False)):
-        arrays["lens"] = lens
-        with_lens = helper.make_node("GRU", names, list(node.output), hidden_size=5)
-        model = _model(with_lens, arrays)
-        if accepted:
-            _assert_close(_graphrnn(with_lens, arrays), _reference(node, arrays))
-        else:
-            with pytest.raises(gr.SpecError, match="sequence_lens needs lengths="):
-                gr.from_onnx(model)
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    with_lens = helper.make_node(op, names, list(node.output), **attrs)
+    lens = arrays["lens"] = np.array([5, 2, 4], np.int32)
+    model = _model(with_lens, arrays)
+    model.graph.input.append(helper.make_tensor_value_info("lens", TensorProto.INT32, [3]))
+    model.graph.initializer.remove(next(i for i in model.graph.initializer if i.name == "lens"))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {k: v for k, v in arrays.items() if k == "X" or k in STATE_INPUTS}
+    want = dict(zip([o for o in node.output if o], session.run(None, {**feeds, "lens": lens}),
+                    strict=True))
+    net, params = gr.from_onnx(model)
+    state = {}
+    reverse = direction == "reverse"
+    for role, key in (("initial_h", "H"), ("initial_c", "C")):
+        if role in arrays:
+            s = arrays[role].astype(np.float64)
+            state[key + ("@+1" if reverse else "")] = s[0]
+            if direction == "bidirectional":
+                state[f"{key}_reverse@+1"] = s[1]
+    out, final = gr.compile(net, dtype="float64").forward(
+        params, {"X": arrays["X"].astype(np.float64)}, state=state, lengths=lens)
+    ys = [out["Y"]] + ([out["Y_reverse"]] if "Y_reverse" in out else [])
+    got = {"Y": np.stack(ys, axis=1)}
+    for key, role in (("H", "Y_h"), ("C", "Y_c")):
+        first = key + ("@+1" if reverse else "")
+        if first in final:
+            hs = [final[first]] + ([final[f"{key}_reverse@+1"]]
+                                   if direction == "bidirectional" else [])
+            got[role] = np.stack(hs)
+    _assert_close({k: got[k] for k in want}, want)
+    with pytest.raises(gr.SpecError, match="make it a graph input and pass it as lengths="):
+        gr.from_onnx(_model(with_lens, arrays))  # the same lengths as a constant: refused
 
 
 def test_weights_must_be_constants_and_other_ops_are_refused():
