@@ -222,6 +222,18 @@ class Distributed:
             exc = DistributedError(f"rank 0: {text}")
         raise exc
 
+    def check_shardable(self, batch_size: int, net) -> None:
+        """Refuse, before training starts, what the ranks cannot train exactly as one process:
+        a batch the rank count does not divide, or per-row training noise (each rank would
+        draw its shard's dropout/zoneout masks, not those of its rows of the global batch)."""
+        if batch_size % self.size:
+            raise ValueError(f"batch_size {batch_size} does not split evenly over {self.size} "
+                             "ranks: use a rank count that divides the batch size")
+        if getattr(net, "has_training_noise", False):
+            raise ValueError("data-parallel training of a network with dropout or zoneout is "
+                             "not exact yet (each rank would draw its shard's masks): train "
+                             "it in one process")
+
     def check_same(self, params: Mapping[str, Any], when: str) -> None:
         """Raise :class:`DistributedError` on every rank unless all ranks hold equal params."""
         digest = np.frombuffer(params_digest(params), dtype=np.int64).copy()

@@ -344,9 +344,8 @@ def train(model, params: Mapping[str, Any], data, *, targets: list[str] | None =
         raise ValueError(f"unknown layout {layout!r}; choose 'time' or 'batch'")
     path = Path(checkpoint) if checkpoint is not None else None
     dist = Distributed(comm) if comm is not None and comm.Get_size() > 1 else None
-    if dist is not None and batch_size % dist.size:
-        raise ValueError(f"batch_size {batch_size} does not split evenly over {dist.size} "
-                         "ranks: use a rank count that divides the batch size")
+    if dist is not None:
+        dist.check_shardable(batch_size, getattr(model, "net", None))
     plan, config = prepare(model, params, data, targets=targets, loss=loss, optimizer=optimizer,
                            lr=lr, optimizer_kw=optimizer_kw, batch_size=batch_size, clip=clip,
                            val_fraction=val_fraction, patience=patience, seed=seed,
