@@ -25,8 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, any cwd
 import graphrnn as gr  # noqa: E402
-from graphrnn import hopfield, png  # noqa: E402
+from graphrnn import hopfield
 from graphrnn.files import atomic_file  # noqa: E402
+from graphrnn.frontend import png  # noqa: E402
 
 ALPHA_C = 0.138
 

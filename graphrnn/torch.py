@@ -59,9 +59,9 @@ def _to_array(tensor: torch.Tensor):
     tensor = tensor.detach()
     if tensor.device.type == "cpu":
         return tensor.numpy()
-    import cupy  # noqa: PLC0415 - CUDA only
+    from graphrnn.backends.cupy_interop import from_dlpack  # noqa: PLC0415 - CUDA only
 
-    return cupy.from_dlpack(tensor)
+    return from_dlpack(tensor)
 
 
 def _to_tensor(array, like: torch.Tensor) -> torch.Tensor:
@@ -77,9 +77,9 @@ def _stream(device: torch.device):
 
     if device.type != "cuda":
         return contextlib.nullcontext()
-    import cupy  # noqa: PLC0415
+    from graphrnn.backends.cupy_interop import external_stream  # noqa: PLC0415
 
-    return cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream)
+    return external_stream(torch.cuda.current_stream(device).cuda_stream)
 
 
 def _call_shape(model: Model, inputs, state, steps: int):

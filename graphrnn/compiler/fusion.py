@@ -107,13 +107,16 @@ def group_normalised(prog: Program) -> Program:
             stages.append(stage)
             continue
         ops: list = []
+        def groupable(op) -> bool:  # element-wise but for its norm (not softmax, not async)
+            return (isinstance(op, NodeUpdate) and bool(op.norm) and not op.own
+                    and elementwise(replace(op, norm=None, gain=None), prog.buffers))
+
         for op in stage.ops:
-            if (isinstance(op, NodeUpdate) and op.norm and not op.own
-                    and elementwise(replace(op, norm=None, gain=None), prog.buffers)):
+            if groupable(op):
                 last = ops[-1] if ops else None
                 members = (last.ops if isinstance(last, Fused) else (last,)
                            if isinstance(last, NodeUpdate) else ())
-                if (members and all(m.norm for m in members)
+                if (members and all(groupable(m) for m in members)
                         and prog.buffers[members[0].out].size == prog.buffers[op.out].size):
                     ops[-1] = Fused((*members, op), last.uid if isinstance(last, Fused)
                                     else next(uids))

@@ -66,10 +66,11 @@ def page_data(net: Network, dag: nx.DiGraph) -> dict:
 def _schedule(net: Network) -> tuple[list[dict] | None, str]:
     """The compiled program's stages for the page, or ``None`` and why not."""
     from graphrnn.compiler import ir
-    from graphrnn.model import compile as compile_net
+    from graphrnn.compiler.passes import schedule
+    from graphrnn.frontend.training_noise import eval_network
 
-    try:
-        program = compile_net(net).program
+    try:  # the standard pipeline (a backend may add passes of its own)
+        program = schedule(eval_network(net))
     except (ValueError, NotImplementedError) as e:  # the page works without a schedule
         return None, f"not compiled: {e}"
     stages = []

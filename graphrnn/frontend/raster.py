@@ -130,7 +130,7 @@ def rasterise(drawing: Drawing, scale: float = 2.0) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``(H, W, 3)`` ``uint8``, for :func:`graphrnn.png.encode_png`.
+        ``(H, W, 3)`` ``uint8``, for :func:`graphrnn.frontend.png.encode_png`.
     """
     canvas = _Canvas(int(np.ceil(drawing.width * scale)), int(np.ceil(drawing.height * scale)),
                      scale)

@@ -318,8 +318,8 @@ def render(dag: nx.DiGraph, fmt: str, *, net: Network | None = None,
     from graphrnn.frontend import layout as own
     if fmt == "svg":
         return own.to_svg(dag)
+    from graphrnn.frontend.png import encode_png
     from graphrnn.frontend.raster import rasterise
-    from graphrnn.png import encode_png
     return encode_png(rasterise(own.draw_unrolled(dag)))
 
 

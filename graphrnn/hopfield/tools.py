@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from graphrnn import png
+from graphrnn.frontend import png
 from graphrnn.hopfield import bitmaps
 from graphrnn.hopfield.reference import (
     ACTIVATIONS,

@@ -16,23 +16,21 @@ def scatter_add_rows(xp, table_shape: tuple, ids, rows, dtype):
     """``g[ids[i]] += rows[i]`` for every i: the gradient of a row gather, a ``table_shape``
     array.
 
-    On NumPy the sum is deterministic: the rows are sorted by id (a stable sort) and each id's
-    run summed in order (``np.add.reduceat``), so the result does not depend on threads or
-    timing. On CuPy it is ``cupyx.scatter_add`` (atomic adds: the order of the additions, so
-    the last bits of a float32 sum, may vary between runs).
+    Deterministic: the rows are sorted by id (a stable sort) and each id's run summed in
+    order (``np.add.reduceat``), so the result does not depend on threads or timing. NumPy
+    arrays only: the CuPy backend runs the Gather with its own sorted kernels
+    (``backends/kernels/embedding.cu``), so this twin never sees device arrays.
     """
     grad = xp.zeros(table_shape, dtype=dtype)
     if ids.size == 0:
         return grad
-    if xp is np:
-        order = np.argsort(ids, kind="stable")
-        ordered = ids[order]
-        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-        grad[ordered[starts]] = np.add.reduceat(rows[order], starts, axis=0)
-        return grad
-    import cupyx  # noqa: PLC0415 - only on the CuPy backend
-
-    cupyx.scatter_add(grad, ids, rows)
+    if xp is not np:
+        raise TypeError("scatter_add_rows takes NumPy arrays (the CuPy backend has its own "
+                        "embedding kernels)")
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    grad[ordered[starts]] = np.add.reduceat(rows[order], starts, axis=0)
     return grad
 
 

@@ -182,6 +182,7 @@ class Distributed:
             out = self.sum_host(flat, what)
         else:  # pragma: no cover - needs a GPU per rank
             if self.nccl is None:
+                from graphrnn.backends.cupy_interop import NcclSum
                 self.nccl = NcclSum(self)
             out = self.nccl.sum(flat, what)
         self.reduce_seconds += time.perf_counter() - t0
@@ -246,38 +247,6 @@ class Distributed:
                                    "same seed)")
 
 
-class NcclSum:  # pragma: no cover - needs one GPU per rank
-    """A device-resident all-reduce (sum) through NCCL; the unique id is broadcast over MPI."""
-
-    def __init__(self, dist: Distributed):
-        import cupy
-        from cupy.cuda import nccl
-
-        self.cupy, self.nccl, self.dist = cupy, nccl, dist
-        uid = nccl.get_unique_id() if dist.is_root else None
-        dist.rendezvous("the NCCL set-up")
-        uid = dist.comm.bcast(uid, root=0)
-        self.comm = nccl.NcclCommunicator(dist.size, uid, dist.rank)
-        self.stream = cupy.cuda.Stream(non_blocking=True)
-        self.types = {np.dtype(np.float64): nccl.NCCL_FLOAT64,
-                      np.dtype(np.float32): nccl.NCCL_FLOAT32}
-
-    def sum(self, flat, what: str):
-        """Sum the CuPy array ``flat`` over the ranks, in place, on this rank's device."""
-        self.cupy.cuda.get_current_stream().synchronize()  # the gradients are written
-        ptr = flat.data.ptr
-        self.comm.allReduce(ptr, ptr, flat.size, self.types[np.dtype(flat.dtype)],
-                            self.nccl.NCCL_SUM, self.stream.ptr)
-        deadline = time.monotonic() + self.dist.timeout
-        while not self.stream.done:
-            if time.monotonic() > deadline:
-                self.comm.abort()
-                self.dist.abort(f"no answer from the other ranks within {self.dist.timeout:g} "
-                                f"s during {what} (NCCL; a rank died or hangs); stopping the job")
-            time.sleep(1e-4)
-        return flat
-
-
 def use_local_device(environ: Mapping[str, str] | None = None) -> int | None:
     """Make the launcher's local rank choose this process's CUDA device (CuPy); its number.
 
@@ -287,12 +256,7 @@ def use_local_device(environ: Mapping[str, str] | None = None) -> int | None:
     if local is None:
         return None
     try:
-        import cupy
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception:  # noqa: BLE001 - no CuPy, no driver, no device
+        from graphrnn.backends.cupy_interop import use_device
+    except ImportError:  # no CuPy
         return None
-    if count == 0:
-        return None
-    device = local % count
-    cupy.cuda.Device(device).use()
-    return device
+    return use_device(local)

@@ -7,15 +7,15 @@ import zlib
 
 import numpy as np
 
-from graphrnn import png
 from graphrnn.cli.main import main
+from graphrnn.frontend import png
 from graphrnn.hopfield import bitmaps
 
 LABELS = ("stored", "corrupted", "recalled")
 
 
 def _decode_gray_png(data: bytes) -> np.ndarray:
-    """The pixels of a grayscale PNG as graphrnn.png writes it (filter type 0 on each line)."""
+    """The pixels of a grayscale PNG as graphrnn.frontend.png writes it (filter 0 per line)."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     at, idat, size = 8, b"", None
     while at < len(data):

@@ -21,7 +21,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def decode_png(data: bytes) -> np.ndarray:
-    """An 8-bit RGB PNG without filters (what graphrnn.png writes), checking every CRC."""
+    """An 8-bit RGB PNG without filters (what graphrnn.frontend.png writes), checking every CRC."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, chunks = 8, {}
     while pos < len(data):

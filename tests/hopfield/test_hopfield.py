@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import graphrnn as gr
-from graphrnn import hopfield, png
+from graphrnn import hopfield
+from graphrnn.frontend import png
 from graphrnn.hopfield import bitmaps
 
 RULES = {"hebbian": hopfield.hebbian, "storkey": hopfield.storkey,

@@ -232,3 +232,24 @@ def test_cpu_pipeline_runs_the_four_gates_as_one_row_kernel_split_by_batch_rows(
     plan = plan_loop(loop, model.program, threads=2, batch=8)
     assert plan is not None and plan.bounds[0] == (0, 4, 8)  # batch rows, not columns
     assert (2, 0) in plan.ops  # the threads meet after the gate GEMMs, before the gates
+
+
+def test_a_normalised_softmax_node_is_not_grouped_into_a_row_kernel():
+    """Found by the random graphs in CI: group_normalised put a normalised softmax node (not
+    element-wise but for its norm) into a CPU row kernel, which has no softmax."""
+    net = gr.load_spec("""
+nodes:
+  n0: {size: 1, activation: softmax, combine: product, leak: 0.25, init_state: learned,
+       norm: layer}
+  n1: {size: 1, activation: identity, combine: product, init_state: learned, bias: false,
+       norm: layer}
+edges:
+  - {from: n1, to: n0, delay: 1, weight: full, transpose: true}
+  - n0 -> n1 diagonal
+outputs: [n0]
+""")
+    params = _random_params(gr.compile(net, dtype="float64"), seed=3)
+    ref_out, ref_final = reference_forward(net, params, {}, {}, steps=4)
+    out, final = gr.compile(net, dtype="float64").forward(params, {}, steps=4)
+    assert_close(out, ref_out)
+    assert_close(final, ref_final)
