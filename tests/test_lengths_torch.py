@@ -8,81 +8,18 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
-from tests.helpers import SPECS
+from tests.helpers.torch_bidirectional import (
+    DIRECTIONS,
+    GATES,
+    recurrent_param,
+    setup,
+    torch_run,
+)
 
 torch = pytest.importorskip("torch")
 
 T, B = 6, 4
 LENGTHS = np.array([3, 6, 1, 4])
-GATES = {"bilstm": ["i", "f", "g", "o"], "bigru": ["r", "z", "n"]}
-STATE = {"bilstm": ["h", "c"], "bigru": ["h"]}
-#: torch's weight-name suffix and our node suffix and state-key suffix, per direction
-DIRECTIONS = [("", "", "", "@1"), ("_reverse", "_reverse", "_reverse@+1", "@-1")]
-
-
-def _recurrent(kind, gate, sfx, at):
-    if (kind, gate) == ("bigru", "n"):
-        return f"h{sfx}->hn{sfx}{at}"
-    return f"h{sfx}->{gate}{sfx}{at}"
-
-
-def _setup(kind):
-    net = gr.load_spec(SPECS / f"{kind}.yaml")
-    model = gr.compile(net, backend="numpy", dtype="float64")
-    rng = np.random.default_rng(11)
-    params = {k: v + rng.normal(scale=0.3, size=v.shape) if k.endswith(".bias") else v
-              for k, v in model.init_params(seed=2).items()}
-    hidden, size_in, size_out = net.size("h"), net.size("x"), net.size("y")
-    cls = torch.nn.LSTM if kind == "bilstm" else torch.nn.GRU
-    rnn = cls(size_in, hidden, bidirectional=True, dtype=torch.float64)
-    lin = torch.nn.Linear(2 * hidden, size_out, dtype=torch.float64)
-    values = {}
-    for tsfx, sfx, _, at in DIRECTIONS:
-        b_ih, b_hh = [], []
-        for gate in GATES[kind]:
-            if (kind, gate) == ("bigru", "n"):
-                b_ih.append(params[f"n{sfx}.bias"])
-                b_hh.append(params[f"hn{sfx}.bias"])
-            else:
-                part = rng.normal(size=hidden)
-                b_ih.append(part)
-                b_hh.append(params[f"{gate}{sfx}.bias"] - part)
-        values[f"weight_ih_l0{tsfx}"] = np.concatenate([params[f"x->{g}{sfx}"]
-                                                        for g in GATES[kind]])
-        values[f"weight_hh_l0{tsfx}"] = np.concatenate([params[_recurrent(kind, g, sfx, at)]
-                                                        for g in GATES[kind]])
-        values[f"bias_ih_l0{tsfx}"] = np.concatenate(b_ih)
-        values[f"bias_hh_l0{tsfx}"] = np.concatenate(b_hh)
-    with torch.no_grad():
-        for name, value in values.items():
-            getattr(rnn, name).copy_(torch.from_numpy(value))
-        lin.weight.copy_(torch.from_numpy(np.concatenate([params["h->y"],
-                                                          params["h_reverse->y"]], axis=1)))
-        lin.bias.copy_(torch.from_numpy(params["y.bias"]))
-    x = rng.normal(size=(T, B, size_in))
-    state = {f"{n}{key}": rng.normal(scale=0.5, size=(B, hidden))
-             for n in STATE[kind] for _, _, key, _ in DIRECTIONS}
-    return model, params, rnn, lin, x, state, rng
-
-
-def _torch_run(kind, rnn, lin, x, state):
-    """Torch's read-out, its per-direction hidden sequences, final states by our keys and the
-    initial-state tensors."""
-    init = {n: torch.from_numpy(np.stack([state[f"{n}{key}"] for _, _, key, _ in DIRECTIONS])
-                                ).requires_grad_(True) for n in STATE[kind]}
-    hx = (init["h"], init["c"]) if kind == "bilstm" else init["h"]
-    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.tensor(LENGTHS),
-                                                     enforce_sorted=False)
-    packed_out, final = rnn(packed, hx)
-    seq, _ = torch.nn.utils.rnn.pad_packed_sequence(packed_out, total_length=T)
-    finals = dict(zip(["h", "c"], final, strict=False)) if kind == "bilstm" else {"h": final}
-    ours = {f"{n}{key}": finals[n][d] for n in STATE[kind]
-            for d, (_, _, key, _) in enumerate(DIRECTIONS)}
-    hidden = rnn.hidden_size
-    valid = torch.from_numpy((np.arange(T)[:, None] < LENGTHS[None, :]).astype(np.float64))
-    return lin(seq) * valid[..., None], (seq[..., :hidden], seq[..., hidden:]), ours, init
-
-
 def _rel(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
@@ -91,11 +28,11 @@ def _rel(a, b) -> float:
 @pytest.mark.parametrize("kind", ["bilstm", "bigru"])
 @pytest.mark.parametrize("backend", ["numpy", "numpy-ufuncs"])
 def test_packed_bidirectional_forward_and_gradients_match_torch(kind, backend):
-    model, params, rnn, lin, x, state, rng = _setup(kind)
+    model, params, rnn, lin, x, state, rng = setup(torch, kind, T, B)
     model = gr.compile(model.net, backend=backend, dtype="float64")
     outputs, final, tape = model.forward(params, {"x": x}, state=state, lengths=LENGTHS,
                                          record=True)
-    y, _, finals, init = _torch_run(kind, rnn, lin, x, state)
+    y, _, finals, init = torch_run(torch, kind, rnn, lin, x, state, LENGTHS)
     assert _rel(outputs["y"], y.detach().numpy()) <= 1e-10
     assert set(final) == set(finals)
     for key, value in finals.items():
@@ -118,7 +55,7 @@ def test_packed_bidirectional_forward_and_gradients_match_torch(kind, backend):
         for k, gate in enumerate(GATES[kind]):
             rows = slice(k * hidden, (k + 1) * hidden)
             expected[f"x->{gate}{sfx}"] = w_ih.grad[rows].numpy()
-            expected[_recurrent(kind, gate, sfx, at)] = w_hh.grad[rows].numpy()
+            expected[recurrent_param(kind, gate, sfx, at)] = w_hh.grad[rows].numpy()
             if (kind, gate) == ("bigru", "n"):
                 expected[f"n{sfx}.bias"] = b_ih.grad[rows].numpy()
                 expected[f"hn{sfx}.bias"] = b_hh.grad[rows].numpy()
@@ -135,11 +72,11 @@ def test_packed_bidirectional_forward_and_gradients_match_torch(kind, backend):
 @pytest.mark.parametrize("kind", ["bilstm", "bigru"])
 def test_packed_loss_gradients_match_torch(kind):
     """``gradients(..., lengths=)``: the mse over the steps that exist, as torch's masked mean."""
-    model, params, rnn, lin, x, state, rng = _setup(kind)
+    model, params, rnn, lin, x, state, rng = setup(torch, kind, T, B)
     target = rng.normal(size=(T, B, lin.out_features))
     loss, grads = model.gradients(params, {"x": x}, {"y": target}, state=state,
                                   lengths=LENGTHS)
-    y, _, _, _ = _torch_run(kind, rnn, lin, x, state)
+    y, _, _, _ = torch_run(torch, kind, rnn, lin, x, state, LENGTHS)
     valid = torch.from_numpy((np.arange(T)[:, None] < LENGTHS[None, :]).astype(np.float64))
     diff = (y - torch.from_numpy(target)) ** 2 * valid[..., None]
     torch_loss = diff.sum() / (valid.sum() * lin.out_features)
