@@ -85,3 +85,36 @@ def torch_run(torch, kind, rnn, lin, x, state, lengths=None):
         valid = (np.arange(steps)[:, None] < np.asarray(lengths)[None, :]).astype(np.float64)
         out = out * torch.from_numpy(valid)[..., None]
     return out, (seq[..., :hidden], seq[..., hidden:]), ours, init
+
+
+def rel(a, b) -> float:
+    """The largest difference relative to the largest magnitude of ``b``."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def assert_grads_match_torch(kind, rnn, lin, init, params, grads) -> None:
+    """Every parameter's and initial state's gradient of ours equals torch's (after torch's
+    ``backward``) to 1e-10, mapped back to our names."""
+    hidden = rnn.hidden_size
+    expected = {"h->y": lin.weight.grad[:, :hidden].numpy(),
+                "h_reverse->y": lin.weight.grad[:, hidden:].numpy(),
+                "y.bias": lin.bias.grad.numpy()}
+    for tsfx, sfx, _, at in DIRECTIONS:
+        w_ih, w_hh = getattr(rnn, f"weight_ih_l0{tsfx}"), getattr(rnn, f"weight_hh_l0{tsfx}")
+        b_ih, b_hh = getattr(rnn, f"bias_ih_l0{tsfx}"), getattr(rnn, f"bias_hh_l0{tsfx}")
+        for k, gate in enumerate(GATES[kind]):
+            rows = slice(k * hidden, (k + 1) * hidden)
+            expected[f"x->{gate}{sfx}"] = w_ih.grad[rows].numpy()
+            expected[recurrent_param(kind, gate, sfx, at)] = w_hh.grad[rows].numpy()
+            if (kind, gate) == ("bigru", "n"):
+                expected[f"n{sfx}.bias"] = b_ih.grad[rows].numpy()
+                expected[f"hn{sfx}.bias"] = b_hh.grad[rows].numpy()
+            else:
+                expected[f"{gate}{sfx}.bias"] = b_ih.grad[rows].numpy()
+    assert set(expected) == set(params), "every parameter is compared"
+    for name, g in expected.items():
+        assert rel(grads[name], g) <= 1e-10, name
+    for n, tensor in init.items():
+        for d, (_, _, key, _) in enumerate(DIRECTIONS):
+            assert rel(grads[f"state:{n}{key}"], tensor.grad[d].numpy()) <= 1e-10, n + key
