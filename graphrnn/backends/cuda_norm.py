@@ -23,6 +23,7 @@ from graphrnn.backends.cuda_ops import FusedCudaKernel, _Kernel, _pow2_block
 from graphrnn.compiler.ir import NodeUpdate, op_label
 from graphrnn.frontend.network import NORM_EPS
 from graphrnn.ops import node_update_vjp
+from graphrnn.ops.fused import FusedKernel
 from graphrnn.ops.node_update import NodeUpdateKernel
 
 
@@ -146,9 +147,9 @@ class LayerNormNodeKernel(_Kernel):
             NodeUpdateKernel(replace(op, bias=None, norm=None, gain=None), run).param_grads()
 
 
-class LayerNormRunKernel:
+class LayerNormRunKernel(FusedKernel):
     """A Fused run of normalised NodeUpdates (the CPU pipeline's grouping): its members'
-    :class:`LayerNormNodeKernel` in turn (backward in reverse)."""
+    :class:`LayerNormNodeKernel` in turn (backward in reverse), as FusedKernel runs members."""
 
     capturable = True
 
@@ -158,15 +159,3 @@ class LayerNormRunKernel:
 
     def pointers(self, backward: bool) -> tuple:
         return tuple(p for k in self.members for p in k.pointers(backward))
-
-    def forward(self, lo: int, hi: int) -> None:
-        for k in self.members:
-            k.forward(lo, hi)
-
-    def backward(self, lo: int, hi: int) -> None:
-        for k in reversed(self.members):
-            k.backward(lo, hi)
-
-    def param_grads(self) -> None:
-        for k in self.members:
-            k.param_grads()
