@@ -46,6 +46,7 @@ class Stepper:
         #: training-time noise: each gradient call draws its masks from its own seed
         self.noisy = bool(getattr(getattr(model, "net", None), "has_training_noise", False))
         self.noise_key, self.noise_calls = (0, 0, 0), 0
+        self.rows = None  # (first row, size) of this rank's shard in the whole mini-batch
 
     def start_batch(self, seed: int, epoch: int, step: int) -> None:
         """The next mini-batch's masks come from ``(seed, epoch, step)``: a run resumed from a
@@ -88,6 +89,8 @@ class Stepper:
         if self.opt is None:
             return self._score(params, inputs, targets, mask, t, kw.get("lengths"))
         whole_b, whole_mask = whole if whole is not None else (b, mask)
+        if self.dist is not None:  # this shard's rows of the whole mini-batch's noise masks
+            self.rows = (self.dist.shard_offset(whole_b), whole_b)
         if self.tbptt is None:
             w_all = _weight(whole_mask, 0, t, whole_b)
             if w_all == 0:  # nothing to learn from this mini-batch: no step at all
@@ -153,6 +156,8 @@ class Stepper:
         failure, interrupted, loss_w, local, final = None, 0.0, 0.0, None, None
         if w > 0:
             try:
+                if self.noisy:
+                    self.model.mask_rows = self.rows
                 out = compute()
                 local, loss_w = out[1], out[0] * w
                 final = out[2] if len(out) > 2 else None
@@ -160,6 +165,9 @@ class Stepper:
                 interrupted = 1.0
             except Exception as exc:  # noqa: BLE001 - raised on every rank after the sum
                 failure = exc
+            finally:
+                if self.noisy:
+                    self.model.mask_rows = None
         scale = w / w_all
         slots = [loss_w, w, float(failure is not None), interrupted]
         xp = array_module(params[keys[0]]) if keys else np
