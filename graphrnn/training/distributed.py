@@ -30,6 +30,9 @@ DEFAULT_TIMEOUT = 300.0
 #: slots after the gradients in the all-reduced buffer
 LOSS, WEIGHT, FAILED, INTERRUPTED = range(4)
 N_SLOTS = 4
+#: bytes of gradients a bucket gathers before its all-reduce starts during the backward pass
+BUCKET_ENV = "GRAPHRNN_MPI_BUCKET_BYTES"
+DEFAULT_BUCKET_BYTES = 1 << 20
 
 
 class DistributedError(RuntimeError):
@@ -138,6 +141,8 @@ class Distributed:
         self.reduce_seconds = 0.0  # time spent in gradient all-reduces (for SCALING.md)
         self.reduce_bytes = 0
         self.reduces = 0
+        self.bucket_bytes = int(os.environ.get(BUCKET_ENV, DEFAULT_BUCKET_BYTES))
+        self.early_bytes = 0  # gradient bytes whose all-reduce started during a backward pass
 
     @property
     def is_root(self) -> bool:

@@ -46,6 +46,15 @@ if cfg.get("lengths"):  # sharded like the (T, B) arrays; anti-causal loops star
     data["lengths"] = rng.integers(1, T + 1, B)
 model = gr.compile(gr.load_spec(cfg["spec"]), dtype="float64")
 params = model.init_params(seed=cfg.get("init_seed", 0) + rank * cfg.get("rank_seed", 0))
+early = [0]  # buckets whose all-reduce started during a backward pass
+if cfg.get("ranks", 1) > 1:
+    from graphrnn.training import buckets
+    real_done = buckets.BucketedSum.stage_done
+    def counted(self, run, i):
+        n = len(self.early)
+        real_done(self, run, i)
+        early[0] += len(self.early) - n
+    buckets.BucketedSum.stage_done = counted
 fail = cfg.get("fail")
 if fail and fail["rank"] == rank:
     real, calls = model.gradients, [0]
@@ -68,7 +77,8 @@ except Exception as exc:
     json.dump({"type": type(exc).__name__, "message": str(exc)},
               open(f"{cfg['out']}.{rank}.json", "w"))
     sys.exit(3)
-np.savez(f"{cfg['out']}.{rank}.npz", **res.params, history=json.dumps(res.history))
+np.savez(f"{cfg['out']}.{rank}.npz", **res.params, history=json.dumps(res.history),
+         early=early[0])
 '''
 
 
@@ -91,7 +101,8 @@ def _finish(proc, timeout: float = 60):
 
 def _params(path: str) -> tuple[dict, list]:
     with np.load(path) as z:
-        return {k: z[k] for k in z.files if k != "history"}, json.loads(str(z["history"]))
+        return ({k: z[k] for k in z.files if k not in ("history", "early")},
+                json.loads(str(z["history"])))
 
 
 def _assert_same_run(got: str, want: str) -> None:
@@ -112,16 +123,23 @@ CASES = {"adam_mask": {"mask": 1}, "tbptt_overlap_sgd": {"tbptt": [3, 5], "opt":
                                    "spec": str(ROOT / "specs" / "bilstm.yaml")}}
 
 
+@pytest.mark.parametrize("buckets", ["one", "per-stage"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_two_ranks_train_as_one_process(tmp_path, case):
+def test_two_ranks_train_as_one_process(tmp_path, case, buckets):
+    """``per-stage``: a bucket per stage of BPTT, its all-reduce started as soon as the stage
+    has its weight gradients (overlapping the rest of the backward pass)."""
     cfg = {**CASES[case], "epochs": 4}
-    two = _run(tmp_path, {**cfg, "out": str(tmp_path / "two")}, ranks=2)
+    env = {"GRAPHRNN_MPI_BUCKET_BYTES": "0" if buckets == "per-stage" else str(1 << 30)}
+    two = _run(tmp_path, {**cfg, "out": str(tmp_path / "two")}, ranks=2, env=env)
     one = _run(tmp_path, {**cfg, "out": str(tmp_path / "one")})
     assert _finish(one)[0] == 0
     rc, text = _finish(two)
     assert rc == 0, text
     _assert_same_run(str(tmp_path / "two.0.npz"), str(tmp_path / "one.0.npz"))
     _assert_same_run(str(tmp_path / "two.1.npz"), str(tmp_path / "one.0.npz"))  # every rank
+    with np.load(tmp_path / "two.0.npz") as z:  # packed calls (lengths) sum after BPTT
+        overlapped = buckets == "per-stage" and "lengths" not in cfg
+        assert (int(z["early"]) > 0) == overlapped
 
 
 def _noisy_spec(tmp_path: Path) -> str:
