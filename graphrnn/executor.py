@@ -28,6 +28,10 @@ class Run:
     ``input_grads``: BPTT also computes the inputs' gradients (a recorded call's tape asks).
     """
 
+    #: called as ``fn(run, i)`` once stage ``i`` of ``prog.stages`` has added its parameters'
+    #: gradients in BPTT (data-parallel training starts their all-reduce there); None: none
+    stage_grads_done = None
+
     def __init__(self, prog: Program, backend, params: dict, steps: int, batch: int, dtype,
                  noise: Noise, trainable=frozenset(), given_rows=frozenset(),
                  input_grads: bool = False):
@@ -202,13 +206,16 @@ class Run:
 
     def _backward(self) -> None:
         plan = self.lengths_plan
-        for stage, kernels in reversed(self.kernels):
+        for i in range(len(self.kernels) - 1, -1, -1):
+            stage, kernels = self.kernels[i]
             if plan is not None and stage.kind == StageKind.BATCHED:
                 for k in reversed(kernels):
                     plan.take(_op_writes(k.op) if hasattr(k, "op") else _writes(stage))
                     k.backward(0, self.steps)
                 for k in kernels:
                     k.param_grads()
+                if self.stage_grads_done is not None:
+                    self.stage_grads_done(self, i)
                 continue
             if plan is not None:
                 plan.take(_writes(stage))
@@ -230,6 +237,8 @@ class Run:
                                   reverse=not stage.reverse)
             for k in kernels:
                 k.param_grads()
+            if self.stage_grads_done is not None:
+                self.stage_grads_done(self, i)
         if plan is not None:
             plan.take(n for n, b in self.prog.buffers.items() if b.role == "input")
 

@@ -12,6 +12,10 @@ class TrainingNoiseCalls:
     """The methods :class:`~graphrnn.model.Model` runs for ``train=True`` on a network with
     training-time noise (``dropout``, ``zoneout``, ``weight_dropout``)."""
 
+    #: ``(first row, global batch)`` when this call's batch is rows ``first..first+B-1`` of
+    #: a larger one (a data-parallel rank's shard): the masks are those rows of its masks
+    mask_rows: tuple[int, int] | None = None
+
     def _training_call(self, params, inputs, state, steps, seed, layout: str = "time"):
         """The training network's model, its plan and the arguments of this call: the masks
         as extra inputs (drawn on the backend's device), weight-dropped and renamed params;
@@ -29,7 +33,10 @@ class TrainingNoiseCalls:
         batch = checks.check_state(self.net, state, batch)
         seed = config.DEFAULT_SEED if seed is None else seed
         b = self.backend
-        masks = draw_masks(self.net, t, batch, seed, xp=b.xp, dtype=self.dtype)
+        rows = self.mask_rows
+        masks = (draw_masks(self.net, t, batch, seed, xp=b.xp, dtype=self.dtype) if rows is None
+                 else draw_masks(self.net, t, rows[1], seed, xp=b.xp, dtype=self.dtype,
+                                 rows=slice(rows[0], rows[0] + batch)))
         renamed = {v: k for k, v in plan.params.items()}
         inner_params = {}
         for name, value in params.items():

@@ -116,8 +116,16 @@ def _keep(xp, bits, p: float, dtype):
 
 
 def draw_masks(net: Network, steps: int, batch: int, seed: int, xp=np,
-               dtype=np.float64) -> Masks:
-    """The masks of one training call of ``steps`` steps on a batch of ``batch``."""
+               dtype=np.float64, *, rows: slice | None = None) -> Masks:
+    """The masks of one training call of ``steps`` steps on a batch of ``batch``; with
+    ``rows``, only those rows (sequences) of that batch's per-row masks (a data-parallel
+    rank's shard of the global batch; ``weight_dropout`` is per call: the whole mask)."""
+    if rows is not None:
+        full = draw_masks(net, steps, batch, seed, xp, dtype)
+        return Masks({k: xp.ascontiguousarray(v[:, rows]) for k, v in full.node_dropout.items()},
+                     {k: xp.ascontiguousarray(v[:, rows]) for k, v in full.zoneout.items()},
+                     {k: xp.ascontiguousarray(v[rows]) for k, v in full.edge_dropout.items()},
+                     full.weight_dropout)
     dtype = np.dtype(dtype).type
     node_dropout, zoneout, edge_dropout, weight_dropout = {}, {}, {}, {}
     for name, node in net.nodes.items():

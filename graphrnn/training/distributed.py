@@ -30,6 +30,9 @@ DEFAULT_TIMEOUT = 300.0
 #: slots after the gradients in the all-reduced buffer
 LOSS, WEIGHT, FAILED, INTERRUPTED = range(4)
 N_SLOTS = 4
+#: bytes of gradients a bucket gathers before its all-reduce starts during the backward pass
+BUCKET_ENV = "GRAPHRNN_MPI_BUCKET_BYTES"
+DEFAULT_BUCKET_BYTES = 1 << 20
 
 
 class DistributedError(RuntimeError):
@@ -138,6 +141,8 @@ class Distributed:
         self.reduce_seconds = 0.0  # time spent in gradient all-reduces (for SCALING.md)
         self.reduce_bytes = 0
         self.reduces = 0
+        self.bucket_bytes = int(os.environ.get(BUCKET_ENV, DEFAULT_BUCKET_BYTES))
+        self.early_bytes = 0  # gradient bytes whose all-reduce started during a backward pass
 
     @property
     def is_root(self) -> bool:
@@ -223,17 +228,19 @@ class Distributed:
             exc = DistributedError(f"rank 0: {text}")
         raise exc
 
-    def check_shardable(self, batch_size: int, net) -> None:
-        """Refuse, before training starts, what the ranks cannot train exactly as one process:
-        a batch the rank count does not divide, or per-row training noise (each rank would
-        draw its shard's dropout/zoneout masks, not those of its rows of the global batch)."""
+    def shard_offset(self, n: int) -> int:
+        """The first row of this rank's shard (:func:`shard_rows`) of a mini-batch of ``n``."""
+        return self.rank * (n // self.size) + min(self.rank, n % self.size)
+
+    def check_shardable(self, batch_size: int, net=None) -> None:
+        """Refuse, before training starts, a batch the rank count does not divide.
+
+        (Training noise shards exactly: each rank draws its rows of the whole mini-batch's
+        dropout and zoneout masks, and every rank the same weight-dropout masks.)
+        """
         if batch_size % self.size:
             raise ValueError(f"batch_size {batch_size} does not split evenly over {self.size} "
                              "ranks: use a rank count that divides the batch size")
-        if getattr(net, "has_training_noise", False):
-            raise ValueError("data-parallel training of a network with dropout or zoneout is "
-                             "not exact yet (each rank would draw its shard's masks): train "
-                             "it in one process")
 
     def check_same(self, params: Mapping[str, Any], when: str) -> None:
         """Raise :class:`DistributedError` on every rank unless all ranks hold equal params."""

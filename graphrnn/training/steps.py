@@ -9,6 +9,8 @@ import numpy as np
 
 from graphrnn.backends import array_module
 from graphrnn.errors import DivergenceError
+from graphrnn.executor import Run
+from graphrnn.training.buckets import BucketedSum, plan_buckets
 from graphrnn.training.data import model_io
 from graphrnn.training.distributed import FAILED, INTERRUPTED, LOSS, N_SLOTS
 from graphrnn.training.losses import loss_and_grad
@@ -46,6 +48,9 @@ class Stepper:
         #: training-time noise: each gradient call draws its masks from its own seed
         self.noisy = bool(getattr(getattr(model, "net", None), "has_training_noise", False))
         self.noise_key, self.noise_calls = (0, 0, 0), 0
+        self.rows = None  # (first row, size) of this rank's shard in the whole mini-batch
+        self.packs = False  # this call passes lengths= (a packed call may sum several Runs)
+        self._plan = None  # (program, keys, bucket bytes) -> its gradient buckets
 
     def start_batch(self, seed: int, epoch: int, step: int) -> None:
         """The next mini-batch's masks come from ``(seed, epoch, step)``: a run resumed from a
@@ -88,6 +93,9 @@ class Stepper:
         if self.opt is None:
             return self._score(params, inputs, targets, mask, t, kw.get("lengths"))
         whole_b, whole_mask = whole if whole is not None else (b, mask)
+        if self.dist is not None:  # this shard's rows of the whole mini-batch's noise masks
+            self.rows = (self.dist.shard_offset(whole_b), whole_b)
+            self.packs = "lengths" in kw
         if self.tbptt is None:
             w_all = _weight(whole_mask, 0, t, whole_b)
             if w_all == 0:  # nothing to learn from this mini-batch: no step at all
@@ -151,8 +159,16 @@ class Stepper:
         (loss, grads[, this rank's final state]). A rank that raised makes every rank raise."""
         keys = [k for k in params if k in self.keys]
         failure, interrupted, loss_w, local, final = None, 0.0, 0.0, None, None
+        scale = w / w_all
+        xp = array_module(params[keys[0]]) if keys else np
+        sizes = [int(np.prod(params[k].shape)) for k in keys]
+        summer = self._buckets(keys, sizes, scale, where) if xp is np else None
         if w > 0:
             try:
+                if self.noisy:
+                    self.model.mask_rows = self.rows
+                if summer is not None and self._overlaps:
+                    Run.stage_grads_done = summer.stage_done
                 out = compute()
                 local, loss_w = out[1], out[0] * w
                 final = out[2] if len(out) > 2 else None
@@ -160,36 +176,50 @@ class Stepper:
                 interrupted = 1.0
             except Exception as exc:  # noqa: BLE001 - raised on every rank after the sum
                 failure = exc
-        scale = w / w_all
+            finally:
+                Run.stage_grads_done = None
+                if self.noisy:
+                    self.model.mask_rows = None
         slots = [loss_w, w, float(failure is not None), interrupted]
-        xp = array_module(params[keys[0]]) if keys else np
-        sizes = [int(np.prod(params[k].shape)) for k in keys]
-        if xp is np:
-            flat = np.zeros(sum(sizes) + N_SLOTS)
-            at = 0
-            for k, n in zip(keys, sizes, strict=True):
-                if local is not None:
-                    np.multiply(np.ravel(local[k]), scale, out=flat[at:at + n])
-                at += n
-            flat[at:] = slots
-            flat = self.dist.sum_gradients(flat, f"the gradient all-reduce{where}")
-            sums = flat[at:]
+        if summer is not None:  # buckets started during BPTT where it could, the rest now
+            if local is not None and failure is None:
+                failure = summer.check_early(local)
+                slots[FAILED] = float(failure is not None)
+            flat = summer.finish(local, slots)
+            spans, sums = summer.offsets(), flat[-N_SLOTS:]
         else:  # pragma: no cover - CuPy: gradients stay on the device (NCCL)
-            dtype = params[keys[0]].dtype
-            flat = xp.zeros(sum(sizes), dtype=dtype)
+            flat = xp.zeros(sum(sizes), dtype=params[keys[0]].dtype)
             if local is not None:
                 flat[...] = xp.concatenate([xp.ravel(local[k]) * scale for k in keys])
             flat = self.dist.sum_gradients(flat, f"the gradient all-reduce{where}")
             sums = self.dist.sum_host(np.array(slots), f"the loss all-reduce{where}")
+            ends = np.cumsum([0, *sizes])
+            spans = {k: (int(ends[i]), int(ends[i + 1])) for i, k in enumerate(keys)}
+        sums = [float(v) for v in sums]
         self.dist.raise_failures(failure, sums[FAILED], where)
         if sums[INTERRUPTED] > 0:
             raise KeyboardInterrupt
-        grads, at = {}, 0
-        for k, n in zip(keys, sizes, strict=True):
-            grads[k] = flat[at:at + n].reshape(params[k].shape).astype(params[k].dtype,
-                                                                      copy=False)
-            at += n
-        return float(sums[LOSS]) / w_all, grads, final
+        grads = {k: flat[slice(*spans[k])].reshape(params[k].shape).astype(params[k].dtype,
+                                                                           copy=False)
+                 for k in keys}
+        return sums[LOSS] / w_all, grads, final
+
+    @property
+    def _overlaps(self) -> bool:
+        """Whether this call's BPTT may start the buckets: one Run of the model's program
+        gives the gradients as they are (not a packed call's chunks summed, nor a training
+        network's renamed, weight-dropped ones)."""
+        return not self.noisy and not self.packs and hasattr(self.model, "program")
+
+    def _buckets(self, keys, sizes, scale: float, where: str):
+        """This step's :class:`~graphrnn.training.buckets.BucketedSum` (NumPy gradients)."""
+        program = getattr(self.model, "program", None)
+        plan_key = (id(program), tuple(keys), self.dist.bucket_bytes)
+        if self._plan is None or self._plan[0] != plan_key:
+            stages = program.stages if program is not None and self._overlaps else []
+            self._plan = plan_key, plan_buckets(stages, keys, sizes, self.dist.bucket_bytes)
+        return BucketedSum(self.dist, program, self._plan[1], dict(zip(keys, sizes, strict=True)),
+                           scale, f"the gradient all-reduce{where}")
 
     def _apply(self, params, loss, grads, where: str) -> None:
         if not math.isfinite(loss):

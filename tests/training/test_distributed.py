@@ -46,6 +46,15 @@ if cfg.get("lengths"):  # sharded like the (T, B) arrays; anti-causal loops star
     data["lengths"] = rng.integers(1, T + 1, B)
 model = gr.compile(gr.load_spec(cfg["spec"]), dtype="float64")
 params = model.init_params(seed=cfg.get("init_seed", 0) + rank * cfg.get("rank_seed", 0))
+early = [0]  # buckets whose all-reduce started during a backward pass
+if cfg.get("ranks", 1) > 1:
+    from graphrnn.training import buckets
+    real_done = buckets.BucketedSum.stage_done
+    def counted(self, run, i):
+        n = len(self.early)
+        real_done(self, run, i)
+        early[0] += len(self.early) - n
+    buckets.BucketedSum.stage_done = counted
 fail = cfg.get("fail")
 if fail and fail["rank"] == rank:
     real, calls = model.gradients, [0]
@@ -68,7 +77,8 @@ except Exception as exc:
     json.dump({"type": type(exc).__name__, "message": str(exc)},
               open(f"{cfg['out']}.{rank}.json", "w"))
     sys.exit(3)
-np.savez(f"{cfg['out']}.{rank}.npz", **res.params, history=json.dumps(res.history))
+np.savez(f"{cfg['out']}.{rank}.npz", **res.params, history=json.dumps(res.history),
+         early=early[0])
 '''
 
 
@@ -91,7 +101,8 @@ def _finish(proc, timeout: float = 60):
 
 def _params(path: str) -> tuple[dict, list]:
     with np.load(path) as z:
-        return {k: z[k] for k in z.files if k != "history"}, json.loads(str(z["history"]))
+        return ({k: z[k] for k in z.files if k not in ("history", "early")},
+                json.loads(str(z["history"])))
 
 
 def _assert_same_run(got: str, want: str) -> None:
@@ -112,16 +123,52 @@ CASES = {"adam_mask": {"mask": 1}, "tbptt_overlap_sgd": {"tbptt": [3, 5], "opt":
                                    "spec": str(ROOT / "specs" / "bilstm.yaml")}}
 
 
+@pytest.mark.parametrize("buckets", ["one", "per-stage"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_two_ranks_train_as_one_process(tmp_path, case):
+def test_two_ranks_train_as_one_process(tmp_path, case, buckets):
+    """``per-stage``: a bucket per stage of BPTT, its all-reduce started as soon as the stage
+    has its weight gradients (overlapping the rest of the backward pass)."""
     cfg = {**CASES[case], "epochs": 4}
-    two = _run(tmp_path, {**cfg, "out": str(tmp_path / "two")}, ranks=2)
+    env = {"GRAPHRNN_MPI_BUCKET_BYTES": "0" if buckets == "per-stage" else str(1 << 30)}
+    two = _run(tmp_path, {**cfg, "out": str(tmp_path / "two")}, ranks=2, env=env)
     one = _run(tmp_path, {**cfg, "out": str(tmp_path / "one")})
     assert _finish(one)[0] == 0
     rc, text = _finish(two)
     assert rc == 0, text
     _assert_same_run(str(tmp_path / "two.0.npz"), str(tmp_path / "one.0.npz"))
     _assert_same_run(str(tmp_path / "two.1.npz"), str(tmp_path / "one.0.npz"))  # every rank
+    with np.load(tmp_path / "two.0.npz") as z:  # packed calls (lengths) sum after BPTT
+        overlapped = buckets == "per-stage" and "lengths" not in cfg
+        assert (int(z["early"]) > 0) == overlapped
+
+
+def _noisy_spec(tmp_path: Path) -> str:
+    """AWD-LSTM (edge dropout, weight drop, zoneout) with node dropout on tanh(c) too."""
+    text = (ROOT / "specs" / "awd_lstm.yaml").read_text()
+    text = text.replace("tc: {size: 16, activation: tanh}",
+                        "tc: {size: 16, activation: tanh, dropout: 0.3}")
+    assert "dropout: 0.3" in text
+    path = tmp_path / "noisy.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+NOISE_CASES = {"adam_mask": {"mask": 1}, "tbptt_overlap_sgd": {"tbptt": [3, 5], "opt": "sgd"},
+               "lengths_bucket": {"lengths": 1, "bucket": True}}
+
+
+@pytest.mark.parametrize("case", list(NOISE_CASES))
+def test_two_ranks_train_a_network_with_training_noise_as_one_process(tmp_path, case):
+    """Each rank draws its rows of the whole mini-batch's dropout/zoneout masks and the same
+    weight-drop masks (the last mini-batch of an epoch, 5 sequences, splits 3 + 2)."""
+    cfg = {**NOISE_CASES[case], "epochs": 3, "spec": _noisy_spec(tmp_path)}
+    two = _run(tmp_path, {**cfg, "out": str(tmp_path / "two")}, ranks=2)
+    one = _run(tmp_path, {**cfg, "out": str(tmp_path / "one")})
+    assert _finish(one)[0] == 0
+    rc, text = _finish(two)
+    assert rc == 0, text
+    _assert_same_run(str(tmp_path / "two.0.npz"), str(tmp_path / "one.0.npz"))
+    _assert_same_run(str(tmp_path / "two.1.npz"), str(tmp_path / "one.0.npz"))
 
 
 @pytest.mark.parametrize("first,then", [(2, 1), (1, 2)])
@@ -213,26 +260,6 @@ def test_cli_under_mpiexec_refuses_a_rank_count_that_does_not_divide_the_batch(t
     assert not (tmp_path / "p.npz").exists()
 
 
-def test_cli_under_mpiexec_refuses_training_noise(tmp_path):
-    """Dropout masks are drawn per row: two ranks would not equal one process, so it is
-    refused before training starts, once, with exit 2."""
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x=rng.normal(size=(5, 12, 8)), y=rng.normal(size=(5, 12, 4)))
-    spec = tmp_path / "drop.yaml"
-    spec.write_text((ROOT / "specs" / "elman.yaml").read_text().replace(
-        "h: {size: 32, activation: tanh}", "h: {size: 32, activation: tanh, dropout: 0.2}"))
-    assert "dropout" in spec.read_text()
-    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "graphrnn", "train", str(spec),
-           "--data", str(tmp_path / "d.npz"), "--batch-size", "4", "--no-progress",
-           "-o", str(tmp_path / "p.npz")]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 2
-    lines = [x for x in proc.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and "dropout or zoneout is not exact yet" in lines[0], proc.stderr
-    assert not (tmp_path / "p.npz").exists()
-
-
 def test_cli_under_mpiexec_writes_once_and_equals_one_process(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x=rng.normal(size=(5, 12, 8)), y=rng.normal(size=(5, 12, 4)))
@@ -279,3 +306,21 @@ def test_shards_cover_the_batch_in_order():
     parts = [shard_rows(idx, r, 2) for r in range(2)]
     assert np.array_equal(np.concatenate(parts), idx)
     assert [len(p) for p in parts] == [3, 2]
+
+
+def test_masks_of_some_rows_are_those_rows_of_the_whole_batch_masks():
+    import graphrnn as gr
+    from graphrnn.noise import draw_masks
+
+    net = gr.load_spec(ROOT / "specs" / "awd_lstm.yaml")
+    whole = draw_masks(net, 6, 10, seed=5)
+    part = draw_masks(net, 6, 10, seed=5, rows=slice(4, 7))
+    assert whole.zoneout and whole.edge_dropout and whole.weight_dropout
+    for k, v in whole.zoneout.items():
+        assert np.array_equal(part.zoneout[k], v[:, 4:7])
+    for k, v in whole.edge_dropout.items():
+        assert np.array_equal(part.edge_dropout[k], v[4:7])
+    for k, v in whole.weight_dropout.items():  # per call: the same on every rank
+        assert np.array_equal(part.weight_dropout[k], v)
+    own = draw_masks(net, 6, 3, seed=5)  # what a rank drawing its shard alone would get
+    assert not all(np.array_equal(own.zoneout[k], part.zoneout[k]) for k in own.zoneout)
