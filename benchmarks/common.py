@@ -214,8 +214,9 @@ def load_warning(load: float, cpus: int | None) -> str | None:
 
 def paired(ours: Callable[[], object], theirs: Callable[[], object], pairs: int,
            warmup: int = 3) -> dict:
-    """``ours`` and ``theirs`` timed alternately ``pairs`` times (after ``warmup`` untimed
-    pairs), so the machine's drift hits both alike.
+    """``ours`` and ``theirs`` timed back to back ``pairs`` times (after ``warmup`` untimed
+    pairs), which one goes first alternating, so the machine's drift and the caches' warmth
+    left by the other call hit both alike.
 
     Returns
     -------
@@ -226,14 +227,15 @@ def paired(ours: Callable[[], object], theirs: Callable[[], object], pairs: int,
     for _ in range(warmup):
         ours(), theirs()
     a, b = [], []
-    for _ in range(pairs):
+    for i in range(pairs):
+        first, second = (ours, theirs) if i % 2 == 0 else (theirs, ours)
         t0 = time.perf_counter()
-        ours()
+        first()
         t1 = time.perf_counter()
-        theirs()
+        second()
         t2 = time.perf_counter()
-        a.append(t1 - t0)
-        b.append(t2 - t1)
+        a.append(t1 - t0 if i % 2 == 0 else t2 - t1)
+        b.append(t2 - t1 if i % 2 == 0 else t1 - t0)
     ratios = sorted(x / y for x, y in zip(a, b, strict=True))
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return {"ours": statistics.median(a), "theirs": statistics.median(b),

@@ -2,7 +2,8 @@
 
 Importing :mod:`graphrnn` never imports this module (nor torch): ``import graphrnn.torch``.
 The forward pass and its backward are ``torch.library.custom_op`` s with fake implementations,
-so ``torch.compile`` keeps each one opaque op. On the CPU tensors and NumPy arrays share memory
+so ``torch.compile`` keeps each one opaque op; eager calls run the same two implementations
+through one ``torch.autograd.Function`` (no op dispatch on the hot path). On the CPU tensors and NumPy arrays share memory
 (no copies in either direction); on CUDA they are exchanged by DLPack with CuPy, the CuPy work
 ordered on torch's current stream.
 """
@@ -88,10 +89,10 @@ def _call_shape(model: Model, inputs, state, steps: int):
     return t, b
 
 
-@torch.library.custom_op("graphrnn::forward", mutates_args=())
-def _forward_op(model_id: int, params: list[torch.Tensor], inputs: list[torch.Tensor],
-                state: list[torch.Tensor], state_keys: str, steps: int, input_grads: bool,
-                train: bool, lengths: str) -> list[torch.Tensor]:
+def _forward_impl(model_id: int, params: list[torch.Tensor], inputs: list[torch.Tensor],
+                  state: list[torch.Tensor], state_keys: str, steps: int, input_grads: bool,
+                  train: bool, lengths: str) -> list[torch.Tensor]:
+    """The forward pass, recorded: the outputs, the final states and the tape's handle."""
     entry = _MODELS[model_id]
     model, net = entry.model, entry.model.net
     like = params[0] if params else inputs[0]
@@ -119,6 +120,9 @@ def _lengths(text: str):
     return np.array([int(n) for n in text.split(",")]) if text else None
 
 
+_forward_op = torch.library.custom_op("graphrnn::forward", _forward_impl, mutates_args=())
+
+
 @_forward_op.register_fake
 def _forward_fake(model_id, params, inputs, state, state_keys, steps, input_grads, train,
                   lengths):
@@ -132,18 +136,19 @@ def _forward_fake(model_id, params, inputs, state, state_keys, steps, input_grad
             + [torch.empty((), dtype=torch.int64)])
 
 
-@torch.library.custom_op("graphrnn::backward", mutates_args=())
-def _backward_op(handle: torch.Tensor, grads: list[torch.Tensor], params: list[torch.Tensor],
-                 inputs: list[torch.Tensor], state: list[torch.Tensor],
-                 input_grads: bool) -> list[torch.Tensor]:
+def _backward_impl(handle: torch.Tensor, grads: list[torch.Tensor], params: list[torch.Tensor],
+                   inputs: list[torch.Tensor], state: list[torch.Tensor],
+                   input_grads: bool) -> list[torch.Tensor]:
+    """BPTT on the handle's tape: gradients of the params, inputs (empty where not asked) and
+    initial states."""
     tape = _TAPES[int(handle)]
     net = tape.model.net
     like = params[0] if params else inputs[0]
     outs = dict(zip(net.outputs, grads, strict=False))
     finals = dict(zip(tape.final_state_keys, grads[len(net.outputs):], strict=True))
     with _stream(like.device):
-        g = tape.backward({k: _to_array(v) for k, v in outs.items()},
-                          {k: _to_array(v) for k, v in finals.items()})
+        g = tape.backward({k: _to_array(v) for k, v in outs.items() if v is not None},
+                          {k: _to_array(v) for k, v in finals.items() if v is not None})
     result = [_to_tensor(g[name], like) for name in net.params]
     for name, x in zip(net.inputs, inputs, strict=True):
         gx = g[f"input:{name}"]
@@ -152,6 +157,9 @@ def _backward_op(handle: torch.Tensor, grads: list[torch.Tensor], params: list[t
         gs = g[f"state:{key}"]
         result.append(torch.zeros_like(s) if gs is None else _to_tensor(gs, like))
     return result
+
+
+_backward_op = torch.library.custom_op("graphrnn::backward", _backward_impl, mutates_args=())
 
 
 @_backward_op.register_fake
@@ -180,6 +188,34 @@ def _autograd_backward(ctx, grads):
 
 
 _forward_op.register_autograd(_autograd_backward, setup_context=_setup_context)
+
+
+class _EagerCall(torch.autograd.Function):
+    """The two ops' implementations under autograd without the op dispatcher: what eager calls
+    run (the custom ops' Python dispatch costs ~0.1-1 ms a call; ``torch.compile`` traces the
+    custom ops instead). Tensors come flat: params, inputs, then states."""
+
+    @staticmethod
+    def forward(ctx, model_id, sizes, state_keys, steps, input_grads, train, lengths, *tensors):
+        n_p, n_x, _ = sizes
+        params, xs, state = tensors[:n_p], tensors[n_p:n_p + n_x], tensors[n_p + n_x:]
+        out = _forward_impl(model_id, list(params), list(xs), list(state), state_keys, steps,
+                            input_grads, train, lengths)
+        ctx.sizes, ctx.input_grads = sizes, input_grads
+        ctx.set_materialize_grads(False)  # an unused output's gradient: None, not zeros
+        ctx.save_for_backward(out[-1], *tensors)
+        ctx.mark_non_differentiable(out[-1])
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        handle, *saved = ctx.saved_tensors
+        n_p, n_x, _ = ctx.sizes
+        params, xs, state = saved[:n_p], saved[n_p:n_p + n_x], saved[n_p + n_x:]
+        out = _backward_impl(handle, list(grads[:-1]), list(params), list(xs), list(state),
+                             ctx.input_grads)
+        g_x = list(out[n_p:n_p + n_x]) if ctx.input_grads else [None] * n_x
+        return (None,) * 7 + (*out[:n_p], *g_x, *out[n_p + n_x:])
 
 
 class Module(torch.nn.Module):
@@ -263,9 +299,14 @@ class Module(torch.nn.Module):
         state = dict(state or {})
         keys = list(state)
         input_grads = torch.is_grad_enabled() and any(x.requires_grad for x in xs)
-        out = torch.ops.graphrnn.forward(id(entry), params, xs, [state[k] for k in keys],
-                                         "\n".join(keys), int(steps or 0), input_grads,
-                                         self.training, lengths or "")
+        args = (id(entry), "\n".join(keys), int(steps or 0), input_grads, self.training,
+                lengths or "")
+        states = [state[k] for k in keys]
+        if torch.compiler.is_compiling():
+            out = torch.ops.graphrnn.forward(args[0], params, xs, states, *args[1:])
+        else:
+            out = _EagerCall.apply(args[0], (len(params), len(xs), len(states)), *args[1:],
+                                   *params, *xs, *states)
         n = len(net.outputs)
         finals = list(net.state_keys)  # as tape.final_state_keys: NODE@+k included
         return dict(zip(net.outputs, out[:n], strict=True)), dict(zip(finals, out[n:-1],
