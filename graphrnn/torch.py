@@ -3,9 +3,9 @@
 Importing :mod:`graphrnn` never imports this module (nor torch): ``import graphrnn.torch``.
 The forward pass and its backward are ``torch.library.custom_op`` s with fake implementations,
 so ``torch.compile`` keeps each one opaque op; eager calls run the same two implementations
-through one ``torch.autograd.Function`` (no op dispatch on the hot path). On the CPU tensors and NumPy arrays share memory
-(no copies in either direction); on CUDA they are exchanged by DLPack with CuPy, the CuPy work
-ordered on torch's current stream.
+through one ``torch.autograd.Function`` (no op dispatch on the hot path). On the CPU tensors
+and NumPy arrays share memory (no copies in either direction); on CUDA they are exchanged by
+DLPack with CuPy, the CuPy work ordered on torch's current stream.
 """
 
 from __future__ import annotations
