@@ -42,10 +42,20 @@ from graphrnn.ops.node_update_vjp import LeakSplit, LocalGrad, RecomputeValue
 
 
 def _head(e: _Emitter, name: str) -> str:
-    """The function's head down to the body of row ``(tt, b)``."""
-    params = ["const int t0", "const int steps", "const int B"]
+    """The function's head down to the body of row ``(tt, b)``: a loop over the rows on the
+    host, one block a row on the GPU (``red``: the block's shared scratch for its sums)."""
     decls = [f"{'' if a in e.written else 'const '}{e.ctype}* __restrict__ p{i}"
              for i, a in enumerate(e.args)]
+    if e.target == "cuda":
+        params = ",\n    ".join(["const int t0", "const int B", *decls])
+        return f"""extern "C" __global__ void {name}(
+    {params}) {{
+  __shared__ {e.ctype} red[GR_BLOCK];
+  {{
+    const int tt = t0 + (int)(blockIdx.x / B);
+    const int b = (int)(blockIdx.x % B);
+    const gr_index row = (gr_index)tt * B + b;"""
+    params = ["const int t0", "const int steps", "const int B"]
     unpack = "".join(f"\n  {d} = ({d.split(' __restrict__')[0]})P[{i}];"
                      for i, d in enumerate(decls))
     return f"""void {name}({", ".join(params)}, void* const* P,
@@ -53,6 +63,13 @@ def _head(e: _Emitter, name: str) -> str:
   for (int tt = t0; tt < t0 + steps; ++tt)
   for (int b = j0; b < j1; ++b) {{
     const gr_index row = (gr_index)tt * B + b;"""
+
+
+def _columns(e: _Emitter) -> str:
+    """A pass's ``j`` loop: all columns on the host, the thread's share on the GPU."""
+    if e.target == "cuda":
+        return f"    for (int j = threadIdx.x; j < {e.size}; j += blockDim.x) {{"
+    return f"    GR_VECTORIZE\n    for (int j = 0; j < {e.size}; ++j) {{"
 
 
 def row_passes(members, backward: bool = False) -> list[list[tuple[int, int]]]:
@@ -102,6 +119,11 @@ def row_sums(e: _Emitter, sums: list[tuple[str, str]]) -> list[str]:
     """``total = Σ_j expr`` for each ``(total, expr)`` (``expr`` reads column ``j``), in
     :data:`LANES` partial sums (a loop the compiler vectorises without ``-ffast-math``)."""
     ct, size, lanes = e.ctype, e.size, LANES
+    if e.target == "cuda":  # each thread its columns, then the block's sum
+        return ["    {", *[f"      {ct} a_{total} = 0;" for total, _ in sums],
+                f"      for (int j = threadIdx.x; j < {size}; j += blockDim.x) {{",
+                *[f"        a_{total} += {expr};" for total, expr in sums], "      }",
+                *[f"      {total} = gr_block_sum(a_{total}, red);" for total, _ in sums], "    }"]
     acc = [f"a_{total}" for total, _ in sums]
     lines = ["    {", *[f"      {ct} {a}[{lanes}] = {{0}};" for a in acc],
              f"      for (int j8 = 0; j8 + {lanes} <= {size}; j8 += {lanes})",
@@ -125,7 +147,8 @@ def _stats(e: _Emitter, k: int, op: NodeUpdate) -> list[str]:
             f"    const {ct} mean{k} = s{k} / {size};",
             *row_sums(e, [(f"q{k}", f"({net} - mean{k}) * ({net} - mean{k})")]),
             f"    const {ct} rstd{k} = 1 / sqrt(q{k} / {size} + {e.lit(NORM_EPS)});",
-            f"    {e.ptr('rstd', op.node, True)}[row] = rstd{k};"]
+            ("    if (threadIdx.x == 0) " if e.target == "cuda" else "    ")
+            + f"{e.ptr('rstd', op.node, True)}[row] = rstd{k};"]
 
 
 def _forward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int,
@@ -193,7 +216,7 @@ def _backward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int, no_grad: fr
     gain = f"{e.ptr('param', op.gain)}[j]"
     if phase == 0:
         return [f"      {{  // d {op_label(op)}: dy and its sums",
-                *local_grad_lines(e, op, steps, xh, gain, "        "),
+                *local_grad_lines(e, op, steps, xh, gain, "        ", e.target == "host"),
                 f"        {dy} = dn; (void)xh;", "      }"]
     sends = [s for s in node_update_vjp.shares(steps)
              if s.target.cols is not None or s.target.src not in no_grad]
@@ -210,15 +233,14 @@ def _backward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int, no_grad: fr
     return [*lines, "      }"]
 
 
-def _body(members, passes, phase_lines, between) -> list[str]:
+def _body(e: _Emitter, members, passes, phase_lines, between) -> list[str]:
     """The row body: the passes' ``j`` loops, ``between(k)`` after a normalised member's first
     phase (its row statistics) and the sums' declarations before the first pass."""
     ct_lines = []
     for row_pass in passes:
         live: dict[str, str] = {}
         body = [line for k, phase in row_pass for line in phase_lines(k, phase, live)]
-        ct_lines += ["    GR_VECTORIZE", f"    for (int j = 0; j < {between.size}; ++j) {{",
-                     *body, "    }"]
+        ct_lines += [_columns(e), *body, "    }"]
         for k, phase in row_pass:
             if phase == 0 and members[k].norm:
                 ct_lines += between(k)
@@ -247,7 +269,7 @@ def _plan(members, buffers: dict[str, Buffer], keep: frozenset[str] | None) -> K
 
 def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "float32",
                   no_grad: frozenset[str] = frozenset(),
-                  keep: frozenset[str] | None = None) -> FusedSource:
+                  keep: frozenset[str] | None = None, target: str = "host") -> FusedSource:
     """The host kernels of a ``norm: layer`` NodeUpdate, or of a Fused run of one size whose
     members are layer-normalised or element-wise (one row loop, :func:`row_passes`; see the
     module).
@@ -266,13 +288,12 @@ def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str
                 elementwise(replace(m, norm=None, gain=None), buffers)):
             raise ValueError(f"node {m.node} is not a synchronous row-local node of {size}")
     ctype = CTYPES[dtype]
-    fwd, bwd = _Emitter(buffers, ctype, size, "host"), _Emitter(buffers, ctype, size, "host")
+    fwd, bwd = _Emitter(buffers, ctype, size, target), _Emitter(buffers, ctype, size, target)
     plan = _plan(members, buffers, keep)
     index = {m.out: k for k, m in enumerate(members)}
 
     def fwd_stats(k):
         return _stats(fwd, k, members[k])
-    fwd_stats.size = size
 
     def bwd_stats(k):  # the sums of dy·γ and dy·γ·x̂
         m = members[k]
@@ -282,20 +303,22 @@ def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str
                 *row_sums(bwd, [(f"s{k}", gg), (f"q{k}", f"{gg} * {xh}")]),
                 f"    const {ctype} rstd{k} = {bwd.ptr('rstd', m.node)}[row];",
                 f"    const {ctype} m{k} = s{k} / {size}, mq{k} = q{k} / {size};"]
-    bwd_stats.size = size
 
-    fwd_body = _body(
+    fwd_body = _body(fwd,
         members, row_passes(members),
         lambda k, ph, live: _forward_phase(fwd, k, members[k], ph, live, plan), fwd_stats)
-    bwd_body = _body(
+    bwd_body = _body(bwd,
         members, row_passes(members, backward=True),
         lambda k, ph, live: _backward_phase(bwd, k, members[k], ph, no_grad, plan, index),
         bwd_stats)
-    digest = hashlib.sha1("\n".join([ctype, *fwd_body, *bwd_body]).encode()).hexdigest()[:12]
+    digest = hashlib.sha1("\n".join([target, ctype, *fwd_body, *bwd_body]).encode()
+                          ).hexdigest()[:12]
     fname, bname = f"gr_norm_{digest}_fwd", f"gr_norm_{digest}_bwd"
     label = ", ".join(m.node for m in members)
+    include = ['#include "reduce.cuh"'] if target == "cuda" else ['#include "host.h"',
+                                                                   "#include <math.h>"]
     source = "\n".join([f"// graphrnn generated row kernels for {label} "
-                        f"({dtype}, {size} wide, host)", '#include "host.h"', "#include <math.h>",
+                        f"({dtype}, {size} wide, {target})", *include,
                         "", _head(fwd, fname), *fwd_body, "  }\n}", "",
                         _head(bwd, bname), *bwd_body, "  }\n}", ""])
     config.debug(4, f"[graphrnn] generated C source:\n{source}")

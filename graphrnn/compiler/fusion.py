@@ -107,8 +107,9 @@ def group_normalised(prog: Program) -> Program:
     counts as its members) of one size in a loop stage that holds a layer-normalised node and
     two or more members into one Fused op: for the CPU's compiled kernels only, which run it
     as one row kernel of a few passes (a LayerNorm LSTM's whole cell step: one kernel and one
-    meeting of the threads a step instead of four). Members keep their order. Not in the
-    standard pipeline: the GPU kernels take normalised nodes one at a time."""
+    meeting of the threads a step instead of four; on the GPU one launch a step). Members
+    keep their order. Not in the standard pipeline: the NumPy backend with compiled kernels
+    and the CuPy backend add it."""
     stages, uids = [], count(next_uid(prog))
     for stage in prog.stages:
         if stage.kind != StageKind.LOOP:
@@ -132,9 +133,11 @@ def group_normalised(prog: Program) -> Program:
                 ops.append(op)
                 continue
             first = run[0].ops[0] if run and isinstance(run[0], Fused) else run[0] if run else None
+            taken = [m for r in run for m in (r.ops if isinstance(r, Fused) else (r,))]
             if first is not None and (prog.buffers[first.out].size
-                                      != prog.buffers[members[0].out].size):
-                flush()
+                                      != prog.buffers[members[0].out].size
+                                      or any(_column_clash(taken, m) for m in members)):
+                flush()  # (a clash: two GPU threads of a row would add to one element)
             run.append(op)
         flush()
         stages.append(stage.with_ops(tuple(ops)))  # keeps the loop's direction

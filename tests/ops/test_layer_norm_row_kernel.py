@@ -112,3 +112,44 @@ def test_mixed_group_gradients_are_the_ufunc_kernels_and_finite_differences():
                    - compiled.gradients(minus, inputs, targets, state=state)[0]) / (2 * eps)
         analytic = float((grads[name] * v).sum())
         assert abs(numeric - analytic) <= 1e-6 * max(abs(numeric), 1e-3), name
+
+
+@pytest.mark.parametrize(("spec", "dtype"), [("mixed", "float64"), ("ln_lstm", "float64"),
+                                             ("ln_lstm", "float32")])
+def test_host_run_gpu_row_kernel_matches_the_ufuncs(spec, dtype, monkeypatch):
+    from graphrnn.backends.cuda_norm import LayerNormRunKernel
+    from graphrnn.compiler.passes import schedule
+    from graphrnn.frontend.training_noise import eval_network
+    from graphrnn.model import DTYPES, Model
+    from tests.helpers.cuda_host import CXX, HostBackend
+    if CXX is None:
+        pytest.skip("no host C++ compiler")
+    net = gr.load_spec(MIXED if spec == "mixed" else SPECS / "ln_lstm.yaml")
+    made = []
+    init = LayerNormRunKernel.__init__
+
+    def counted(self, op, run, backend):
+        made.append(op.uid)
+        init(self, op, run, backend)
+    monkeypatch.setattr(LayerNormRunKernel, "__init__", counted)
+    backend = HostBackend()
+    gpu = Model(net, schedule(eval_network(net), passes=backend.passes()), backend,
+                DTYPES[dtype], "time")
+    (group,) = _row_group(gpu)
+    assert any(not m.norm for m in group.ops) and any(m.norm for m in group.ops)
+    plain = gr.compile(net, backend="numpy-ufuncs", dtype=dtype)
+    rtol = 1e-10 if dtype == "float64" else 2e-4
+    for call in range(3):  # a replayed CUDA graph must see new parameters
+        params = _params(plain, seed=call % 2)
+        inputs, state = random_case(net, steps=5, batch=3, seed=call)
+        targets = {"y": np.random.default_rng(call).normal(size=(5, 3, net.size("y")))}
+        lu, gu = plain.gradients(params, inputs, targets, state=state)
+        lg, gg = gpu.gradients(params, inputs, targets, state=state)
+        assert lg == pytest.approx(lu, rel=rtol)
+        for k in gu:
+            np.testing.assert_allclose(gg[k], gu[k], rtol=rtol, atol=rtol, err_msg=k)
+        out, _ = gpu.forward(params, inputs, state=state)
+        ref, _ = reference_forward(net, params, inputs, state)
+        assert_close(out, ref, rtol=1e-10 if dtype == "float64" else 1e-4)
+    assert backend.replays >= 1
+    assert made  # the group ran as the merged row kernel
