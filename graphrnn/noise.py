@@ -115,6 +115,62 @@ def _keep(xp, bits, p: float, dtype):
     return keep
 
 
+#: the C twin of :func:`counter_bits` followed by a threshold: ``out[i] = hi`` where element
+#: ``i``'s bits are ``>= thr``, else ``lo`` (one pass, no temporaries)
+_MASK_C = """#include <stdint.h>
+#define GR_MASK(NAME, T) \\
+void NAME(uint32_t key, uint32_t first, long n, uint64_t thr, T hi, T lo, T* out) { \\
+    for (long i = 0; i < n; ++i) { \\
+        uint32_t z = (uint32_t)(first + (uint32_t)i) * 0x9E3779B9u + key; \\
+        z ^= z >> 16; z *= 0x85EBCA6Bu; z ^= z >> 13; z *= 0xC2B2AE35u; z ^= z >> 16; \\
+        out[i] = (uint64_t)z >= thr ? hi : lo; \\
+    } \\
+}
+GR_MASK(gr_mask_float, float)
+GR_MASK(gr_mask_double, double)
+"""
+_MASK_FNS: dict = {}
+
+
+def _mask_function(dtype):
+    """The compiled mask drawer for ``dtype`` (float32/float64), or None (no C compiler)."""
+    name = {np.float32: "float", np.float64: "double"}.get(dtype)
+    if name is None:
+        return None
+    if name not in _MASK_FNS:
+        import ctypes
+
+        from graphrnn.backends import native
+        fn = None
+        if native.available():
+            fn = getattr(native.build(_MASK_C), f"gr_mask_{name}")
+            real = ctypes.c_float if name == "float" else ctypes.c_double
+            fn.argtypes = [ctypes.c_uint32, ctypes.c_uint32, ctypes.c_long, ctypes.c_uint64,
+                           real, real, ctypes.c_void_p]
+            fn.restype = None
+        _MASK_FNS[name] = fn
+    return _MASK_FNS[name]
+
+
+def _mask(xp, seed: int, stream: str, shape: tuple[int, ...], p: float, dtype,
+          dropout: bool = True, first: int = 0):
+    """A dropout mask (0 or ``1 / (1 - p)``) or, ``dropout=False``, a zoneout one (1 where
+    the bits are below ``threshold(p)``) of ``shape``: :func:`counter_bits` compared with the
+    threshold, in one compiled pass on the host where a C compiler works (the same numbers:
+    the same integer arithmetic), else (and on other ``xp``) with array operations."""
+    fn = _mask_function(dtype) if xp is np else None
+    if fn is None:
+        bits = counter_bits(seed, stream, shape, xp, first)
+        if dropout:
+            return _keep(xp, bits, p, dtype)
+        return (bits < xp.uint32(threshold(p))).astype(dtype)
+    out = np.empty(shape, dtype)
+    hi, lo = (dtype(1.0 / (1.0 - p)), dtype(0)) if dropout else (dtype(0), dtype(1))
+    fn(stream_key(seed, stream), first & _M32, out.size, threshold(p), hi, lo,
+       out.ctypes.data)
+    return out
+
+
 def draw_masks(net: Network, steps: int, batch: int, seed: int, xp=np,
                dtype=np.float64, *, rows: slice | None = None) -> Masks:
     """The masks of one training call of ``steps`` steps on a batch of ``batch``; with
@@ -131,19 +187,16 @@ def draw_masks(net: Network, steps: int, batch: int, seed: int, xp=np,
     for name, node in net.nodes.items():
         shape = (steps, batch, node.size)
         if node.dropout:
-            node_dropout[name] = _keep(xp, counter_bits(seed, f"dropout:{name}", shape, xp),
-                                       node.dropout, dtype)
+            node_dropout[name] = _mask(xp, seed, f"dropout:{name}", shape, node.dropout, dtype)
         if node.zoneout:
-            bits = counter_bits(seed, f"zoneout:{name}", shape, xp)
-            zoneout[name] = (bits < xp.uint32(threshold(node.zoneout))).astype(dtype)
+            zoneout[name] = _mask(xp, seed, f"zoneout:{name}", shape, node.zoneout, dtype,
+                                  dropout=False)
     for i, edge in enumerate(net.edges):
         if edge.dropout:
             shape = (batch, net.size(edge.src))
-            edge_dropout[i] = _keep(xp, counter_bits(seed, f"edge-dropout:{i}", shape, xp),
-                                    edge.dropout, dtype)
+            edge_dropout[i] = _mask(xp, seed, f"edge-dropout:{i}", shape, edge.dropout, dtype)
         if edge.weight_dropout and edge.param not in weight_dropout:
             shape = net.params[edge.param].shape
-            weight_dropout[edge.param] = _keep(
-                xp, counter_bits(seed, f"weight-dropout:{edge.param}", shape, xp),
-                edge.weight_dropout, dtype)
+            weight_dropout[edge.param] = _mask(xp, seed, f"weight-dropout:{edge.param}", shape,
+                                               edge.weight_dropout, dtype)
     return Masks(node_dropout, zoneout, edge_dropout, weight_dropout)

@@ -315,7 +315,7 @@ def generate(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "f
     members = op.ops if isinstance(op, Fused) else (op,)
     if target == "host" and not net_only and any(m.norm for m in members):
         from graphrnn.backends.codegen_norm import generate_norm  # a row pass per (t, b)
-        return generate_norm(op, buffers, dtype, no_grad)
+        return generate_norm(op, buffers, dtype, no_grad, keep)
     ctype = CTYPES[dtype]
     size = buffers[members[0].out].size
     for m in members:

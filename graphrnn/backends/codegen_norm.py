@@ -1,43 +1,61 @@
-"""C source for a layer-normalised NodeUpdate on the CPU: a row pass for the mean and variance.
+"""C source for a row group on the CPU: layer-normalised NodeUpdates and the element-wise ones
+between them, as one kernel of a few ``j`` passes per ``(t, b)`` row.
 
 A ``norm: layer`` node mixes its row, so it is not one of the element-wise members of
-:mod:`graphrnn.backends.codegen`; its host kernels loop over ``(t, b)`` rows and run the ``j``
-loop twice per row. Forward: the combined terms go to ``net`` while one pass sums them (shifted
-by the row's first value, for a stable variance); the second pass writes ``x̂`` over them
-(``net`` holds ``x̂``), then ``γ·x̂ + bias``, the activation and the leak, and ``1/σ`` goes to a
-``(T, B)`` scratch. Backward: the steps of :func:`~graphrnn.ops.node_update_vjp.vjp_steps`;
-the first pass takes ``d out`` to ``dy`` (kept in a ``(T, B, size)`` scratch for the bias and
-gain gradients) and sums ``dy·γ`` and ``dy·γ·x̂``; the second writes ``d net`` (of the combined
-terms) and adds the terms' shares. A call computes whole rows, or nothing when its column
-range ``[j0, j1)`` is empty (a compiled loop gives a normalised node to one thread).
+:mod:`graphrnn.backends.codegen`. Its host kernels loop over ``(t, b)`` rows; inside a row the
+members are placed in as few ``j`` passes as the data allow (:func:`row_passes`): a normalised
+member's first phase (its combined terms into ``net``) goes into the current pass, its second
+phase (``x̂`` over ``net``, ``γ·x̂ + bias``, activation, leak) opens the next one, and
+element-wise members run in the current pass, same-step values in registers. Between passes
+the row statistics: the mean, then a centred sum for the variance, ``1/σ`` to a ``(T, B)``
+scratch (:func:`row_sums`: in lanes, so they vectorise). A LayerNorm LSTM step is three
+passes: the four gates' sums; their values, the cell and ``c`` for ``tc``; ``tanh(LN(c))``
+and ``h``. Backward mirrors it in reverse: the first phase
+(:func:`~graphrnn.ops.node_update_vjp.vjp_steps` down to ``dy``, kept in a ``(T, B, size)``
+scratch for the bias and gain gradients), the sums of ``dy·γ`` and ``dy·γ·x̂``, then
+``d net`` and the terms' shares. A call computes whole rows ``[j0, j1)`` (batch rows).
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 from graphrnn import config
 from graphrnn.backends.codegen import (
     CTYPES,
     FusedSource,
     _activation,
+    _backward_member,
     _Emitter,
+    _forward_member,
     _local_grad,
     _share,
     _term_value,
 )
-from graphrnn.backends.kernel_plan import KernelPlan
+from graphrnn.backends.kernel_plan import KernelPlan, plan_memory
+from graphrnn.compiler.fusion import elementwise
 from graphrnn.compiler.ir import Buffer, Fused, NodeUpdate, op_label
 from graphrnn.frontend.network import NORM_EPS
 from graphrnn.ops import node_update_vjp
-from graphrnn.ops.node_update_vjp import LeakSplit, LocalGrad, NormGrad, RecomputeValue
+from graphrnn.ops.node_update_vjp import LeakSplit, LocalGrad, RecomputeValue
 
 
 def _head(e: _Emitter, name: str) -> str:
-    """The function's head down to the body of row ``(tt, b)``."""
-    params = ["const int t0", "const int steps", "const int B"]
+    """The function's head down to the body of row ``(tt, b)``: a loop over the rows on the
+    host, one block a row on the GPU (``red``: the block's shared scratch for its sums)."""
     decls = [f"{'' if a in e.written else 'const '}{e.ctype}* __restrict__ p{i}"
              for i, a in enumerate(e.args)]
+    if e.target == "cuda":
+        params = ",\n    ".join(["const int t0", "const int B", *decls])
+        return f"""extern "C" __global__ void {name}(
+    {params}) {{
+  __shared__ {e.ctype} red[GR_BLOCK];
+  {{
+    const int tt = t0 + (int)(blockIdx.x / B);
+    const int b = (int)(blockIdx.x % B);
+    const gr_index row = (gr_index)tt * B + b;"""
+    params = ["const int t0", "const int steps", "const int B"]
     unpack = "".join(f"\n  {d} = ({d.split(' __restrict__')[0]})P[{i}];"
                      for i, d in enumerate(decls))
     return f"""void {name}({", ".join(params)}, void* const* P,
@@ -47,41 +65,112 @@ def _head(e: _Emitter, name: str) -> str:
     const gr_index row = (gr_index)tt * B + b;"""
 
 
-def _combined(e: _Emitter, op: NodeUpdate) -> list[str]:
+def _columns(e: _Emitter) -> str:
+    """A pass's ``j`` loop: all columns on the host, the thread's share on the GPU."""
+    if e.target == "cuda":
+        return f"    for (int j = threadIdx.x; j < {e.size}; j += blockDim.x) {{"
+    return f"    GR_VECTORIZE\n    for (int j = 0; j < {e.size}; ++j) {{"
+
+
+def row_passes(members, backward: bool = False) -> list[list[tuple[int, int]]]:
+    """The ``j`` passes of a row: lists of ``(k, phase)``, member ``k`` (its index in
+    ``members``) in phase 0 (element-wise members; a normalised one's first phase) or 1 (a
+    normalised one's second phase, after its row sums). Members in order (reversed for
+    ``backward``); a pass closes where a member reads (backward: is read by) a normalised member
+    whose second phase is pending, and the next one starts with every pending second phase."""
+    order = range(len(members) - 1, -1, -1) if backward else range(len(members))
+    passes: list[list[tuple[int, int]]] = [[]]
+    pending: list[int] = []
+    for k in order:
+        m = members[k]
+        if backward:
+            waits = any(t.delay == 0 and t.src == m.out for p in pending
+                        for t in members[p].terms)
+        else:
+            waits = any(t.delay == 0 and t.src == members[p].out for p in pending
+                        for t in m.terms)
+        if waits:
+            passes.append([(p, 1) for p in pending])
+            pending = []
+        passes[-1].append((k, 0))
+        if m.norm:
+            pending.append(k)
+    if pending:
+        passes.append([(p, 1) for p in pending])
+    return [p for p in passes if p]
+
+
+def _combined(e: _Emitter, op: NodeUpdate, x: str, live: dict[str, str]) -> list[str]:
     """``x = combine(terms)`` at column ``j`` (no bias)."""
     if not op.terms:
-        return [f"      {e.ctype} x = 0;"]
+        return [f"      {e.ctype} {x} = 0;"]
     lines = []
     for i, term in enumerate(op.terms):
-        value = _term_value(e, term, {})
-        lines.append(f"      {e.ctype} x = {value};" if i == 0 else
-                     f"      x {'*=' if op.combine == 'product' else '+='} {value};")
+        value = _term_value(e, term, live)
+        lines.append(f"      {e.ctype} {x} = {value};" if i == 0 else
+                     f"      {x} {'*=' if op.combine == 'product' else '+='} {value};")
     return lines
 
 
-def _forward(e: _Emitter, op: NodeUpdate) -> list[str]:
+LANES = 8  # a reduction's partial sums: independent lanes vectorise without reassociation
+
+
+def row_sums(e: _Emitter, sums: list[tuple[str, str]]) -> list[str]:
+    """``total = Σ_j expr`` for each ``(total, expr)`` (``expr`` reads column ``j``), in
+    :data:`LANES` partial sums (a loop the compiler vectorises without ``-ffast-math``)."""
+    ct, size, lanes = e.ctype, e.size, LANES
+    if e.target == "cuda":  # each thread its columns, then the block's sum
+        return ["    {", *[f"      {ct} a_{total} = 0;" for total, _ in sums],
+                f"      for (int j = threadIdx.x; j < {size}; j += blockDim.x) {{",
+                *[f"        a_{total} += {expr};" for total, expr in sums], "      }",
+                *[f"      {total} = gr_block_sum(a_{total}, red);" for total, _ in sums], "    }"]
+    acc = [f"a_{total}" for total, _ in sums]
+    lines = ["    {", *[f"      {ct} {a}[{lanes}] = {{0}};" for a in acc],
+             f"      for (int j8 = 0; j8 + {lanes} <= {size}; j8 += {lanes})",
+             f"      for (int l = 0; l < {lanes}; ++l) {{", "        const int j = j8 + l;",
+             *[f"        {a}[l] += {expr};" for a, (_, expr) in zip(acc, sums, strict=True)],
+             "      }"]
+    if size % lanes:
+        lines += [f"      for (int j = {size - size % lanes}; j < {size}; ++j) {{",
+                  *[f"        {a}[0] += {expr};" for a, (_, expr) in zip(acc, sums, strict=True)],
+                  "      }"]
+    lines += [f"      for (int l = 0; l < {lanes}; ++l) {total} += {a}[l];"
+              for a, (total, _) in zip(acc, sums, strict=True)]
+    return [*lines, "    }"]
+
+
+def _stats(e: _Emitter, k: int, op: NodeUpdate) -> list[str]:
+    """Row ``k``'s mean, variance (a centred sum over ``net``) and ``1/σ``."""
     ct, size = e.ctype, e.size
+    net = f"{e.ptr('buf', op.net)}[{e.index(op.net, 0)}]"
+    return [f"    {ct} s{k} = 0, q{k} = 0;", *row_sums(e, [(f"s{k}", net)]),
+            f"    const {ct} mean{k} = s{k} / {size};",
+            *row_sums(e, [(f"q{k}", f"({net} - mean{k}) * ({net} - mean{k})")]),
+            f"    const {ct} rstd{k} = 1 / sqrt(q{k} / {size} + {e.lit(NORM_EPS)});",
+            ("    if (threadIdx.x == 0) " if e.target == "cuda" else "    ")
+            + f"{e.ptr('rstd', op.node, True)}[row] = rstd{k};"]
+
+
+def _forward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int,
+                   live: dict[str, str], plan: KernelPlan) -> list[str]:
+    """Member ``k``'s statements in a forward pass at column ``j``."""
+    if not op.norm:
+        return ["  " + line for line in _forward_member(e, k, op, live, False, plan)]
+    ct = e.ctype
     net = f"{e.ptr('buf', op.net, True)}[{e.index(op.net, 0)}]"
-    lines = [f"    // {op_label(op)}", f"    {ct} shift = 0, s1 = 0, s2 = 0;",
-             f"    for (int j = 0; j < {size}; ++j) {{", *_combined(e, op),
-             "      if (j == 0) shift = x;", f"      {net} = x;",
-             "      const " + ct + " d = x - shift;", "      s1 += d; s2 += d * d;", "    }",
-             f"    const {ct} m1 = s1 / {size};",
-             f"    {ct} var = s2 / {size} - m1 * m1;",
-             "    if (var < 0) var = 0;",
-             f"    const {ct} mean = shift + m1;",
-             f"    const {ct} rstd = 1 / sqrt(var + {e.lit(NORM_EPS)});",
-             f"    {e.ptr('rstd', op.node, True)}[row] = rstd;",
-             "    GR_VECTORIZE", f"    for (int j = 0; j < {size}; ++j) {{",
-             f"      const {ct} xh = ({net} - mean) * rstd;", f"      {net} = xh;",
-             f"      {ct} n = xh * {e.ptr('param', op.gain)}[j];"]
+    if phase == 0:
+        return [f"      // {op_label(op)}: the sum", *_combined(e, op, f"x{k}", live),
+                f"      {net} = x{k};"]
+    lines = [f"      // {op_label(op)}", f"      const {ct} xh{k} = ({net} - mean{k}) * rstd{k};",
+             f"      {net} = xh{k};", f"      {ct} n{k} = xh{k} * {e.ptr('param', op.gain)}[j];"]
     if op.bias:
-        lines.append(f"      n += {e.ptr('param', op.bias)}[j];")
-    lines.append(f"      {ct} v = {_activation(e, op, 'n')};")
+        lines.append(f"      n{k} += {e.ptr('param', op.bias)}[j];")
+    lines.append(f"      {ct} v{k} = {_activation(e, op, f'n{k}')};")
     if op.leak is not None:
         prev = f"{e.ptr('buf', op.out)}[{e.index(op.out, 1)}]"
-        lines.append(f"      v = v * {e.lit(op.leak)} + {prev} * {e.lit(1 - op.leak)};")
-    lines += [f"      {e.ptr('buf', op.out, True)}[{e.index(op.out, 0)}] = v;", "    }"]
+        lines.append(f"      v{k} = v{k} * {e.lit(op.leak)} + {prev} * {e.lit(1 - op.leak)};")
+    lines.append(f"      {e.ptr('buf', op.out, True)}[{e.index(op.out, 0)}] = v{k};")
+    live[op.out] = f"v{k}"
     return lines
 
 
@@ -114,58 +203,122 @@ def local_grad_lines(e: _Emitter, op: NodeUpdate, steps, xh: str, gain: str, ind
     return [indent + line for line in lines]
 
 
-def _backward(e: _Emitter, op: NodeUpdate, no_grad: frozenset[str]) -> list[str]:
+def _backward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int, no_grad: frozenset[str],
+                    plan: KernelPlan, index: dict[str, int]) -> list[str]:
+    """Member ``k``'s statements in a backward pass at column ``j``."""
+    if not op.norm:
+        return ["  " + line for line in _backward_member(e, k, op, set(no_grad), False, plan,
+                                                         index)]
     ct, size = e.ctype, e.size
     steps = node_update_vjp.vjp_steps(op)
-    sends = [s for s in node_update_vjp.shares(steps)
-             if s.target.cols is not None or s.target.src not in no_grad]
     xh = f"{e.ptr('buf', op.net)}[{e.index(op.net, 0)}]"
     dy = f"{e.ptr('dy', op.node, True)}[row * {size} + j]"
     gain = f"{e.ptr('param', op.gain)}[j]"
-    lines = [f"    // d {op_label(op)}", f"    {ct} s1 = 0, s2 = 0;",
-             f"    for (int j = 0; j < {size}; ++j) {{",
-             *local_grad_lines(e, op, steps, xh, gain, "      ")]
-    for step in steps:
-        if isinstance(step, NormGrad):
-            lines += [f"      {dy} = dn;", f"      const {ct} gg = dn * {gain};",
-                      "      s1 += gg; s2 += gg * xh;", "    }",
-                      f"    const {ct} rstd = {e.ptr('rstd', op.node)}[row];",
-                      f"    const {ct} m1 = s1 / {size}, m2 = s2 / {size};",
-                      "    GR_VECTORIZE", f"    for (int j = 0; j < {size}; ++j) {{",
-                      f"      const {ct} dn = rstd * ({dy} * {gain} - m1 - {xh} * m2);",
-                      f"      {e.ptr('grad', op.net, True)}[{e.index(op.net, 0)}] = dn;"]
+    if phase == 0:
+        return [f"      {{  // d {op_label(op)}: dy and its sums",
+                *local_grad_lines(e, op, steps, xh, gain, "        ", e.target == "host"),
+                f"        {dy} = dn; (void)xh;", "      }"]
+    sends = [s for s in node_update_vjp.shares(steps)
+             if s.target.cols is not None or s.target.src not in no_grad]
+    lines = [f"      {{  // d {op_label(op)}",
+             f"        const {ct} dn = rstd{k} * ({dy} * {gain} - m{k} - {xh} * mq{k});"]
+    if any(t.kind == "diagonal" for t in op.terms):  # its weight gradient reads d net
+        lines.append(f"        {e.ptr('grad', op.net, True)}[{e.index(op.net, 0)}] = dn;")
     for i in sorted({j for s in sends for j in s.product_of}):
-        lines.append(f"      const {ct} a{i} = {_term_value(e, op.terms[i], {})};")
-    plan = KernelPlan(frozenset(), frozenset(), frozenset(), frozenset())
-    lines += ["  " + line for s in sends for line in _share(e, s, plan, {})]
-    return [*lines, "    }"]
+        lines.append(f"        const {ct} a{i} = {_term_value(e, op.terms[i], {})};")
+    empty = KernelPlan(frozenset(), frozenset(), frozenset(), frozenset())
+    lines += ["    " + line for s in sends for line in _share(e, s, empty, {})]
+    if not sends and not any(t.kind == "diagonal" for t in op.terms):
+        lines.append("        (void)dn;  // nothing reads this gradient")
+    return [*lines, "      }"]
+
+
+def _body(e: _Emitter, members, passes, phase_lines, between) -> list[str]:
+    """The row body: the passes' ``j`` loops, ``between(k)`` after a normalised member's first
+    phase (its row statistics) and the sums' declarations before the first pass."""
+    ct_lines = []
+    for row_pass in passes:
+        live: dict[str, str] = {}
+        body = [line for k, phase in row_pass for line in phase_lines(k, phase, live)]
+        ct_lines += [_columns(e), *body, "    }"]
+        for k, phase in row_pass:
+            if phase == 0 and members[k].norm:
+                ct_lines += between(k)
+    return ct_lines
+
+
+def _plan(members, buffers: dict[str, Buffer], keep: frozenset[str] | None) -> KernelPlan:
+    """What the element-wise members keep in memory: every gradient (a pass reads what an
+    earlier one added); the nets and outs that others (``keep``; None: all), the backward, or a
+    later pass read; ``d net`` where a bias or diagonal-weight gradient reads it."""
+    outs = frozenset(m.out for m in members)
+    nets = frozenset(m.net for m in members)
+    dnets = frozenset(m.net for m in members if not m.norm and (
+        m.bias or any(t.kind == "diagonal" for t in m.terms)))
+    if keep is None:
+        return KernelPlan(outs | nets, outs, dnets, frozenset())
+    made = {}  # out -> the forward pass computing it
+    for n, row_pass in enumerate(row_passes(members)):
+        made.update({members[k].out: n for k, phase in row_pass
+                     if phase == int(bool(members[k].norm))})
+    later = {t.src for n, row_pass in enumerate(row_passes(members)) for k, _ in row_pass
+             for t in members[k].terms if t.delay == 0 and made.get(t.src, n) != n}
+    needed = plan_memory(members, buffers, frozenset(), False).stores  # the backward's reads
+    return KernelPlan((outs | nets) & (keep | needed | later), outs, dnets, frozenset())
 
 
 def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str = "float32",
-                  no_grad: frozenset[str] = frozenset()) -> FusedSource:
-    """The host kernels of a ``norm: layer`` NodeUpdate, or of a Fused run of them (one row
-    loop, the members' row passes in turn; see the module).
+                  no_grad: frozenset[str] = frozenset(),
+                  keep: frozenset[str] | None = None, target: str = "host") -> FusedSource:
+    """The host kernels of a ``norm: layer`` NodeUpdate, or of a Fused run of one size whose
+    members are layer-normalised or element-wise (one row loop, :func:`row_passes`; see the
+    module).
 
     The kernels take ``j0, j1`` as batch rows (``0, B`` for all), not columns. Pointer
     kinds besides :class:`~graphrnn.backends.codegen.Arg`'s: ``rstd`` (``(T, B)``,
     ``1/σ`` per row) and ``dy`` (``(T, B, size)``, the gradient of ``γ·x̂ + bias``), scratch
-    arrays of the run's that the caller allocates, one of each per member.
+    arrays of the run's that the caller allocates, one of each per normalised member.
+    ``keep``: the buffers others read (None: every member's net and out is stored); every
+    gradient goes through memory.
     """
     members = op.ops if isinstance(op, Fused) else (op,)
     size = buffers[members[0].out].size
     for m in members:
-        if not m.norm or m.own or buffers[m.out].size != size:
-            raise ValueError(f"node {m.node} is not a synchronous normalised node of {size}")
+        if m.own or buffers[m.out].size != size or not (
+                elementwise(replace(m, norm=None, gain=None), buffers)):
+            raise ValueError(f"node {m.node} is not a synchronous row-local node of {size}")
     ctype = CTYPES[dtype]
-    fwd, bwd = _Emitter(buffers, ctype, size, "host"), _Emitter(buffers, ctype, size, "host")
-    fwd_body = [line for m in members for line in ["    {", *_forward(fwd, m), "    }"]]
-    bwd_body = [line for m in reversed(members)
-                for line in ["    {", *_backward(bwd, m, no_grad), "    }"]]
-    digest = hashlib.sha1("\n".join([ctype, *fwd_body, *bwd_body]).encode()).hexdigest()[:12]
+    fwd, bwd = _Emitter(buffers, ctype, size, target), _Emitter(buffers, ctype, size, target)
+    plan = _plan(members, buffers, keep)
+    index = {m.out: k for k, m in enumerate(members)}
+
+    def fwd_stats(k):
+        return _stats(fwd, k, members[k])
+
+    def bwd_stats(k):  # the sums of dy·γ and dy·γ·x̂
+        m = members[k]
+        gg = (f"{bwd.ptr('dy', m.node)}[row * {size} + j] * {bwd.ptr('param', m.gain)}[j]")
+        xh = f"{bwd.ptr('buf', m.net)}[{bwd.index(m.net, 0)}]"
+        return [f"    {ctype} s{k} = 0, q{k} = 0;",
+                *row_sums(bwd, [(f"s{k}", gg), (f"q{k}", f"{gg} * {xh}")]),
+                f"    const {ctype} rstd{k} = {bwd.ptr('rstd', m.node)}[row];",
+                f"    const {ctype} m{k} = s{k} / {size}, mq{k} = q{k} / {size};"]
+
+    fwd_body = _body(fwd,
+        members, row_passes(members),
+        lambda k, ph, live: _forward_phase(fwd, k, members[k], ph, live, plan), fwd_stats)
+    bwd_body = _body(bwd,
+        members, row_passes(members, backward=True),
+        lambda k, ph, live: _backward_phase(bwd, k, members[k], ph, no_grad, plan, index),
+        bwd_stats)
+    digest = hashlib.sha1("\n".join([target, ctype, *fwd_body, *bwd_body]).encode()
+                          ).hexdigest()[:12]
     fname, bname = f"gr_norm_{digest}_fwd", f"gr_norm_{digest}_bwd"
     label = ", ".join(m.node for m in members)
-    source = "\n".join([f"// graphrnn generated kernels for layer-normalised {label} "
-                        f"({dtype}, {size} wide, host)", '#include "host.h"', "#include <math.h>",
+    include = ['#include "reduce.cuh"'] if target == "cuda" else ['#include "host.h"',
+                                                                   "#include <math.h>"]
+    source = "\n".join([f"// graphrnn generated row kernels for {label} "
+                        f"({dtype}, {size} wide, {target})", *include,
                         "", _head(fwd, fname), *fwd_body, "  }\n}", "",
                         _head(bwd, bname), *bwd_body, "  }\n}", ""])
     config.debug(4, f"[graphrnn] generated C source:\n{source}")

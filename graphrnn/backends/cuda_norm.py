@@ -1,7 +1,9 @@
-"""The GPU backend's layer-normalised nodes: the terms in a generated net kernel, then one
-block a row (``kernels/reduce.cuh``) for the mean, variance, gain, bias and activation.
+"""The GPU backend's layer-normalised nodes: one block a row (``kernels/reduce.cuh``).
 
-Forward: the net-only kernel of :mod:`graphrnn.backends.codegen` writes the combined terms to
+A group of the grouping pass (normalised nodes and the element-wise ones after them: a
+LayerNorm LSTM's whole step) is one generated row kernel each way (:class:`LayerNormRunKernel`,
+the source of :func:`~graphrnn.backends.codegen_norm.generate_norm`). A lone normalised node:
+forward, the net-only kernel of :mod:`graphrnn.backends.codegen` writes the combined terms to
 ``net`` (no bias); the row kernel overwrites them with ``x̂``, keeps ``1/σ`` per row and writes
 ``out = act(γ·x̂ + bias)`` (leaked). Backward: the row kernel takes ``d out`` through the steps
 of :func:`~graphrnn.ops.node_update_vjp.vjp_steps` down to ``d net`` of the combined terms
@@ -18,12 +20,11 @@ from dataclasses import replace
 import numpy as np
 
 from graphrnn.backends.codegen import CTYPES, _activation, _Emitter
-from graphrnn.backends.codegen_norm import local_grad_lines
+from graphrnn.backends.codegen_norm import generate_norm, local_grad_lines
 from graphrnn.backends.cuda_ops import FusedCudaKernel, _Kernel, _pow2_block
 from graphrnn.compiler.ir import NodeUpdate, op_label
 from graphrnn.frontend.network import NORM_EPS
 from graphrnn.ops import node_update_vjp
-from graphrnn.ops.fused import FusedKernel
 from graphrnn.ops.node_update import NodeUpdateKernel
 
 
@@ -147,15 +148,76 @@ class LayerNormNodeKernel(_Kernel):
             NodeUpdateKernel(replace(op, bias=None, norm=None, gain=None), run).param_grads()
 
 
-class LayerNormRunKernel(FusedKernel):
-    """A Fused run of normalised NodeUpdates (the CPU pipeline's grouping): its members'
-    :class:`LayerNormNodeKernel` in turn (backward in reverse), as FusedKernel runs members."""
-
-    capturable = True
+class LayerNormRunKernel(_Kernel):
+    """A Fused run of normalised and element-wise NodeUpdates (the grouping pass,
+    :func:`~graphrnn.compiler.fusion.group_normalised`) as one generated row kernel each way,
+    one block a row: :func:`~graphrnn.backends.codegen_norm.generate_norm` for the GPU, its
+    passes separated by block sums (``gr_block_sum``), so a LayerNorm LSTM step is one launch
+    forward and one backward."""
 
     def __init__(self, op, run, backend):
-        self.op, self.batch = op, run.batch
-        self.members = [LayerNormNodeKernel(m, run, backend) for m in op.ops]
+        super().__init__(op, run, backend)
+        prog = run.prog
+        self.members = op.ops
+        no_grad = frozenset(n for n in prog.buffers if n not in run.grads_wanted)
+        key = ("norm-group", op.uid, self.dtype, no_grad)
+        hit = backend._sources.get(key)
+        if hit is None or hit[0] != op:  # the Program outlives runs: generate once
+            hit = backend._sources[key] = (op, generate_norm(op, prog.buffers, self.dtype,
+                                                             no_grad, target="cuda"))
+        self.src = hit[1]
+        self.module = backend.module(self.src.source)
+        size = prog.buffers[self.members[0].out].size
+        self.block = _pow2_block(size)
+        shapes = {"rstd": (run.steps, run.batch), "dy": (run.steps, run.batch, size)}
+        self.store = {}
+        for a in self.src.forward_args + self.src.backward_args:
+            if a in self.store:
+                continue
+            if a.kind in shapes:
+                self.store[a] = backend.empty((f"norm-{a.kind}", a.name), shapes[a.kind],
+                                              run.dtype)
+            elif a.kind in ("param", "noise"):
+                table = run.params if a.kind == "param" else run.uniforms
+                self.store[a] = backend.stable((a.kind, a.name), table[a.name])
+
+    def _arrays(self, args) -> tuple:
+        table = {"buf": self.run.arrays, "grad": self.run.grads}
+        return tuple(self.store[a] if a in self.store else table[a.kind][a.name] for a in args)
 
     def pointers(self, backward: bool) -> tuple:
-        return tuple(p for k in self.members for p in k.pointers(backward))
+        """The device addresses the kernel reads and writes (a CUDA graph's identity)."""
+        args = self.src.backward_args if backward else self.src.forward_args
+        return tuple(self.backend.ptr(a) for a in self._arrays(args))
+
+    def _launch(self, name: str, args, lo: int, hi: int, reverse: bool) -> None:
+        arrays = self._arrays(args)
+        windows = ([(lo, hi)] if self.src.window_safe else
+                   [(t, t + 1) for t in (range(hi - 1, lo - 1, -1) if reverse
+                                         else range(lo, hi))])
+        for a, b in windows:
+            self.module.launch(name, ((b - a) * self.batch,), (self.block,),
+                               (np.int32(a), np.int32(self.batch)) + arrays)
+
+    def forward(self, lo: int, hi: int) -> None:
+        self._launch(self.src.forward, self.src.forward_args, lo, hi, False)
+
+    def backward(self, lo: int, hi: int) -> None:
+        self._launch(self.src.backward, self.src.backward_args, lo, hi, True)
+
+    def param_grads(self) -> None:
+        """Normalised members: bias and gain from ``dy`` and ``x̂``, diagonal weights from
+        ``d net``; element-wise members from their ``d net``."""
+        run = self.run
+        for m in self.members:
+            if not m.norm:
+                if m.bias or any(t.kind == "diagonal" for t in m.terms):
+                    NodeUpdateKernel(m, run).param_grads()
+                continue
+            dy = next(v for a, v in self.store.items() if a.kind == "dy" and a.name == m.node)
+            if m.bias in run.trainable:
+                run.add_param_grad(m.bias, dy.sum(axis=(0, 1)))
+            if m.gain in run.trainable:
+                run.add_param_grad(m.gain, (dy * run.rows(m.net, 0, run.steps)).sum(axis=(0, 1)))
+            if any(t.kind == "diagonal" for t in m.terms):
+                NodeUpdateKernel(replace(m, bias=None, norm=None, gain=None), run).param_grads()

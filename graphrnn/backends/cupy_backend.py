@@ -147,6 +147,13 @@ class CupyBackend(Backend):
 
     # -- arrays ------------------------------------------------------------------------------
 
+    def passes(self):
+        """The standard pipeline, then normalised nodes grouped with the element-wise ones after
+        them (one row kernel a step: :class:`~graphrnn.backends.cuda_norm.LayerNormRunKernel`)."""
+        from graphrnn.compiler.fusion import group_normalised
+        from graphrnn.compiler.passes import PASSES
+        return [*PASSES, group_normalised]
+
     def asarray(self, array, dtype):
         return self.xp.asarray(array, dtype=dtype)
 

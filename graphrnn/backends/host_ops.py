@@ -54,7 +54,7 @@ class FusedHostKernel:
         self.op, self.run = op, run
         prog = run.prog
         self.members = op.ops if isinstance(op, Fused) else (op,)
-        #: layer-normalised members (then all are): row kernels, j0/j1 are batch rows
+        #: a layer-normalised member: a row kernel (codegen_norm), j0/j1 are batch rows
         self.normalised = any(getattr(m, "norm", None) for m in self.members)
         no_grad = frozenset(n for n in prog.buffers if n not in run.grads_wanted)
         dtype = np.dtype(run.dtype).name
@@ -136,6 +136,10 @@ class FusedHostKernel:
         run = self.run
         if self.normalised:  # dy: the gradient of gain·x̂ + bias; net holds x̂
             for m in self.members:
+                if not m.norm:  # an element-wise member of a row kernel: d net in memory
+                    if m.bias or any(t.kind == "diagonal" for t in m.terms):
+                        NodeUpdateKernel(m, run).param_grads()
+                    continue
                 dy, xhat = self.store[("dy", m.node)], run.rows(m.net, 0, run.steps)
                 if m.bias in run.trainable:
                     run.add_param_grad(m.bias, dy.sum(axis=(0, 1)))

@@ -95,32 +95,50 @@ def fuse_elementwise(prog: Program) -> Program:
     return prog.replace(stages=tuple(stages))
 
 
+def row_local(op, buffers: dict[str, Buffer]) -> bool:
+    """Whether ``op`` (a NodeUpdate) is element-wise, or would be but for its layer norm: a
+    member of a CPU row kernel (:mod:`graphrnn.backends.codegen_norm`)."""
+    return (isinstance(op, NodeUpdate) and not op.own
+            and elementwise(replace(op, norm=None, gain=None) if op.norm else op, buffers))
+
+
 def group_normalised(prog: Program) -> Program:
-    """Merge each run of two or more consecutive layer-normalised NodeUpdates of one size in a
-    loop stage (each element-wise but for its norm) into one Fused op: for the CPU's compiled
-    kernels only, which run them as one row loop (a LayerNorm LSTM's four gates: one kernel
-    and one meeting of the threads a step instead of four). Not in the standard pipeline: the
-    GPU kernels take normalised nodes one at a time."""
+    """Merge each run of consecutive row-local NodeUpdates (:func:`row_local`; a Fused chain
+    counts as its members) of one size in a loop stage that holds a layer-normalised node and
+    two or more members into one Fused op: for the CPU's compiled kernels only, which run it
+    as one row kernel of a few passes (a LayerNorm LSTM's whole cell step: one kernel and one
+    meeting of the threads a step instead of four; on the GPU one launch a step). Members
+    keep their order. Not in the standard pipeline: the NumPy backend with compiled kernels
+    and the CuPy backend add it."""
     stages, uids = [], count(next_uid(prog))
     for stage in prog.stages:
         if stage.kind != StageKind.LOOP:
             stages.append(stage)
             continue
         ops: list = []
-        def groupable(op) -> bool:  # element-wise but for its norm (not softmax, not async)
-            return (isinstance(op, NodeUpdate) and bool(op.norm) and not op.own
-                    and elementwise(replace(op, norm=None, gain=None), prog.buffers))
+        run: list = []  # the ops of the current run
+
+        def flush(ops=ops, run=run) -> None:
+            members = [m for op in run for m in (op.ops if isinstance(op, Fused) else (op,))]
+            if len(members) >= 2 and any(m.norm for m in members):
+                ops.append(Fused(tuple(members), next(uids)))
+            else:
+                ops.extend(run)
+            run.clear()
 
         for op in stage.ops:
-            if groupable(op):
-                last = ops[-1] if ops else None
-                members = (last.ops if isinstance(last, Fused) else (last,)
-                           if isinstance(last, NodeUpdate) else ())
-                if (members and all(groupable(m) for m in members)
-                        and prog.buffers[members[0].out].size == prog.buffers[op.out].size):
-                    ops[-1] = Fused((*members, op), last.uid if isinstance(last, Fused)
-                                    else next(uids))
-                    continue
-            ops.append(op)
+            members = op.ops if isinstance(op, Fused) else (op,)
+            if not all(row_local(m, prog.buffers) for m in members):
+                flush()
+                ops.append(op)
+                continue
+            first = run[0].ops[0] if run and isinstance(run[0], Fused) else run[0] if run else None
+            taken = [m for r in run for m in (r.ops if isinstance(r, Fused) else (r,))]
+            if first is not None and (prog.buffers[first.out].size
+                                      != prog.buffers[members[0].out].size
+                                      or any(_column_clash(taken, m) for m in members)):
+                flush()  # (a clash: two GPU threads of a row would add to one element)
+            run.append(op)
+        flush()
         stages.append(stage.with_ops(tuple(ops)))  # keeps the loop's direction
     return prog.replace(stages=tuple(stages))

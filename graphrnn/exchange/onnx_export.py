@@ -28,7 +28,7 @@ from graphrnn.exchange.onnx_bidirectional import merge_bidirectional
 from graphrnn.exchange.onnx_graph import Graph, activate
 from graphrnn.exchange.onnx_ops import emit_gru, emit_lstm, emit_rnn
 from graphrnn.files import write_atomic
-from graphrnn.frontend.network import Network
+from graphrnn.frontend.network import NORM_EPS, Network
 from graphrnn.frontend.training_noise import eval_network
 
 OPSET = 17
@@ -44,9 +44,6 @@ def refusal(net: Network) -> SpecError | None:
         if node.activation == "bernoulli":
             return SpecError("bernoulli (a stochastic unit) cannot be exported to "
                              "ONNX", net.source, node.line, f"nodes.{name}.activation")
-        if node.norm:
-            return SpecError("norm: layer is not exported to ONNX yet", net.source, node.line,
-                             f"nodes.{name}.norm")
     return None
 
 
@@ -141,6 +138,17 @@ class _Exporter:
         return out
 
     def bias(self, g: Graph, name: str, x: str) -> str:
+        """``x`` plus the node's bias; a ``norm: layer`` node's ONNX ``LayerNormalization``
+        (opset 17: over the last axis, eps 1e-5) with its gain as scale and its bias (or
+        zeros) as shift."""
+        node = self.net.nodes[name]
+        if node.norm:
+            shift = (self.params[f"{name}.bias"] if self.net.has_bias(name)
+                     else np.zeros(node.size, np.float32))
+            return g.op("LayerNormalization", [x, self.g.const(self.params[f"{name}.gain"],
+                                                               "gain"),
+                                                self.g.const(shift, "b")], "normed",
+                        axis=-1, epsilon=NORM_EPS)
         if not self.net.has_bias(name):
             return x
         return g.op("Add", [x, self.g.const(self.params[f"{name}.bias"], "b")], "biased")
@@ -168,8 +176,10 @@ class _Exporter:
         depth = {m: max([abs(e.delay) for e in net.edges if e.src == m and e.dst in inside]
                         + [1 if net.reads_own_past(m) else 0]) for m in members}
         self.loop_members, self.lag = inside, -1 if reverse else 1
-        if not self.unrolled and (emit_rnn(self, members, depth) or emit_lstm(self, members)
-                                  or emit_gru(self, members)):
+        normed = any(net.nodes[m].norm for m in members)  # no ONNX RNN/LSTM/GRU has one
+        if not self.unrolled and not normed and (emit_rnn(self, members, depth)
+                                                 or emit_lstm(self, members)
+                                                 or emit_gru(self, members)):
             return
         hoisted = {}
         for m in members:
@@ -178,7 +188,8 @@ class _Exporter:
                    for e in net.in_edges(m) if e.src not in inside]
             if ext:
                 pre = self.combine(g, node, ext, None)
-                hoisted[m] = self.bias(g, m, pre) if node.combine == "sum" else pre
+                hoisted[m] = (self.bias(g, m, pre) if node.combine == "sum" and not node.norm
+                              else pre)  # a norm needs the whole sum: in the step
         order = _step_order(net, members)
         rows = self.ahead if reverse else self.init
         carried = {m: rows.get(m, [])[:depth[m]] for m in members}
@@ -225,7 +236,7 @@ class _Exporter:
                     terms.append(self.weight(g, e, x))
             like = (carried[m] or [v for vs in carried.values() for v in vs])[0]
             pre = self.combine(g, node, terms, like)
-            if node.combine == "product" or m not in slices:
+            if node.combine == "product" or m not in slices or node.norm:
                 pre = self.bias(g, m, pre)
             value = activate(g, node, pre)
             if node.leak is not None:
@@ -333,8 +344,8 @@ def to_onnx(model, params: dict, path=None, *, unrolled: bool = False,
     Raises
     ------
     SpecError
-        One line naming what ONNX cannot express (asynchronous updates, stochastic units,
-        layer norm for now). Training-time noise is left out: the model is the network as
+        One line naming what ONNX cannot express (asynchronous updates, stochastic units).
+        Training-time noise is left out: the model is the network as
         ``train=False`` runs it.
     """
     net = eval_network(getattr(model, "net", model))  # dropout off, zoneout its expectation

@@ -220,7 +220,7 @@ def test_host_run_gpu_kernels_match_numpy(dtype):
     assert gpu.backend.replays >= 1
 
 
-def test_cpu_pipeline_runs_the_four_gates_as_one_row_kernel_split_by_batch_rows():
+def test_cpu_pipeline_runs_the_whole_cell_step_as_one_row_kernel_split_by_batch_rows():
     from graphrnn.backends.host_loop import plan_loop
     from graphrnn.compiler.ir import Fused, StageKind
     model = gr.compile(gr.load_spec(LN_LSTM), backend="numpy")
@@ -228,7 +228,7 @@ def test_cpu_pipeline_runs_the_four_gates_as_one_row_kernel_split_by_batch_rows(
         pytest.skip("no C compiler: no compiled kernels")
     (loop,) = [s for s in model.program.stages if s.kind == StageKind.LOOP]
     runs = [[m.node for m in op.ops] for op in loop.ops if isinstance(op, Fused)]
-    assert ["i", "f", "g", "o"] in runs
+    assert runs == [["i", "f", "g", "o", "fc", "ig", "c", "tc", "h"]]  # one kernel a step
     plan = plan_loop(loop, model.program, threads=2, batch=8)
     assert plan is not None and plan.bounds[0] == (0, 4, 8)  # batch rows, not columns
     assert (2, 0) in plan.ops  # the threads meet after the gate GEMMs, before the gates

@@ -1,0 +1,155 @@
+"""The CPU row kernel of a normalised group: element-wise members merged with normalised ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphrnn as gr
+from graphrnn.backends.codegen_norm import generate_norm, row_passes
+from graphrnn.compiler.ir import Fused, StageKind
+from graphrnn.frontend.reference import reference_forward
+from tests.helpers import SPECS, assert_close, random_case
+
+# a normalised node, an element-wise one between (bias, diagonal weight, leak, a product) and
+# a normalised one reading it, then an element-wise product of both: four passes a row
+MIXED = """
+name: mixed
+inputs: {x: 3}
+nodes:
+  a: {size: 6, activation: tanh, norm: layer}
+  e: {size: 6, activation: sigmoid, leak: 0.6}
+  p: {size: 6, combine: product}
+  n: {size: 6, activation: softplus, norm: layer, leak: 0.8}
+  m: {size: 6, combine: product}
+  y: 2
+edges:
+  - x -> a
+  - m -> a @1
+  - a -> e diagonal
+  - e -> e @1 diagonal
+  - a -> p identity
+  - e -> p identity
+  - p -> n diagonal
+  - x -> n
+  - n -> m identity
+  - a -> m identity
+  - m -> y
+outputs: [y]
+"""
+
+
+def _params(model, seed=2):
+    rng = np.random.default_rng(seed)
+    params = model.init_params(seed=seed)
+    return {k: (rng.normal(1.0 if k.endswith(".gain") else 0.0, 0.5, v.shape)
+                if k.endswith((".gain", ".bias")) else v) for k, v in params.items()}
+
+
+def _row_group(model):
+    (loop,) = [s for s in model.program.stages if s.kind == StageKind.LOOP]
+    return [op for op in loop.ops if isinstance(op, Fused)]
+
+
+def test_the_mixed_group_is_one_row_kernel_of_as_few_passes_as_the_data_allow():
+    model = gr.compile(gr.load_spec(MIXED), backend="numpy", dtype="float64")
+    if model.backend.name != "numpy":
+        pytest.skip("no C compiler: no compiled kernels")
+    (group,) = _row_group(model)
+    names = [m.node for m in group.ops]
+    assert set(names) == {"a", "e", "p", "n", "m"}
+    passes = [[(names[k], phase) for k, phase in p] for p in row_passes(group.ops)]
+    assert passes == [[("a", 0)], [("a", 1), ("e", 0), ("p", 0), ("n", 0)],
+                      [("n", 1), ("m", 0)]]
+    back = [[(names[k], phase) for k, phase in p] for p in row_passes(group.ops, True)]
+    assert back == [[("m", 0), ("n", 0)], [("n", 1), ("p", 0), ("e", 0), ("a", 0)],
+                    [("a", 1)]]
+    src = generate_norm(group, model.program.buffers, "float64", frozenset({"x"}))
+    loops = "    GR_VECTORIZE\n    for (int j = 0; j < 6; ++j) {"
+    assert src.source.count(loops) == 6  # 3 passes each way (the row sums are other loops)
+
+
+def test_ln_lstm_step_is_three_passes_forward_and_backward():
+    model = gr.compile(gr.load_spec(SPECS / "ln_lstm.yaml"), backend="numpy")
+    if model.backend.name != "numpy":
+        pytest.skip("no C compiler: no compiled kernels")
+    (group,) = _row_group(model)
+    assert len(row_passes(group.ops)) == 3 and len(row_passes(group.ops, True)) == 3
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_mixed_group_forward_is_the_reference(backend, dtype):
+    net = gr.load_spec(MIXED)
+    model = gr.compile(net, backend=backend, dtype=dtype)
+    params = _params(model)
+    inputs, state = random_case(net, steps=6, batch=5, seed=3)
+    out, final = model.forward(params, inputs, state=state)
+    ref_out, ref_final = reference_forward(net, params, inputs, state)
+    tol = {} if dtype == "float64" else {"rtol": 1e-4}
+    assert_close(out, ref_out, **tol)
+    assert_close(final, ref_final, **tol)
+
+
+def test_mixed_group_gradients_are_the_ufunc_kernels_and_finite_differences():
+    net = gr.load_spec(MIXED)
+    compiled = gr.compile(net, backend="numpy", dtype="float64")
+    plain = gr.compile(net, backend="numpy-ufuncs", dtype="float64")
+    params = _params(compiled)
+    inputs, state = random_case(net, steps=6, batch=5, seed=4)
+    targets = {"y": np.random.default_rng(5).normal(size=(6, 5, 2))}
+    loss, grads = compiled.gradients(params, inputs, targets, state=state)
+    loss_u, grads_u = plain.gradients(params, inputs, targets, state=state)
+    assert abs(loss - loss_u) <= 1e-10 * abs(loss_u)
+    assert set(grads) == set(grads_u)
+    for k in grads:
+        np.testing.assert_allclose(grads[k], grads_u[k], rtol=1e-10, atol=1e-12, err_msg=k)
+    rng, eps = np.random.default_rng(8), 1e-6
+    for name in ("a.gain", "n.bias", "e.bias", "a->e", "e->e@1", "p->n", "m->a@1"):
+        v = rng.normal(size=params[name].shape)
+        plus = {**params, name: params[name] + eps * v}
+        minus = {**params, name: params[name] - eps * v}
+        numeric = (compiled.gradients(plus, inputs, targets, state=state)[0]
+                   - compiled.gradients(minus, inputs, targets, state=state)[0]) / (2 * eps)
+        analytic = float((grads[name] * v).sum())
+        assert abs(numeric - analytic) <= 1e-6 * max(abs(numeric), 1e-3), name
+
+
+@pytest.mark.parametrize(("spec", "dtype"), [("mixed", "float64"), ("ln_lstm", "float64"),
+                                             ("ln_lstm", "float32")])
+def test_host_run_gpu_row_kernel_matches_the_ufuncs(spec, dtype, monkeypatch):
+    from graphrnn.backends.cuda_norm import LayerNormRunKernel
+    from graphrnn.compiler.passes import schedule
+    from graphrnn.frontend.training_noise import eval_network
+    from graphrnn.model import DTYPES, Model
+    from tests.helpers.cuda_host import CXX, HostBackend
+    if CXX is None:
+        pytest.skip("no host C++ compiler")
+    net = gr.load_spec(MIXED if spec == "mixed" else SPECS / "ln_lstm.yaml")
+    made = []
+    init = LayerNormRunKernel.__init__
+
+    def counted(self, op, run, backend):
+        made.append(op.uid)
+        init(self, op, run, backend)
+    monkeypatch.setattr(LayerNormRunKernel, "__init__", counted)
+    backend = HostBackend()
+    gpu = Model(net, schedule(eval_network(net), passes=backend.passes()), backend,
+                DTYPES[dtype], "time")
+    (group,) = _row_group(gpu)
+    assert any(not m.norm for m in group.ops) and any(m.norm for m in group.ops)
+    plain = gr.compile(net, backend="numpy-ufuncs", dtype=dtype)
+    rtol = 1e-10 if dtype == "float64" else 2e-4
+    for call in range(3):  # a replayed CUDA graph must see new parameters
+        params = _params(plain, seed=call % 2)
+        inputs, state = random_case(net, steps=5, batch=3, seed=call)
+        targets = {"y": np.random.default_rng(call).normal(size=(5, 3, net.size("y")))}
+        lu, gu = plain.gradients(params, inputs, targets, state=state)
+        lg, gg = gpu.gradients(params, inputs, targets, state=state)
+        assert lg == pytest.approx(lu, rel=rtol)
+        for k in gu:
+            np.testing.assert_allclose(gg[k], gu[k], rtol=rtol, atol=rtol, err_msg=k)
+        out, _ = gpu.forward(params, inputs, state=state)
+        ref, _ = reference_forward(net, params, inputs, state)
+        assert_close(out, ref, rtol=1e-10 if dtype == "float64" else 1e-4)
+    assert backend.replays >= 1
+    assert made  # the group ran as the merged row kernel
