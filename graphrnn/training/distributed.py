@@ -39,6 +39,11 @@ class DistributedError(RuntimeError):
     """A rank failed or the ranks disagree; raised on every rank at the same point."""
 
 
+#: seconds between the abort message and MPI_Abort: launchers (MPICH's hydra) forward a rank's
+#: stderr through a proxy that the abort kills, and a loaded machine lost the line without it
+ABORT_GRACE = 1.0
+
+
 def launcher_size(environ: Mapping[str, str] | None = None) -> int:
     """The number of ranks an MPI launcher or ``srun`` started (1 without a launcher)."""
     env = os.environ if environ is None else environ
@@ -165,6 +170,7 @@ class Distributed:
         """Print ``graphrnn: rank R: MESSAGE`` on stderr and end every rank (MPI_Abort)."""
         self.stream.write(f"graphrnn: rank {self.rank}: {message}\n")
         self.stream.flush()
+        time.sleep(ABORT_GRACE)  # the launcher forwards the line before MPI_Abort kills it
         self.comm.Abort(1)
 
     def rendezvous(self, what: str) -> None:
