@@ -7,7 +7,7 @@ import numpy as np
 from graphrnn import checks, config
 from graphrnn.backends import get_backend, kept_runs
 from graphrnn.backends.kept_runs import KeptRuns, boundary_row
-from graphrnn.compiler.ir import InitState, Program, format_program
+from graphrnn.compiler.ir import Program, format_program
 from graphrnn.compiler.passes import schedule
 from graphrnn.errors import DataError, DivergenceError
 from graphrnn.executor import Run, final_rows
@@ -299,7 +299,7 @@ class Model(TrainingNoiseCalls, KeptRuns):
         for name in net.inputs:
             value = b.asarray(inputs[name] if name in inputs else self._feed[name], self.dtype)
             run.rows(name, 0, t)[...] = value[..., None] if name in net.tokens else value
-        learned = {op.out for _, op in self.program.ops() if isinstance(op, InitState)}
+        learned = self._learned_states()
         for key, name, k in net.boundaries:
             row = boundary_row(run, name, k)
             if (name, k) in given:

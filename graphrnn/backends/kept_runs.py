@@ -10,6 +10,7 @@ import numpy as np
 
 from graphrnn import checks, config
 from graphrnn.backends.base import BufferPool
+from graphrnn.compiler.ir import InitState
 from graphrnn.executor import Run
 
 #: Runs a model keeps for the next call of the same shapes (the least recently used dropped;
@@ -30,6 +31,15 @@ class KeptRuns:
         self._tape_runs: OrderedDict = OrderedDict()
         #: the parameter arrays of the last call that passed every check, with their shapes
         self._checked: dict | None = None
+        #: ``(program, the nodes its InitState ops write)``, for the program of the last call
+        self._learned: tuple = (None, frozenset())
+
+    def _learned_states(self) -> frozenset:
+        """The nodes whose initial state ``self.program``'s InitState ops write (learned)."""
+        if self._learned[0] is not self.program:
+            self._learned = (self.program, frozenset(
+                op.out for _, op in self.program.ops() if isinstance(op, InitState)))
+        return self._learned[1]
 
     def _kept_key(self, steps: int, batch: int, given: set, lease=None, remat=None) -> tuple:
         """The key of a kept Run: shapes, given state rows, loop knobs, remat, lease."""
