@@ -291,11 +291,13 @@ class Model(TrainingNoiseCalls, KeptRuns):
         state = state or {}
         given = {(name, k) for key, name, k in net.boundaries if key in state}
         # a packed call's chunks: checked once for the whole; a kept Run's buffers exist
-        if not self._in_packed and not self._has_kept_run(t, batch, given, lease, remat):
+        if not self._in_packed and not self._has_kept_run(t, batch, given, lease, remat,
+                                                          backward):
             checks.check_run_memory(net, self.program, t, batch, self.dtype, backward)
         noise = draw_noise(net, t, batch, config.DEFAULT_SEED if seed is None else seed)
         device_params = {k: b.asarray(v, self.dtype) for k, v in params.items()}
         run = self._kept_run(device_params, t, batch, noise, given, lease, remat)
+        run.ran_backward = backward or getattr(run, "ran_backward", False)
         for name in net.inputs:
             value = b.asarray(inputs[name] if name in inputs else self._feed[name], self.dtype)
             run.rows(name, 0, t)[...] = value[..., None] if name in net.tokens else value

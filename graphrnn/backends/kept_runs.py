@@ -46,12 +46,14 @@ class KeptRuns:
         key = (steps, batch, frozenset(given), config.LOOP_THREADS, config.LOOP_MAX_MACS, remat)
         return key if lease is None else (*key, *lease)
 
-    def _has_kept_run(self, steps: int, batch: int, given: set, lease=None, remat=None) -> bool:
-        """Whether the next :meth:`_kept_run` of these arguments reuses a Run (its buffers
-        exist already, so a call needs no memory check for them)."""
+    def _has_kept_run(self, steps: int, batch: int, given: set, lease=None, remat=None,
+                      backward: bool = False) -> bool:
+        """Whether the next :meth:`_kept_run` of these arguments reuses a Run that a call
+        with ``backward`` ran on before (its buffers exist, so it needs no memory check)."""
         key = self._kept_key(steps, batch, given, lease, remat)
         run = (self._runs if lease is None else self._tape_runs).get(key)
-        return run is not None and run.prog is self.program
+        return (run is not None and run.prog is self.program
+                and (not backward or getattr(run, "ran_backward", False)))
 
     def _check_params(self, params: dict) -> None:
         """:func:`checks.check_params`, but where ``params`` holds the very arrays of the last
