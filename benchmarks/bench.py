@@ -236,6 +236,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="print the cProfile breakdown of the profiled case's forward pass")
     p.add_argument("--small", action="store_true",
                    help="the small-size grid and the streaming row (benchmarks/small.py)")
+    p.add_argument("--torch-compile", metavar="T,T,...",
+                   help="with --small: rows against an LSTM loop under torch.compile at these "
+                        "steps, with compile times")
     p.add_argument("--bidirectional", action="store_true",
                    help="a bidirectional LSTM's fwd+bwd against torch.nn "
                         "(benchmarks/bidirectional.py)")
@@ -259,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.small:
         from benchmarks import small
-        return small.main(["--threads", str(args.threads or 1)])
+        compiled = ["--torch-compile", args.torch_compile] if args.torch_compile else []
+        return small.main(["--threads", str(args.threads or 1), *compiled])
     if args.bidirectional:
         from benchmarks import bidirectional
         return bidirectional.main([])

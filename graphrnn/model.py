@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-from collections import OrderedDict
-
 import numpy as np
 
 from graphrnn import checks, config
-from graphrnn.backends import get_backend
-from graphrnn.backends.base import BufferPool
-from graphrnn.compiler.ir import InitState, Program, format_program
+from graphrnn.backends import get_backend, kept_runs
+from graphrnn.backends.kept_runs import KeptRuns, boundary_row
+from graphrnn.compiler.ir import Program, format_program
 from graphrnn.compiler.passes import schedule
 from graphrnn.errors import DataError, DivergenceError
 from graphrnn.executor import Run, final_rows
@@ -25,26 +22,18 @@ from graphrnn.tape import Tape, TrainingTape
 from graphrnn.training.losses import LOSSES, loss_and_grad
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
-#: Runs a model keeps for the next call of the same shapes (the least recently used dropped;
-#: a packed call with lengths runs a few chunks of shapes of their own)
-RUNS_KEPT = 12
-#: a Run whose buffers are larger than this is not kept (its setup is small beside its work)
-RUN_KEPT_BYTES = 64 * 2**20
+#: see :mod:`graphrnn.backends.kept_runs`
+RUNS_KEPT, RUN_KEPT_BYTES = kept_runs.RUNS_KEPT, kept_runs.RUN_KEPT_BYTES
 
 
-class Model(TrainingNoiseCalls):
+class Model(TrainingNoiseCalls, KeptRuns):
     """A network compiled for one backend and dtype. Create it with :func:`compile`."""
 
     def __init__(self, net: Network, program: Program, backend, dtype, layout: str = "time"):
         self.net, self.program, self.backend, self.dtype = net, program, backend, dtype
         #: the default layout of inputs and outputs: "time" (T, B, size) or "batch" (B, T, size)
         self.layout = layout
-        #: Runs by (shapes, given state rows, program, loop knobs), for the next such call
-        self._runs: OrderedDict = OrderedDict()
-        #: idle Runs for recorded calls (each with buffers of its own), by the same keys
-        self._tape_runs: OrderedDict = OrderedDict()
-        #: the parameter arrays of the last call that passed every check, with their shapes
-        self._checked: dict | None = None
+        KeptRuns.__init__(self)
         #: ``(model, plan)`` of the training network (``train=True``), made on first use
         self._training = None
         #: weight-dropped copies of parameters, one array per name, reused across calls
@@ -299,19 +288,22 @@ class Model(TrainingNoiseCalls):
         self._check_params(params)
         t, batch = checks.check_inputs(self._io_net or net, inputs, steps)
         batch = checks.check_state(net, state, batch)
-        if not self._in_packed:  # a packed call's chunks: checked once for the whole
+        state = state or {}
+        given = {(name, k) for key, name, k in net.boundaries if key in state}
+        # a packed call's chunks: checked once for the whole; a kept Run's buffers exist
+        if not self._in_packed and not self._has_kept_run(t, batch, given, lease, remat,
+                                                          backward):
             checks.check_run_memory(net, self.program, t, batch, self.dtype, backward)
         noise = draw_noise(net, t, batch, config.DEFAULT_SEED if seed is None else seed)
         device_params = {k: b.asarray(v, self.dtype) for k, v in params.items()}
-        state = state or {}
-        given = {(name, k) for key, name, k in net.boundaries if key in state}
         run = self._kept_run(device_params, t, batch, noise, given, lease, remat)
+        run.ran_backward = backward or getattr(run, "ran_backward", False)
         for name in net.inputs:
             value = b.asarray(inputs[name] if name in inputs else self._feed[name], self.dtype)
             run.rows(name, 0, t)[...] = value[..., None] if name in net.tokens else value
-        learned = {op.out for _, op in self.program.ops() if isinstance(op, InitState)}
+        learned = self._learned_states()
         for key, name, k in net.boundaries:
-            row = _boundary_row(run, name, k)
+            row = boundary_row(run, name, k)
             if (name, k) in given:
                 row[...] = b.asarray(state[key], self.dtype)
             elif name not in learned or k < 0:  # a learned state's InitState op writes the rest
@@ -323,68 +315,6 @@ class Model(TrainingNoiseCalls):
             plan.place(net.inputs)
             run.lengths_plan = plan
         return run
-
-    def _check_params(self, params: dict) -> None:
-        """:func:`checks.check_params`, but where ``params`` holds the very arrays of the last
-        call that passed it, shapes unchanged, only what an in-place update can change: that
-        every value is finite."""
-        if self._io_net is not None:
-            return  # a training network's: the spec's model checked them (see _training_call)
-        last = self._checked
-        if (last is not None and isinstance(params, dict) and len(params) == len(last)
-                and all(params.get(k) is a and a.shape == shape for k, (a, shape) in last.items())):
-            if _all_finite(a for a, _ in last.values()):
-                return
-        self._checked = None
-        checks.check_params(self.net, params)
-        if all(isinstance(v, np.ndarray) for v in params.values()):
-            self._checked = {k: (v, v.shape) for k, v in params.items()}
-
-    def _kept_run(self, params: dict, steps: int, batch: int, noise, given: set,
-                  lease=None, remat: int | None = None) -> Run:
-        """The Run of the last call of these shapes, rebound to ``params``
-        (:meth:`Run.rebind`), or a new one (kept where the backend reuses Runs, the network
-        draws no noise and its buffers are not large).
-
-        ``lease``: a recorded call's ``("tape", input_grads)``: the Run is taken out of the
-        idle tape Runs (its buffers its own, not the pool's that other calls share) and comes
-        back when its tape is dropped (:meth:`_return_tape_run`). ``remat``: a Run recomputing
-        loop rows (:meth:`gradients`) is kept apart from the others."""
-        key = (steps, batch, frozenset(given), config.LOOP_THREADS, config.LOOP_MAX_MACS, remat)
-        if lease is not None:
-            key = (*key, *lease)
-            run = self._tape_runs.pop(key, None)
-        else:
-            run = self._runs.get(key)
-        if run is not None and run.prog is self.program:
-            if lease is None:
-                self._runs.move_to_end(key)
-            run.rebind(params)
-        else:
-            trainable = {k for k, p in self.net.params.items() if p.trainable}
-            backend = self.backend
-            if lease is not None and getattr(backend, "pool", None) is not None:
-                backend = copy.copy(backend)  # kernels' caches shared, the buffers its own
-                backend.pool = BufferPool(backend.xp, backend.pool.limit)
-            run = Run(self.program, backend, params, steps, batch, self.dtype, noise,
-                      trainable, given, input_grads=lease is not None and lease[-1])
-            run.remat = remat  # fixed for the Run: its gradients lie in donated memory or not
-            run.keepable = (getattr(self.backend, "reuses_runs", False) and not noise.uniforms
-                            and not noise.orders
-                            and sum(a.nbytes for a in run.arrays.values()) <= RUN_KEPT_BYTES)
-            if run.keepable and lease is None:
-                self._runs[key] = run
-                while len(self._runs) > RUNS_KEPT:
-                    self._runs.popitem(last=False)
-        run.lease_key = key
-        return run
-
-    def _return_tape_run(self, run: Run) -> None:
-        """A dropped tape's Run: kept for the next recorded call of its shapes."""
-        if run.keepable and run.prog is self.program:
-            self._tape_runs[run.lease_key] = run
-            while len(self._tape_runs) > RUNS_KEPT:
-                self._tape_runs.popitem(last=False)
 
     def _outputs(self, run: Run, layout: str = "time") -> dict:
         plan = run.lengths_plan
@@ -419,28 +349,10 @@ class Model(TrainingNoiseCalls):
         for key, name, k in self.net.boundaries:
             if key in state and name in run.grads_wanted:
                 g = (plan.grads.get((name, -k)) if plan is not None and k < 0
-                     else _boundary_row(run, name, k, grad=True))
+                     else boundary_row(run, name, k, grad=True))
                 grads[f"state:{key}"] = (np.zeros((run.batch, run.size(name)), self.dtype)
                                          if g is None else self.backend.export(g))
         return grads
-
-
-def _all_finite(arrays) -> bool:
-    """Whether every value of every array is finite, in one pass over each (a dot product,
-    no temporaries): a sum of squares is finite only if every square is; an overflowing sum
-    of finite values says False, and the caller's exact check then decides."""
-    total = 0.0
-    for a in arrays:
-        flat = a.reshape(-1)
-        total += float(np.dot(flat, flat))
-    return bool(np.isfinite(total))
-
-
-def _boundary_row(run: Run, name: str, k: int, grad: bool = False):
-    """Boundary row ``k`` of ``name`` (:attr:`Network.boundaries`): step ``-k`` before the
-    first (k > 0) or ``|k| - 1`` steps after the last (k < 0), a ``(B, size)`` view."""
-    t = -k if k > 0 else run.steps - k - 1
-    return run.rows(name, t, t + 1, grad=grad)[0]
 
 
 def to_time_major(arrays, layout: str):

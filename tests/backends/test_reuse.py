@@ -157,3 +157,41 @@ def test_a_value_made_nan_in_place_is_still_refused():
     params["x->i"].shape = (params["x->i"].size,)  # reshaped in place
     with pytest.raises(DataError, match="'x->i' has shape"):
         model.forward(params, inputs)
+
+
+def test_only_a_call_on_a_kept_run_skips_the_memory_check(monkeypatch):
+    from graphrnn import checks
+    seen = []
+    real = checks.check_run_memory
+
+    def counting(net, prog, steps, batch, *rest):
+        seen.append((steps, batch))
+        return real(net, prog, steps, batch, *rest)
+    monkeypatch.setattr(checks, "check_run_memory", counting)
+    net = load("lstm")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(1)
+    inputs, state, _ = case(net, 3, 2)
+    model.forward(params, inputs)
+    model.forward(params, inputs)  # the kept Run: its buffers exist already
+    assert seen == [(3, 2)]
+    model.forward(params, inputs, state)  # given state rows: another Run, checked
+    model.forward(params, case(net, 4, 2)[0])  # new shapes: checked
+    model.gradients(params, inputs, targets_for(net, 3, 2))  # its first backward: checked
+    model.gradients(params, inputs, targets_for(net, 3, 2))
+    assert seen == [(3, 2), (3, 2), (4, 2), (3, 2)]
+
+
+def test_a_kept_run_is_refused_when_memory_would_not_hold_a_new_one(monkeypatch):
+    from graphrnn import checks
+    net = load("lstm")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(1)
+    inputs, _, _ = case(net, 3, 2)
+    model.forward(params, inputs)
+    monkeypatch.setattr(checks, "memory_limit", lambda: (1, "a test's limit"))
+    model.forward(params, inputs)  # kept: no new buffers needed
+    with pytest.raises(DataError, match="a test's limit"):
+        model.gradients(params, inputs, targets_for(net, 3, 2))  # gradients: buffers to come
+    with pytest.raises(DataError, match="a test's limit"):
+        model.forward(params, case(net, 5, 2)[0])

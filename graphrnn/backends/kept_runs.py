@@ -1,0 +1,135 @@
+"""Runs a model keeps across its calls (where the backend `reuses_runs`), and parameter checks
+reduced to what can have changed since the last call."""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+
+import numpy as np
+
+from graphrnn import checks, config
+from graphrnn.backends.base import BufferPool
+from graphrnn.compiler.ir import InitState
+from graphrnn.executor import Run
+
+#: Runs a model keeps for the next call of the same shapes (the least recently used dropped;
+#: a packed call with lengths runs a few chunks of shapes of their own)
+RUNS_KEPT = 12
+#: a Run whose buffers are larger than this is not kept (its setup is small beside its work)
+RUN_KEPT_BYTES = 64 * 2**20
+
+
+class KeptRuns:
+    """Mixin of :class:`~graphrnn.model.Model`: its kept Runs (``_runs``, ``_tape_runs``,
+    by :meth:`_kept_key`) and its last checked parameters (``_checked``)."""
+
+    def __init__(self):
+        #: Runs by (shapes, given state rows, program, loop knobs), for the next such call
+        self._runs: OrderedDict = OrderedDict()
+        #: idle Runs for recorded calls (each with buffers of its own), by the same keys
+        self._tape_runs: OrderedDict = OrderedDict()
+        #: the parameter arrays of the last call that passed every check, with their shapes
+        self._checked: dict | None = None
+        #: ``(program, the nodes its InitState ops write)``, for the program of the last call
+        self._learned: tuple = (None, frozenset())
+
+    def _learned_states(self) -> frozenset:
+        """The nodes whose initial state ``self.program``'s InitState ops write (learned)."""
+        if self._learned[0] is not self.program:
+            self._learned = (self.program, frozenset(
+                op.out for _, op in self.program.ops() if isinstance(op, InitState)))
+        return self._learned[1]
+
+    def _kept_key(self, steps: int, batch: int, given: set, lease=None, remat=None) -> tuple:
+        """The key of a kept Run: shapes, given state rows, loop knobs, remat, lease."""
+        key = (steps, batch, frozenset(given), config.LOOP_THREADS, config.LOOP_MAX_MACS, remat)
+        return key if lease is None else (*key, *lease)
+
+    def _has_kept_run(self, steps: int, batch: int, given: set, lease=None, remat=None,
+                      backward: bool = False) -> bool:
+        """Whether the next :meth:`_kept_run` of these arguments reuses a Run that a call
+        with ``backward`` ran on before (its buffers exist, so it needs no memory check)."""
+        key = self._kept_key(steps, batch, given, lease, remat)
+        run = (self._runs if lease is None else self._tape_runs).get(key)
+        return (run is not None and run.prog is self.program
+                and (not backward or getattr(run, "ran_backward", False)))
+
+    def _check_params(self, params: dict) -> None:
+        """:func:`checks.check_params`, but where ``params`` holds the very arrays of the last
+        call that passed it, shapes unchanged, only what an in-place update can change: that
+        every value is finite."""
+        if self._io_net is not None:
+            return  # a training network's: the spec's model checked them (see _training_call)
+        last = self._checked
+        if (last is not None and isinstance(params, dict) and len(params) == len(last)
+                and all(params.get(k) is a and a.shape == shape for k, (a, shape) in last.items())):
+            if all_finite(a for a, _ in last.values()):
+                return
+        self._checked = None
+        checks.check_params(self.net, params)
+        if all(isinstance(v, np.ndarray) for v in params.values()):
+            self._checked = {k: (v, v.shape) for k, v in params.items()}
+
+    def _kept_run(self, params: dict, steps: int, batch: int, noise, given: set,
+                  lease=None, remat: int | None = None) -> Run:
+        """The Run of the last call of these shapes, rebound to ``params``
+        (:meth:`Run.rebind`), or a new one (kept where the backend reuses Runs, the network
+        draws no noise and its buffers are not large).
+
+        ``lease``: a recorded call's ``("tape", input_grads)``: the Run is taken out of the
+        idle tape Runs (its buffers its own, not the pool's that other calls share) and comes
+        back when its tape is dropped (:meth:`_return_tape_run`). ``remat``: a Run recomputing
+        loop rows (:meth:`gradients`) is kept apart from the others."""
+        key = self._kept_key(steps, batch, given, lease, remat)
+        if lease is not None:
+            run = self._tape_runs.pop(key, None)
+        else:
+            run = self._runs.get(key)
+        if run is not None and run.prog is self.program:
+            if lease is None:
+                self._runs.move_to_end(key)
+            run.rebind(params)
+        else:
+            trainable = {k for k, p in self.net.params.items() if p.trainable}
+            backend = self.backend
+            if lease is not None and getattr(backend, "pool", None) is not None:
+                backend = copy.copy(backend)  # kernels' caches shared, the buffers its own
+                backend.pool = BufferPool(backend.xp, backend.pool.limit)
+            run = Run(self.program, backend, params, steps, batch, self.dtype, noise,
+                      trainable, given, input_grads=lease is not None and lease[-1])
+            run.remat = remat  # fixed for the Run: its gradients lie in donated memory or not
+            run.keepable = (getattr(self.backend, "reuses_runs", False) and not noise.uniforms
+                            and not noise.orders
+                            and sum(a.nbytes for a in run.arrays.values()) <= RUN_KEPT_BYTES)
+            if run.keepable and lease is None:
+                self._runs[key] = run
+                while len(self._runs) > RUNS_KEPT:
+                    self._runs.popitem(last=False)
+        run.lease_key = key
+        return run
+
+    def _return_tape_run(self, run: Run) -> None:
+        """A dropped tape's Run: kept for the next recorded call of its shapes."""
+        if run.keepable and run.prog is self.program:
+            self._tape_runs[run.lease_key] = run
+            while len(self._tape_runs) > RUNS_KEPT:
+                self._tape_runs.popitem(last=False)
+
+
+def all_finite(arrays) -> bool:
+    """Whether every value of every array is finite, in one pass over each (a dot product,
+    no temporaries): a sum of squares is finite only if every square is; an overflowing sum
+    of finite values says False, and the caller's exact check then decides."""
+    total = 0.0
+    for a in arrays:
+        flat = a.reshape(-1)
+        total += float(np.dot(flat, flat))
+    return bool(np.isfinite(total))
+
+
+def boundary_row(run: Run, name: str, k: int, grad: bool = False):
+    """Boundary row ``k`` of ``name`` (:attr:`Network.boundaries`): step ``-k`` before the
+    first (k > 0) or ``|k| - 1`` steps after the last (k < 0), a ``(B, size)`` view."""
+    t = -k if k > 0 else run.steps - k - 1
+    return run.rows(name, t, t + 1, grad=grad)[0]
