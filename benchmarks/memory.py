@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         cases = [("torch.nn.LSTM", torch_row),
                  ("graphrnn", _child(["--steps", *common_args]
                                      + (["--breakdown"] if a.breakdown else []))),
-                 (f"graphrnn remat={k}", _child(["--steps", *common_args, "--remat", str(k)]))]
+                 (f"graphrnn remat={k}", _child(["--steps", *common_args, "--remat", str(k)]
+                                               + (["--breakdown"] if a.breakdown else [])))]
         for label, row in cases:
             row["label"] = label
             row["ratio"] = row["peak"] / torch_row["peak"]
