@@ -244,6 +244,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-norm", action="store_true",
                    help="the LayerNorm LSTM against the LSTM and a torch loop "
                         "(benchmarks/layer_norm.py)")
+    p.add_argument("--memory", action="store_true",
+                   help="peak memory of an LSTM training call, graphrnn with and without "
+                        "checkpointing against torch.nn, a process each (benchmarks/memory.py)")
     p.add_argument("--lengths", action="store_true",
                    help="sequences of different lengths: packed, masked, none, torch packed "
                         "(benchmarks/lengths.py)")
@@ -268,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         return layer_norm.main(["--budget", str(args.budget or 4.0)]
                                + (["--sizes", ";".join(",".join(map(str, z)) for z in args.sizes)]
                                   if args.sizes else []))
+    if args.memory:
+        from benchmarks import memory
+        return 0 if memory.main(["--quick"] if args.quick else []) else 1
     if args.lengths:
         from benchmarks import lengths
         return lengths.main(["--threads", str(args.threads or 1)]

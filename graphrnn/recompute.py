@@ -127,16 +127,21 @@ class Recompute:
         """Give the memory of steps ``[lo, hi)`` of the stage's own buffers (written by it,
         read by no other stage, not outputs) and of its feeder's products back to the system,
         but for the rows the next window reads (its history: the last ``pad`` rows, the first
-        ``tail`` ones): the backward pass recomputes them. NumPy on Linux only."""
+        ``tail`` ones) and, with ``lengths``, the rows of each sequence's final state: the
+        backward pass recomputes the rest. NumPy on Linux only."""
         run = self.run
         names = list(self.own.get(id(stage), ()))
         if id(stage) in self.feeder:
             names += sorted(_writes(self.feeder[id(stage)][0]))
+        plan = run.lengths_plan  # sequences of different lengths: their final rows stay
+        ends = () if plan is None else sorted(int(n) for n in plan.groups)
         for name in names:
             b = run.prog.buffers[name]
             a, z = lo + b.tail, hi - b.pad
-            if z > a:
-                release_rows(run.rows(name, a, z))
+            kept = sorted({n - k for n in ends for k in range(1, b.pad + 1)} & set(range(a, z)))
+            for x, y in zip([a, *(r + 1 for r in kept)], [*kept, z], strict=True):
+                if y > x:
+                    release_rows(run.rows(name, x, y))
 
 
 def _windowed(kernels) -> bool:

@@ -119,3 +119,28 @@ def test_remat_must_be_a_positive_whole_number(bad):
     y = np.zeros((3, 1, model.net.size("y")), dtype=np.float32)
     with pytest.raises(DataError, match="remat"):
         model.gradients(params, {"x": x}, {"y": y}, remat=bad)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("spec", SPEC_NAMES)
+def test_checkpointed_gradients_with_lengths_equal_plain_ones(spec, backend, monkeypatch):
+    """remat with lengths runs masked (each row's final state kept): the loss, gradients and
+    final states of lengths without remat (packed), where the network reads nothing ahead."""
+    monkeypatch.setattr(recompute, "release_rows", _poison)
+    model = _model(spec, backend)
+    if any(n.update == "asynchronous" for n in model.net.nodes.values()):
+        pytest.skip("no gradients through asynchronous updates")
+    params = model.init_params(0)
+    inputs, state, targets, steps = _case(model)
+    lengths = np.array([STEPS, 4])
+    call = dict(state=state, steps=steps, seed=1, lengths=lengths, return_state=True)
+    if any(model.net.future.values()):
+        with pytest.raises(DataError, match="remat= with lengths= does not take a network"):
+            model.gradients(params, inputs, targets, remat=2, **call)
+        return
+    loss, want, want_final = model.gradients(params, inputs, targets, **call)
+    for k in (1, 2, 3, 3 * STEPS):
+        got_loss, got, final = model.gradients(params, inputs, targets, remat=k, **call)
+        assert got_loss == pytest.approx(loss, rel=1e-12)
+        _close(got, want)
+        _close(final, want_final)
