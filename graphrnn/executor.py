@@ -238,6 +238,7 @@ class Run:
             self._recompute = Recompute(self, self.remat)
         return self._recompute
 
+
 def _writes(stage) -> set[str]:
     """The buffers the ops of a stage write."""
     return {name for op in stage.ops for name in _op_writes(op)}
