@@ -250,6 +250,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-module", action="store_true",
                    help="graphrnn.torch.Module's fwd+bwd against Model.gradients "
                         "(benchmarks/torch_module.py)")
+    p.add_argument("--memory", action="store_true",
+                   help="peak memory of an LSTM training call, graphrnn with and without "
+                        "checkpointing against torch.nn, a process each (benchmarks/memory.py)")
     p.add_argument("--lengths", action="store_true",
                    help="sequences of different lengths: packed, masked, none, torch packed "
                         "(benchmarks/lengths.py)")
@@ -279,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import torch_module
         return torch_module.main(["--threads", str(args.threads or 1)]
                                  + (["--quick"] if args.quick else []))
+    if args.memory:
+        from benchmarks import memory
+        return 0 if memory.main(["--quick"] if args.quick else []) else 1
     if args.lengths:
         from benchmarks import lengths
         return lengths.main(["--threads", str(args.threads or 1)]

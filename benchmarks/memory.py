@@ -8,6 +8,8 @@ forward+backward (``model.gradients``, or torch's ``loss.backward()``) and repor
 ``ru_maxrss``, the peak resident set of the whole process; the table gives both and the ratio
 of the peaks' growth over the baseline is not used: the goal compares whole peaks.
 ``--breakdown`` (graphrnn only) lists each large array the call touched and its resident size.
+``--quick``: tiny sizes (T=200, B=4, H=32, I=16), seconds in all: that the rows run, not what
+they measure. ``x time``: the call's seconds over plain graphrnn's (the checkpointing goal).
 """
 
 from __future__ import annotations
@@ -129,9 +131,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--remat", type=int, default=0,
                         help="segment length of the recomputed rows (0: about sqrt(T))")
     parser.add_argument("--breakdown", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: the rows run, fast")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lib", default="graphrnn", help=argparse.SUPPRESS)
     a = parser.parse_args(argv)
+    if a.quick:
+        a.steps, a.batch, a.hidden, a.inputs = [200], 4, 32, 16
     if a.child:
         remat = a.remat if a.remat > 0 else None
         row = measure(a.lib, a.steps[0], a.batch, a.hidden, a.inputs, remat, a.breakdown)
@@ -140,7 +145,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     print(f"LSTM training call, B={a.batch} H={a.hidden} I={a.inputs} float32; peak RSS of "
           "a process each (MB)")
-    print(f"{'T':>6} {'implementation':<26} {'base':>7} {'peak':>7} {'x torch':>8} {'s':>7}")
+    print(f"{'T':>6} {'implementation':<26} {'base':>7} {'peak':>7} {'x torch':>8} {'s':>7} "
+          f"{'x time':>7}")
     for steps in a.steps:
         k = a.remat or max(1, math.isqrt(steps))
         common_args = [str(steps), "--batch", str(a.batch), "--hidden", str(a.hidden),
@@ -149,13 +155,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         cases = [("torch.nn.LSTM", torch_row),
                  ("graphrnn", _child(["--steps", *common_args]
                                      + (["--breakdown"] if a.breakdown else []))),
-                 (f"graphrnn remat={k}", _child(["--steps", *common_args, "--remat", str(k)]))]
+                 (f"graphrnn remat={k}", _child(["--steps", *common_args, "--remat", str(k)]
+                                               + (["--breakdown"] if a.breakdown else [])))]
+        plain = cases[1][1]["seconds"]
         for label, row in cases:
             row["label"] = label
             row["ratio"] = row["peak"] / torch_row["peak"]
+            row["time_ratio"] = row["seconds"] / plain
             rows.append(row)
             print(f"{steps:>6} {label:<26} {row['base'] / MB:>7.0f} {row['peak'] / MB:>7.0f} "
-                  f"{row['ratio']:>8.2f} {row['seconds']:>7.2f}")
+                  f"{row['ratio']:>8.2f} {row['seconds']:>7.2f} {row['time_ratio']:>7.2f}")
             for name, size, rss in row.get("breakdown", []):
                 print(f"{'':>8}{name:<30} {size:>8.0f} MB, resident {rss:>8.0f} MB")
     return rows

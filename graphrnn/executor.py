@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
-import mmap
-import sys
-
 import numpy as np
 
-from graphrnn.compiler.ir import Combine, Fused, MatMul, NodeUpdate, Program, StageKind, TermKind
+from graphrnn.compiler.ir import Combine, Fused, NodeUpdate, Program, StageKind, TermKind
 from graphrnn.noise import Noise
 from graphrnn.ops.fused import FusedKernel
 from graphrnn.ops.init_state import InitStateKernel
 from graphrnn.ops.node_update import NodeUpdateKernel
+from graphrnn.recompute import Recompute, run_steps, whole
 
 
 class Run:
@@ -65,7 +62,6 @@ class Run:
         self.donors = dead_after_forward(prog)
         #: segment length of the recomputed loop steps in BPTT (None: every row is kept)
         self.remat: int | None = None
-        self._own: dict | None = None
         self._donated: list = []  # (donor array, elements given away)
         #: a call's :class:`~graphrnn.lengths.LengthPlan` (sequences of different lengths)
         self.lengths_plan = None
@@ -75,6 +71,7 @@ class Run:
         self.kernels = [(stage, self.backend.stage_kernels(stage, self))
                         for stage in self.prog.stages]
         self._refresh = _refreshers(k for _, ks in self.kernels for k in ks)
+        self._recompute = None  # it holds the kernels
 
     def rebind(self, params: dict) -> None:
         """Take another call's parameters (same names and shapes): where they are the very
@@ -158,15 +155,15 @@ class Run:
             self._forward()
 
     def _forward(self) -> None:
-        plan = self.lengths_plan
+        plan, remat = self.lengths_plan, self._recomputing()
         for stage, kernels in self.kernels:
-            if self.remat is not None and stage.kind == StageKind.LOOP:
-                for lo, hi in self._segments(stage.reverse):
-                    _steps(stage, kernels, lo, hi, backward=False)
-                    self._release(stage, lo, hi)
+            if remat is not None and id(stage) in remat.fed:
+                continue  # run window by window with the loop it feeds
+            if remat is not None and stage.kind == StageKind.LOOP:
+                remat.forward(stage, kernels)
             elif plan is not None and stage.kind == StageKind.LOOP and stage.reverse:
                 for lo, hi, length in plan.segments(self.steps, reverse=True):
-                    _steps(stage, kernels, lo, hi, backward=False)
+                    run_steps(stage, kernels, lo, hi, backward=False)
                     if length is not None:
                         plan.place(_writes(stage), length)
                 continue
@@ -175,7 +172,7 @@ class Run:
                     k.forward(0, self.steps)
                     plan.place(_op_writes(k.op) if hasattr(k, "op") else _writes(stage))
                 continue
-            elif _whole(stage, kernels):
+            elif whole(stage, kernels):
                 for k in kernels:
                     k.forward(0, self.steps)
             else:
@@ -205,31 +202,32 @@ class Run:
             self._backward()
 
     def _backward(self) -> None:
-        plan = self.lengths_plan
+        plan, remat = self.lengths_plan, self._recomputing()
         for i in range(len(self.kernels) - 1, -1, -1):
             stage, kernels = self.kernels[i]
+            if remat is not None and id(stage) in remat.fed:
+                self._stage_done(i)  # differentiated window by window with its loop
+                continue
             if plan is not None and stage.kind == StageKind.BATCHED:
                 for k in reversed(kernels):
                     plan.take(_op_writes(k.op) if hasattr(k, "op") else _writes(stage))
                     k.backward(0, self.steps)
                 for k in kernels:
                     k.param_grads()
-                if self.stage_grads_done is not None:
-                    self.stage_grads_done(self, i)
+                self._stage_done(i)
                 continue
             if plan is not None:
                 plan.take(_writes(stage))
-            if self.remat is not None and stage.kind == StageKind.LOOP:
-                for lo, hi in reversed(self._segments(stage.reverse)):
-                    _steps(stage, kernels, lo, hi, backward=False)
-                    _steps(stage, kernels, lo, hi, backward=True)
-                    self._release(stage, lo, hi)
+            if remat is not None and stage.kind == StageKind.LOOP:
+                remat.backward(stage, kernels)  # and its weight gradients
+                self._stage_done(i)
+                continue
             elif plan is not None and stage.kind == StageKind.LOOP and stage.reverse:
                 for lo, hi, length in plan.segments(self.steps, reverse=False):
                     if length is not None:
                         plan.take(_writes(stage), length)
-                    _steps(stage, kernels, lo, hi, backward=True)
-            elif _whole(stage, kernels):
+                    run_steps(stage, kernels, lo, hi, backward=True)
+            elif whole(stage, kernels):
                 for k in reversed(kernels):
                     k.backward(0, self.steps)
             else:
@@ -237,32 +235,22 @@ class Run:
                                   reverse=not stage.reverse)
             for k in kernels:
                 k.param_grads()
-            if self.stage_grads_done is not None:
-                self.stage_grads_done(self, i)
+            self._stage_done(i)
         if plan is not None:
             plan.take(n for n, b in self.prog.buffers.items() if b.role == "input")
 
+    def _stage_done(self, i: int) -> None:
+        """Stage ``i``'s weight gradients are final: tell :attr:`stage_grads_done`."""
+        if self.stage_grads_done is not None:
+            self.stage_grads_done(self, i)
 
-    # -- recomputation (``remat``) ----------------------------------------------------------
-
-    def _segments(self, reverse: bool) -> list[tuple[int, int]]:
-        """The loop's windows of ``remat`` steps in the order the forward pass runs them."""
-        k = max(1, int(self.remat))
-        spans = [(lo, min(lo + k, self.steps)) for lo in range(0, self.steps, k)]
-        return spans[::-1] if reverse else spans
-
-    def _release(self, stage, lo: int, hi: int) -> None:
-        """Give the memory of steps ``[lo, hi)`` of the stage's own buffers (written by it,
-        read by no other stage, not outputs) back to the system, but for the rows the next
-        window reads (its history: the last ``pad`` rows, the first ``tail`` ones): the
-        backward pass recomputes them. NumPy on Linux only (elsewhere the rows stay)."""
-        if self._own is None:
-            self._own = _stage_own_buffers(self.prog)
-        for name in self._own.get(id(stage), ()):
-            b = self.prog.buffers[name]
-            a, z = lo + b.tail, hi - b.pad
-            if z > a:
-                release_rows(self.rows(name, a, z))
+    def _recomputing(self) -> Recompute | None:
+        """How this Run recomputes (:mod:`graphrnn.recompute`), or None without ``remat``."""
+        if self.remat is None:
+            return None
+        if self._recompute is None or self._recompute.k != self.remat:
+            self._recompute = Recompute(self, self.remat)
+        return self._recompute
 
 
 def _writes(stage) -> set[str]:
@@ -274,17 +262,6 @@ def _op_writes(op) -> set[str]:
     """The buffers an op (or the ops of a Fused one) writes."""
     return {o.out for o in (*getattr(op, "ops", ()), op) if getattr(o, "out", None) is not None}
 
-
-def _steps(stage, kernels, lo: int, hi: int, backward: bool) -> None:
-    """Steps ``[lo, hi)`` of a loop stage, forward in its direction, backward against it."""
-    if _whole(stage, kernels):
-        for k in (reversed(kernels) if backward else kernels):
-            (k.backward if backward else k.forward)(lo, hi)
-        return
-    down = backward != stage.reverse
-    for t in (range(hi - 1, lo - 1, -1) if down else range(lo, hi)):
-        for k in (reversed(kernels) if backward else kernels):
-            (k.backward if backward else k.forward)(t, t + 1)
 
 def _refreshers(kernels) -> list | None:
     """What brings each kernel's copies of the parameters up to date (none for a kernel that
@@ -302,63 +279,6 @@ def _refreshers(kernels) -> list | None:
         elif not isinstance(k, InitStateKernel):
             return None
     return fns
-
-
-def _whole(stage, kernels) -> bool:
-    """Whether the stage's kernels each take all steps in one call (batched, or a compiled
-    loop), rather than one step at a time."""
-    return stage.kind == StageKind.BATCHED or all(getattr(k, "whole_loop", False) for k in kernels)
-
-
-def _stage_own_buffers(prog: Program) -> dict:
-    """Per loop stage (by ``id``), the buffers it writes that no other stage reads and that are
-    not outputs: the rows recomputation may drop."""
-    read_by: dict[str, set] = {}
-    for stage in prog.stages:
-        for op in stage.ops:
-            for name, _ in op.reads:
-                read_by.setdefault(name, set()).add(id(stage))
-    own = {}
-    for stage in prog.stages:
-        if stage.kind == StageKind.LOOP:
-            written = {w for op in stage.ops for m in (*getattr(op, "ops", ()), op)
-                       for w in m.writes}
-            # what the weight gradients after the loop read stays: MatMul sources, the terms
-            # of nodes with diagonal weights
-            after = {op.src for op in stage.ops if isinstance(op, MatMul)}
-            after.update(t.src for op in stage.ops for m in (*getattr(op, "ops", ()), op)
-                         if isinstance(m, NodeUpdate)
-                         and any(t.kind == TermKind.DIAGONAL for t in m.terms) for t in m.terms)
-            own[id(stage)] = tuple(sorted(
-                n for n in written if n in prog.buffers and n not in prog.outputs
-                and n not in after and read_by.get(n, set()) <= {id(stage)}))
-    return own
-
-
-def release_rows(array) -> None:
-    """Drop the pages wholly inside a NumPy array's memory (``madvise(MADV_DONTNEED)``): they
-    read as zeros until written again. A no-op off Linux and for other array types."""
-    if not isinstance(array, np.ndarray) or _MADVISE is None or not array.flags.c_contiguous:
-        return
-    page = mmap.PAGESIZE
-    start = -(-array.ctypes.data // page) * page
-    end = (array.ctypes.data + array.nbytes) // page * page
-    if end > start:
-        _MADVISE(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 4)  # MADV_DONTNEED
-
-
-def _madvise():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):  # pragma: no cover - every Linux libc has it
-        return None
-    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
-    return fn
-
-
-_MADVISE = _madvise()
 
 
 def dead_after_forward(prog: Program) -> tuple[str, ...]:

@@ -208,15 +208,16 @@ class Model(TrainingNoiseCalls, KeptRuns):
         if remat is not None and (isinstance(remat, bool) or not isinstance(remat, int)
                                   or remat < 1):
             raise DataError(f"remat must be a whole number of steps >= 1, not {remat!r}")
-        if remat is not None and lengths is not None:
-            raise DataError("remat= does not take lengths= yet: pass one of them")
+        if remat is not None and lengths is not None and any(self.net.future.values()):
+            raise DataError("remat= with lengths= does not take a network that reads ahead "
+                            "(NODE@+k) yet: pass one of them")
         layout = layout or self.layout
         if train and self.net.has_training_noise:
             return self._training_gradients(params, inputs, targets, loss, state, mask, steps,
                                             seed, return_state, remat, lengths, layout)
         self._check_differentiable()
         inputs, targets = to_time_major(inputs, layout), to_time_major(targets, layout)
-        plan = self._packing(inputs, lengths, steps)
+        plan = None if remat is not None else self._packing(inputs, lengths, steps)  # masked
         if plan is not None:
             self._in_packed = True
             try:

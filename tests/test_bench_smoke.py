@@ -76,3 +76,11 @@ def test_bidirectional_bench_runs_a_tiny_case(capsys):
     assert bidirectional.main(["--pairs", "2", "--sizes", "3,2,4,3"]) == 0
     row = capsys.readouterr().out.splitlines()[-1].split()
     assert row[0] == "3," and float(row[4]) > 0 and float(row[5]) > 0
+
+
+def test_bench_memory_quick_runs_each_row_in_a_process_of_its_own(capsys):
+    pytest.importorskip("torch")
+    assert main(["bench", "--memory", "--quick"]) == 0
+    out = capsys.readouterr().out
+    for label in ("torch.nn.LSTM", "graphrnn", "graphrnn remat=14"):
+        assert f"   200 {label} " in out

@@ -308,6 +308,11 @@ class CompiledLoopKernel:
             for k in kernels:
                 (k.backward if backward else k.forward)(t, t + 1)
 
-    def param_grads(self) -> None:
+    @property
+    def windowed_grads(self) -> bool:
+        """Whether :meth:`param_grads` takes a window of steps."""
+        return all(getattr(k, "windowed_grads", False) for k in self.kernels)
+
+    def param_grads(self, lo: int = 0, hi: int | None = None) -> None:
         for k in self.kernels:
-            k.param_grads()
+            k.param_grads() if hi is None else k.param_grads(lo, hi)

@@ -130,10 +130,18 @@ class FusedHostKernel:
             return
         self._call(self.bwd, self.backward_args(), lo, hi, reverse=True)
 
-    def param_grads(self) -> None:
-        """Bias and diagonal-weight gradients: one reduction over every step at once, over a
-        GEMM buffer's gradient columns where they equal the node's ``d net``."""
+    @property
+    def windowed_grads(self) -> bool:
+        """Whether :meth:`param_grads` takes a window of steps (not normalised: its stores
+        are the whole run's)."""
+        return not self.normalised
+
+    def param_grads(self, lo: int = 0, hi: int | None = None) -> None:
+        """Bias and diagonal-weight gradients: one reduction over every step at once (or the
+        steps ``[lo, hi)``), over a GEMM buffer's gradient columns where they equal the
+        node's ``d net``."""
         run = self.run
+        hi = run.steps if hi is None else hi
         if self.normalised:  # dy: the gradient of gain·x̂ + bias; net holds x̂
             for m in self.members:
                 if not m.norm:  # an element-wise member of a row kernel: d net in memory
@@ -151,7 +159,7 @@ class FusedHostKernel:
             return
         for bias, gemm, (a, b) in self.src.bias_from:
             if bias in run.trainable:
-                dnet = run.rows(gemm, 0, run.steps, grad=True)[..., a:b]
+                dnet = run.rows(gemm, lo, hi, grad=True)[..., a:b]
                 run.add_param_grad(bias, dnet.sum(axis=(0, 1)))
         if self.generic is None:
             done = {bias for bias, _, _ in self.src.bias_from}
@@ -159,4 +167,4 @@ class FusedHostKernel:
                             if (m.bias and m.bias not in done)
                             or any(t.kind == "diagonal" for t in m.terms)]
         for k in self.generic:
-            k.param_grads()
+            k.param_grads(lo, hi)

@@ -20,6 +20,11 @@ class FusedKernel:
         for k in reversed(self.members):
             k.backward(lo, hi)
 
-    def param_grads(self) -> None:
+    @property
+    def windowed_grads(self) -> bool:
+        """Whether :meth:`param_grads` takes a window of steps."""
+        return all(k.windowed_grads for k in self.members)
+
+    def param_grads(self, lo: int = 0, hi: int | None = None) -> None:
         for k in self.members:
-            k.param_grads()
+            k.param_grads() if hi is None else k.param_grads(lo, hi)

@@ -14,6 +14,8 @@ class MatMulKernel:
     #: columns, reading the parameters in place; more: one GEMM on the blocks stacked (a copy
     #: per call, small beside the product)
     BLOCKWISE_ROWS = 32
+    #: :meth:`param_grads` takes a window of steps (gradient checkpointing sums them)
+    windowed_grads = True
 
     def __init__(self, op: MatMul, run):
         self.op, self.run = op, run
@@ -92,16 +94,18 @@ class MatMulKernel:
                       out=self._scratch.reshape(-1, dsrc.shape[-1]))
         dsrc += self._scratch
 
-    def param_grads(self) -> None:
-        """``dW = sum_t d out[t]^T src[t - delay]``: one GEMM over every step, split per block."""
+    def param_grads(self, lo: int = 0, hi: int | None = None) -> None:
+        """``dW = sum_t d out[t]^T src[t - delay]``: one GEMM over every step (or the steps
+        ``[lo, hi)``, summed into what earlier windows gave), split per block."""
         run, op = self.run, self.op
-        dout = run.rows(op.out, 0, run.steps, grad=True)
+        hi = run.steps if hi is None else hi
+        dout = run.rows(op.out, lo, hi, grad=True)
         for b in op.blocks:
             if b.bias in run.trainable:
                 run.add_param_grad(b.bias, dout[..., b.cols[0]:b.cols[1]].sum(axis=(0, 1)))
         if not any(b.param in run.trainable for b in op.blocks):
             return
-        src = run.rows(op.src, 0, run.steps, op.delay)
+        src = run.rows(op.src, lo, hi, op.delay)
         dw = dout.reshape(-1, dout.shape[-1]).T @ src.reshape(-1, src.shape[-1])
         for b in op.blocks:
             part = b.scale * dw[b.cols[0]:b.cols[1]]

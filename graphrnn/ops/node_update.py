@@ -218,11 +218,18 @@ class NodeUpdateKernel:
             dsrc += self.run.xp.multiply(d, self._send_factors[k],
                                          out=self.scratch(("send", k), d))
 
-    def param_grads(self) -> None:
-        """Bias and diagonal-weight gradients: one reduction over every step at once."""
+    @property
+    def windowed_grads(self) -> bool:
+        """Whether :meth:`param_grads` takes a window of steps (not with a norm: its arrays
+        are the whole run's)."""
+        return not self.op.norm
+
+    def param_grads(self, lo: int = 0, hi: int | None = None) -> None:
+        """Bias and diagonal-weight gradients: one reduction over every step at once (or over
+        the steps ``[lo, hi)``, summed into what other windows gave)."""
         op, run = self.op, self.run
-        steps = run.steps
-        dnet = run.rows(op.net, 0, steps, grad=True)
+        steps = run.steps if hi is None else hi
+        dnet = run.rows(op.net, lo, steps, grad=True)
         dy = self.norm_arrays[2] if op.norm else dnet  # the gradient of γ·x̂ + bias
         if op.bias in run.trainable:
             run.add_param_grad(op.bias, dy.sum(axis=(0, 1)))
@@ -231,8 +238,8 @@ class NodeUpdateKernel:
         slabs = [run.window(t.src, t.delay) for t in op.terms]
         for share in node_update_vjp.shares(node_update_vjp.vjp_steps(op)):
             if share.factor == "weight" and share.weight in run.trainable:
-                d = self.term_grad(share, dnet, 0, steps, slabs)
-                src = slabs[share.index](0, steps)
+                d = self.term_grad(share, dnet, lo, steps, slabs)
+                src = slabs[share.index](lo, steps)
                 run.add_param_grad(share.weight, share.scale * (d * src).sum(axis=(0, 1)))
 
 

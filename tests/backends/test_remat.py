@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
+from graphrnn import recompute
 from graphrnn.errors import DataError
 from graphrnn.executor import dead_after_forward
 from tests.helpers import SPECS, random_case
@@ -42,9 +43,17 @@ def _close(got: dict, want: dict) -> None:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-12, err_msg=k)
 
 
+def _poison(array) -> None:
+    """What a release gives back, made loud: every released element NaN (a real release drops
+    whole pages only, which these small cases never fill), so a read of a row after its
+    release shows in the gradients."""
+    array[...] = np.nan
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("spec", SPEC_NAMES)
-def test_checkpointed_gradients_equal_plain_ones(spec, backend):
+def test_checkpointed_gradients_equal_plain_ones(spec, backend, monkeypatch):
+    monkeypatch.setattr(recompute, "release_rows", _poison)
     model = _model(spec, backend)
     if any(n.update == "asynchronous" for n in model.net.nodes.values()):
         pytest.skip("no gradients through asynchronous updates")
@@ -76,6 +85,14 @@ def test_checkpointing_drops_the_loop_rows_between_checkpoints():
         interior = cells[32: steps // 2 - 32]  # rows of whole pages (edges share pages)
         assert (not interior.any()) == dropped
         assert cells[steps - 1].any()  # the final state's row is kept
+        # the hoisted input projection is recomputed per window too, and the gradients of
+        # it and of the recurrent projection given back once a window's weight gradients are in
+        gemms = [n for n, b in model.program.buffers.items() if b.role == "gemm"
+                 and n.startswith(("x@", "h@"))]
+        assert len(gemms) == 2
+        for name in gemms:
+            for rows in (run.rows(name, 0, steps), run.rows(name, 0, steps, grad=True)):
+                assert (not rows[32: steps // 2 - 32].any()) == dropped, name
 
 
 def test_gradient_arrays_lie_in_dead_gemm_buffers():
@@ -102,3 +119,28 @@ def test_remat_must_be_a_positive_whole_number(bad):
     y = np.zeros((3, 1, model.net.size("y")), dtype=np.float32)
     with pytest.raises(DataError, match="remat"):
         model.gradients(params, {"x": x}, {"y": y}, remat=bad)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("spec", SPEC_NAMES)
+def test_checkpointed_gradients_with_lengths_equal_plain_ones(spec, backend, monkeypatch):
+    """remat with lengths runs masked (each row's final state kept): the loss, gradients and
+    final states of lengths without remat (packed), where the network reads nothing ahead."""
+    monkeypatch.setattr(recompute, "release_rows", _poison)
+    model = _model(spec, backend)
+    if any(n.update == "asynchronous" for n in model.net.nodes.values()):
+        pytest.skip("no gradients through asynchronous updates")
+    params = model.init_params(0)
+    inputs, state, targets, steps = _case(model)
+    lengths = np.array([STEPS, 4])
+    call = dict(state=state, steps=steps, seed=1, lengths=lengths, return_state=True)
+    if any(model.net.future.values()):
+        with pytest.raises(DataError, match="remat= with lengths= does not take a network"):
+            model.gradients(params, inputs, targets, remat=2, **call)
+        return
+    loss, want, want_final = model.gradients(params, inputs, targets, **call)
+    for k in (1, 2, 3, 3 * STEPS):
+        got_loss, got, final = model.gradients(params, inputs, targets, remat=k, **call)
+        assert got_loss == pytest.approx(loss, rel=1e-12)
+        _close(got, want)
+        _close(final, want_final)
