@@ -2,7 +2,9 @@
 ``torch.nn.utils.rnn.pack_padded_sequence``) for causal networks.
 
 The batch is sorted by decreasing length once per call and time is cut into a few chunks at
-quantiles of the lengths; chunk j runs only the ``n_j`` sequences still going at its start,
+quantiles of the lengths (rounded to a grid, the rows to a multiple of 4, so other batches give
+the same shapes and reuse the kept Runs); chunk j runs only the ``n_j`` sequences still going
+at its start (and a few ended ones, their results dropped),
 continuing each from its state at the end of the chunk before (a causal network's chunks
 continue exactly: the final state with ``lengths`` is each sequence's value at its own end).
 Sequences ending inside a chunk are finished by the ``lengths`` machinery of
