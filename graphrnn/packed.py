@@ -2,7 +2,9 @@
 ``torch.nn.utils.rnn.pack_padded_sequence``) for causal networks.
 
 The batch is sorted by decreasing length once per call and time is cut into a few chunks at
-quantiles of the lengths; chunk j runs only the ``n_j`` sequences still going at its start,
+quantiles of the lengths (rounded to a grid, the rows to a multiple of 4, so other batches give
+the same shapes and reuse the kept Runs); chunk j runs only the ``n_j`` sequences still going
+at its start (and a few ended ones, their results dropped),
 continuing each from its state at the end of the chunk before (a causal network's chunks
 continue exactly: the final state with ``lengths`` is each sequence's value at its own end).
 Sequences ending inside a chunk are finished by the ``lengths`` machinery of
@@ -24,24 +26,35 @@ from graphrnn.training.losses import loss_and_grad
 CHUNKS = 6
 #: below this many row-steps of saving, a plain masked run is used
 MIN_SAVED_ROW_STEPS = 256
+#: a chunk runs a multiple of this many rows (the extra rows: sequences already ended, their
+#: results dropped) and its cuts fall on multiples of 1/STEP_GRID of the longest length, so
+#: batches of other lengths give chunks of the same shapes, whose Runs the model keeps
+ROW_QUANTUM = 4
+STEP_GRID = 12
 
 
 def plan_chunks(net, lengths: np.ndarray, steps: int):
     """``(order, chunks)`` for a packed run, or None where it does not apply or pays: the
     network reads no step ahead, draws no noise, and cutting saves enough row-steps.
-    ``order``: the rows by decreasing length; ``chunks``: ``(lo, hi, n)``, steps ``[lo, hi)``
-    run on the first ``n`` rows of ``order``."""
+    ``order``: the rows by decreasing length; ``chunks``: ``(lo, hi, n, m)``, steps
+    ``[lo, hi)`` run on the first ``m`` rows of ``order``, of which the first ``n`` go on
+    (``m``: ``n`` rounded up to a multiple of :data:`ROW_QUANTUM`)."""
     if any(k < 0 for _, _, k in net.boundaries) or draw_noise(net, 1, 1, 0).uniforms or \
             draw_noise(net, 1, 1, 0).orders:
         return None
     order = np.argsort(-lengths, kind="stable")
     ascending = np.sort(lengths)
     batch = len(lengths)
-    cuts = sorted({0, *(int(ascending[(j * batch) // CHUNKS]) for j in range(1, CHUNKS))}
-                  - {int(ascending[-1])})
-    cuts = [c for c in cuts if c < ascending[-1]] + [int(ascending[-1])]
-    chunks = [(lo, hi, int((lengths > lo).sum())) for lo, hi in zip(cuts, cuts[1:], strict=False)]
-    cost = sum((hi - lo) * n for lo, hi, n in chunks)
+    longest = int(ascending[-1])
+    grid = -(-longest // STEP_GRID)
+    cuts = sorted({0, *(grid * (int(ascending[(j * batch) // CHUNKS]) // grid)
+                        for j in range(1, CHUNKS))} - {longest})
+    cuts = [c for c in cuts if c < longest] + [longest]
+    chunks = []
+    for lo, hi in zip(cuts, cuts[1:], strict=False):
+        n = int((lengths > lo).sum())
+        chunks.append((lo, hi, n, min(batch, -(-n // ROW_QUANTUM) * ROW_QUANTUM)))
+    cost = sum((hi - lo) * m for lo, hi, _, m in chunks)
     if len(chunks) < 2 and ascending[-1] == steps or steps * batch - cost < MIN_SAVED_ROW_STEPS:
         return None
     return order, chunks
@@ -55,17 +68,17 @@ def _pieces(model, params, inputs, state, lengths, plan, record: bool,
     sorted_len = lengths[order]
     carried = None if state is None else {k: np.asarray(v)[order] for k, v in state.items()}
     pieces = []
-    for lo, hi, n in chunks:
-        rows = order[:n]
+    for lo, hi, n, m in chunks:
+        rows = order[:m]
         x = {k: np.asarray(v)[lo:hi][:, rows] for k, v in inputs.items()}
-        s = None if carried is None else {k: v[:n] for k, v in carried.items()}
-        own = np.clip(sorted_len[:n] - lo, 1, hi - lo)
+        s = None if carried is None else {k: v[:m] for k, v in carried.items()}
+        own = np.clip(sorted_len[:m] - lo, 1, hi - lo)  # rows past n: one step, dropped
         result = model.forward(params, x, s, lengths=own, record=record,
                                input_grads=input_grads)
         outputs, final = result[:2]
-        pieces.append((lo, hi, n, outputs, final, result[2] if record else None, s))
-        carried = {k: final[k] if carried is None or k not in carried
-                   else np.concatenate([final[k], carried[k][n:]]) for k in final}
+        pieces.append((lo, hi, n, outputs, final, result[2] if record else None, s, m))
+        carried = {k: final[k][:n] if carried is None or k not in carried
+                   else np.concatenate([final[k][:n], carried[k][n:]]) for k in final}
     return pieces, carried
 
 
@@ -81,7 +94,7 @@ def _assemble(model, pieces, order, steps: int, batch: int) -> dict:
                for o in model.net.outputs}
     for lo, hi, n, out, *_ in pieces:
         for o, y in out.items():
-            outputs[o][lo:hi, order[:n]] = y
+            outputs[o][lo:hi, order[:n]] = y[:, :n]
     return outputs
 
 
@@ -103,16 +116,17 @@ def packed_gradients(model, params, inputs, state, lengths, plan, steps: int, lo
     total, dys = loss_grad(_assemble(model, pieces, order, steps, len(lengths)))
     grads: dict = {}
     state_grads = None
-    for lo, hi, n, _, _, tape, given in reversed(pieces):
-        rows = order[:n]
-        seeds = {o: np.asarray(dy)[lo:hi][:, rows] for o, dy in dys.items()}
+    after = None
+    for lo, hi, n, _, _, tape, given, m in reversed(pieces):
+        seeds = {o: _seed_rows(dy, lo, hi, order, n, m) for o, dy in dys.items()}
         g = tape.backward(seeds, None if state_grads is None else {
-            k: _zero_rows(v, n) for k, v in state_grads.items()})
+            k: _zero_rows(v[:after], m) for k, v in state_grads.items()})
         tape.release()
         for name in model.net.params:
             grads[name] = grads.get(name, 0) + g[name]
         state_grads = None if given is None else {k: g[f"state:{k}"] for k in given
                                                   if g.get(f"state:{k}") is not None}
+        after = n
     for name in model.net.params:
         grads[name] = np.asarray(grads[name], dtype=model.dtype)
     if state is not None:
@@ -121,9 +135,17 @@ def packed_gradients(model, params, inputs, state, lengths, plan, steps: int, lo
     return total, grads, _unsort(carried, order)
 
 
+def _seed_rows(dy, lo: int, hi: int, order, n: int, m: int):
+    """A chunk's output gradients: its ``n`` going rows' of ``dy``, zeros for its ``m - n``
+    dropped rows."""
+    seeds = np.zeros((hi - lo, m, *np.shape(dy)[2:]), dtype=np.asarray(dy).dtype)
+    seeds[:, :n] = np.asarray(dy)[lo:hi][:, order[:n]]
+    return seeds
+
+
 def _zero_rows(g, n: int):
-    """A state gradient of the chunk after (its rows, fewer) for this chunk's ``n`` rows: the
-    sequences that end here have no gradient from later steps."""
+    """A state gradient of the chunk after (its going rows, fewer) for this chunk's ``n``
+    rows: the sequences that end here have no gradient from later steps."""
     if len(g) == n:
         return g
     return np.concatenate([g, np.zeros((n - len(g), *g.shape[1:]), dtype=g.dtype)])
@@ -186,9 +208,9 @@ class PackedTape:
         inputs = {name: np.zeros((self.steps, batch, net.inputs[name]), dtype=self.model.dtype)
                   for name in net.inputs if name not in net.tokens} if self.input_grads else {}
         carried, after = None, 0
-        for lo, hi, n, _, _, tape, given in reversed(self.pieces):
+        for lo, hi, n, _, _, tape, given, m in reversed(self.pieces):
             rows = order[:n]
-            seeds = {o: g[lo:hi][:, rows] for o, g in output_grads.items()}
+            seeds = {o: _seed_rows(g, lo, hi, order, n, m) for o, g in output_grads.items()}
             chunk_state = {}
             for key in self.final_state_keys:  # rows going on: from the chunk after; the rest
                 c = carried.get(key) if carried else None  # end here: the caller's seeds
@@ -198,12 +220,12 @@ class PackedTape:
                 shape = (c if c is not None else mine).shape[1:]
                 top = c[:after] if c is not None else np.zeros((after, *shape))
                 bottom = mine[after:n] if mine is not None else np.zeros((n - after, *shape))
-                chunk_state[key] = np.concatenate([top, bottom])
+                chunk_state[key] = _zero_rows(np.concatenate([top, bottom]), m)
             g = tape.backward(seeds, chunk_state or None)
             for name in net.params:
                 grads[name] = grads.get(name, 0) + g[name]
             for name, gx in inputs.items():
-                gx[lo:hi, rows] = g[f"input:{name}"]
+                gx[lo:hi, rows] = g[f"input:{name}"][:, :n]
             carried = None if given is None else {k: g[f"state:{k}"] for k in given
                                                   if g.get(f"state:{k}") is not None}
             after = n

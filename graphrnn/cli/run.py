@@ -30,6 +30,9 @@ def add_run_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for init and stochastic units")
     p.add_argument("--backend", default="numpy", choices=BACKENDS)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--layout", default="time", choices=["time", "batch"],
+                   help="arrays in and out: time-major (T, B, size) or batch-major "
+                        "(B, T, size, torch's batch_first); 'lengths' is (B,) either way")
     p.add_argument("-o", "--output", required=True, help="where to write the results (.npz)")
     p.set_defaults(func=run_command)
     return p
@@ -38,13 +41,15 @@ def add_run_command(subparsers) -> argparse.ArgumentParser:
 def run_command(args: argparse.Namespace) -> int:
     """``graphrnn run``: forward over the inputs; outputs and ``state:KEY`` arrays to ``-o``."""
     net = load_spec(args.spec)
-    model = compile(net, backend=args.backend, dtype=args.dtype)
+    model = compile(net, backend=args.backend, dtype=args.dtype, layout=args.layout)
     params = load_data(args.params) if args.params else model.init_params(args.seed)
     data = NpzData(args.inputs) if args.inputs else {}
     inputs = run_inputs(net, data) if args.inputs else {}
     lengths = None
     if "lengths" in data:
         t, b = next(iter(inputs.values())).shape[:2]
+        if args.layout == "batch":
+            t, b = b, t
         lengths = data_lengths(data, t, b)
     state = None
     if args.state:

@@ -69,6 +69,9 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="numpy", choices=BACKENDS, help="array backend")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                    help="floating-point type")
+    p.add_argument("--layout", default="time", choices=("time", "batch"),
+                   help="the data's arrays: time-major (T, B, ...) or batch-major (B, T, ...), "
+                        "torch's batch_first; lengths (B,) either way")
     p.add_argument("--loss", default="mse", choices=("mse", "cross_entropy"), help="the loss")
     p.add_argument("--target", action="append", metavar="OUTPUT",
                    help="an output to train (repeatable; default every output in the data)")
@@ -120,7 +123,7 @@ def run_train(args: argparse.Namespace) -> int:
         use_local_device,
         world_from_launcher,
     )
-    from graphrnn.training.loop import check_training, train
+    from graphrnn.training.loop import batch_to_time_major, check_training, train
     from graphrnn.training.progress import plot_history
 
     try:  # mpirun/mpiexec/srun with several ranks: data-parallel, rank 0 prints and writes
@@ -159,6 +162,8 @@ def run_train(args: argparse.Namespace) -> int:
                         tbptt=args.tbptt, mask_key=args.mask_key, restore_best=not args.last,
                         bucket=args.bucket, comm=comm)
         data = NpzData(args.data)  # read once, checked here and trained on
+        if args.layout == "batch":  # as train(layout="batch"): views, time-major
+            data = batch_to_time_major(data)
         if not args.output:
             check_training(model, params, data,
                            **{k: v for k, v in settings.items() if k != "comm"})
