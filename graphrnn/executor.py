@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphrnn.backends.recompute import Recompute, run_steps, whole
 from graphrnn.compiler.ir import Combine, Fused, NodeUpdate, Program, StageKind, TermKind
 from graphrnn.noise import Noise
 from graphrnn.ops.fused import FusedKernel
 from graphrnn.ops.init_state import InitStateKernel
 from graphrnn.ops.node_update import NodeUpdateKernel
-from graphrnn.recompute import Recompute, run_steps, whole
 
 
 class Run:
@@ -245,7 +245,7 @@ class Run:
             self.stage_grads_done(self, i)
 
     def _recomputing(self) -> Recompute | None:
-        """How this Run recomputes (:mod:`graphrnn.recompute`), or None without ``remat``."""
+        """How this Run recomputes (:mod:`graphrnn.backends.recompute`); None without remat."""
         if self.remat is None:
             return None
         if self._recompute is None or self._recompute.k != self.remat:

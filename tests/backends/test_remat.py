@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
-from graphrnn import recompute
+from graphrnn.backends import recompute
 from graphrnn.errors import DataError
 from graphrnn.executor import dead_after_forward
 from tests.helpers import SPECS, random_case
