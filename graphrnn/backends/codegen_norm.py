@@ -226,8 +226,9 @@ def _backward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int, no_grad: fr
         lines.append(f"        {e.ptr('grad', op.net, True)}[{e.index(op.net, 0)}] = dn;")
     for i in sorted({j for s in sends for j in s.product_of}):
         lines.append(f"        const {ct} a{i} = {_term_value(e, op.terms[i], {})};")
-    empty = KernelPlan(frozenset(), frozenset(), frozenset(), frozenset())
-    lines += ["    " + line for s in sends for line in _share(e, s, empty, {})]
+    shares = KernelPlan(frozenset(), frozenset(), frozenset(), frozenset(), plan.overwrites,
+                        plan.aliases)  # every other gradient in memory
+    lines += ["    " + line for s in sends for line in _share(e, s, shares, {})]
     if not sends and not any(t.kind == "diagonal" for t in op.terms):
         lines.append("        (void)dn;  // nothing reads this gradient")
     return [*lines, "      }"]
@@ -290,6 +291,9 @@ def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str
     ctype = CTYPES[dtype]
     fwd, bwd = _Emitter(buffers, ctype, size, target), _Emitter(buffers, ctype, size, target)
     plan = _plan(members, buffers, keep)
+    if keep is not None:  # GEMM buffers only this kernel reads: their gradients assigned
+        gemm = plan_memory(members, buffers, keep, False)
+        plan = replace(plan, overwrites=gemm.overwrites, aliases=gemm.aliases)
     index = {m.out: k for k, m in enumerate(members)}
 
     def fwd_stats(k):
@@ -325,4 +329,5 @@ def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str
     outs = {m.out for m in members}
     window_safe = not any(m.leak is not None or any(t.src in outs and t.delay > 0
                                                      for t in m.terms) for m in members)
-    return FusedSource(source, fname, bname, tuple(fwd.args), tuple(bwd.args), window_safe, size)
+    return FusedSource(source, fname, bname, tuple(fwd.args), tuple(bwd.args), window_safe, size,
+                       plan.overwrites, tuple(plan.aliases.items()))

@@ -7,6 +7,7 @@ import pytest
 
 import graphrnn as gr
 from graphrnn.backends.codegen_norm import generate_norm, row_passes
+from graphrnn.backends.host_ops import read_elsewhere
 from graphrnn.compiler.ir import Fused, StageKind
 from graphrnn.frontend.reference import reference_forward
 from tests.helpers import SPECS, assert_close, random_case
@@ -112,6 +113,30 @@ def test_mixed_group_gradients_are_the_ufunc_kernels_and_finite_differences():
                    - compiled.gradients(minus, inputs, targets, state=state)[0]) / (2 * eps)
         analytic = float((grads[name] * v).sum())
         assert abs(numeric - analytic) <= 1e-6 * max(abs(numeric), 1e-3), name
+
+
+def test_ln_lstm_row_kernel_assigns_the_projections_gradients_call_after_call():
+    """The gates' projections are read by the row kernel alone, each column by one term: their
+    gradients are assigned (one of the twins written, no zeroing first) and stay exact over
+    repeated calls of a kept run."""
+    net = gr.load_spec(SPECS / "ln_lstm.yaml")
+    compiled = gr.compile(net, backend="numpy", dtype="float64")
+    if compiled.backend.name != "numpy":
+        pytest.skip("no C compiler: no compiled kernels")
+    plain = gr.compile(net, backend="numpy-ufuncs", dtype="float64")
+    (group,) = _row_group(compiled)
+    src = generate_norm(group, compiled.program.buffers, "float64",
+                        keep=read_elsewhere(compiled.program, group))
+    assert {"x@0->i+f+g+o", "h@1->i+f+g+o"} <= src.overwrites
+    assert src.grad_aliases  # the twins share one gradient
+    params = _params(compiled)
+    inputs, state = random_case(net, steps=7, batch=3, seed=6)
+    targets = {"y": np.random.default_rng(7).normal(size=(7, 3, net.size("y")))}
+    expected = plain.gradients(params, inputs, targets, state=state)[1]
+    for _ in range(3):
+        grads = compiled.gradients(params, inputs, targets, state=state)[1]
+        for k in expected:
+            np.testing.assert_allclose(grads[k], expected[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
 @pytest.mark.parametrize(("spec", "dtype"), [("mixed", "float64"), ("ln_lstm", "float64"),
