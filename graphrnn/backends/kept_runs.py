@@ -29,6 +29,9 @@ class KeptRuns:
         self._runs: OrderedDict = OrderedDict()
         #: idle Runs for recorded calls (each with buffers of its own), by the same keys
         self._tape_runs: OrderedDict = OrderedDict()
+        #: buffer pools of dropped tapes' Runs too large to keep, for the next recorded call
+        #: (a pool serves one live Run at a time; its memory is warm, not fresh pages)
+        self._idle_tape_pools: list = []
         #: the parameter arrays of the last call that passed every check, with their shapes
         self._checked: dict | None = None
         #: ``(program, the nodes its InitState ops write)``, for the program of the last call
@@ -95,7 +98,8 @@ class KeptRuns:
             backend = self.backend
             if lease is not None and getattr(backend, "pool", None) is not None:
                 backend = copy.copy(backend)  # kernels' caches shared, the buffers its own
-                backend.pool = BufferPool(backend.xp, backend.pool.limit)
+                backend.pool = (self._idle_tape_pools.pop() if self._idle_tape_pools
+                                else BufferPool(backend.xp, backend.pool.limit))
             run = Run(self.program, backend, params, steps, batch, self.dtype, noise,
                       trainable, given, input_grads=lease is not None and lease[-1])
             run.remat = remat  # fixed for the Run: its gradients lie in donated memory or not
@@ -110,11 +114,15 @@ class KeptRuns:
         return run
 
     def _return_tape_run(self, run: Run) -> None:
-        """A dropped tape's Run: kept for the next recorded call of its shapes."""
+        """A dropped tape's Run: kept for the next recorded call of its shapes, or (too large
+        to keep) its buffer pool kept for the next recorded call's Run."""
         if run.keepable and run.prog is self.program:
             self._tape_runs[run.lease_key] = run
             while len(self._tape_runs) > RUNS_KEPT:
                 self._tape_runs.popitem(last=False)
+        elif (pool := getattr(run.backend, "pool", None)) is not None and not any(
+                pool is kept for kept in self._idle_tape_pools):
+            self._idle_tape_pools[:] = [pool]  # one: the last call's shapes are the next's
 
 
 def all_finite(arrays) -> bool:

@@ -195,3 +195,31 @@ def test_a_kept_run_is_refused_when_memory_would_not_hold_a_new_one(monkeypatch)
         model.gradients(params, inputs, targets_for(net, 3, 2))  # gradients: buffers to come
     with pytest.raises(DataError, match="a test's limit"):
         model.forward(params, case(net, 5, 2)[0])
+
+
+def test_recorded_calls_too_large_to_keep_reuse_warm_buffers_never_a_live_tapes(monkeypatch):
+    """A tape's Run too large to keep gives its buffer pool to the next recorded call (warm
+    memory, not fresh pages), never while that tape lives; results equal fresh ones."""
+    from graphrnn.backends import kept_runs
+    monkeypatch.setattr(kept_runs, "RUN_KEPT_BYTES", 0)  # no Run is kept
+    net = load("lstm")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(seed=0)
+    first, state, _ = case(net, 5, 3, seed=1)
+    second, _, _ = case(net, 5, 3, seed=2)
+    gy = {"y": np.ones((5, 3, net.size("y")))}
+    out1, _, tape1 = model.forward(params, first, state, record=True)
+    out2, _, tape2 = model.forward(params, second, state, record=True)
+    pool2, h2 = tape2.run.backend.pool, tape2.run.arrays["h"].ctypes.data
+    assert pool2 is not tape1.run.backend.pool  # tape1 still lives: its pool is its own
+    grads1 = tape1.backward(gy)
+    del tape1, tape2  # both pools idle; the last one given back is kept
+    out3, _, tape3 = model.forward(params, first, state, record=True)
+    assert tape3.run.backend.pool is pool2 and tape3.run.arrays["h"].ctypes.data == h2
+    expected = fresh(net, "numpy", params, first, state, {})[0]
+    assert_close(out3, expected, 1e-12)
+    assert_close(out1, expected, 1e-12)  # the caller's copy, not pool memory
+    assert not np.allclose(out2["y"], out3["y"])  # other inputs: the copy survived the reuse
+    grads3 = tape3.backward(gy)
+    assert_close({k: g for k, g in grads3.items() if g is not None},
+                 {k: g for k, g in grads1.items() if g is not None}, 1e-12)
