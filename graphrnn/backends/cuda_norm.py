@@ -21,7 +21,7 @@ import numpy as np
 
 from graphrnn.backends.codegen import CTYPES, _activation, _Emitter
 from graphrnn.backends.codegen_norm import generate_norm, local_grad_lines
-from graphrnn.backends.cuda_ops import FusedCudaKernel, _Kernel, _pow2_block
+from graphrnn.backends.cuda_ops import FusedCudaKernel, _Kernel, _pow2_block, step_windows
 from graphrnn.compiler.ir import NodeUpdate, op_label
 from graphrnn.frontend.network import NORM_EPS
 from graphrnn.ops import node_update_vjp
@@ -82,7 +82,42 @@ def norm_source(op: NodeUpdate, buffers, dtype: str) -> tuple[str, str, str, tup
     return source, fname, bname, tuple(f.args), tuple(g.args)
 
 
-class LayerNormNodeKernel(_Kernel):
+class _RowKernel(_Kernel):
+    """What the row kernels share: their scratch (``rstd``, ``dy``) and parameter arrays, the
+    arrays of an argument list, and a normalised node's bias, gain and diagonal gradients."""
+
+    def _keep_arrays(self, args, size: int) -> None:
+        run, backend = self.run, self.backend
+        shapes = {"rstd": (run.steps, run.batch), "dy": (run.steps, run.batch, size)}
+        self.store = {}
+        for a in args:
+            if a in self.store:
+                continue
+            if a.kind in shapes:
+                self.store[a] = backend.empty((f"norm-{a.kind}", a.name), shapes[a.kind],
+                                              run.dtype)
+            elif a.kind in ("param", "noise"):
+                table = run.params if a.kind == "param" else run.uniforms
+                self.store[a] = backend.stable((a.kind, a.name), table[a.name])
+
+    def _arrays(self, args) -> tuple:
+        table = {"buf": self.run.arrays, "grad": self.run.grads}
+        return tuple(self.store[a] if a in self.store else table[a.kind][a.name] for a in args)
+
+    def _normalised_grads(self, op: NodeUpdate) -> None:
+        """``op``'s bias and gain gradients from its ``dy`` and ``x̂``; diagonal weights' from
+        ``d net``."""
+        run = self.run
+        dy = next(v for a, v in self.store.items() if a.kind == "dy" and a.name == op.node)
+        if op.bias in run.trainable:
+            run.add_param_grad(op.bias, dy.sum(axis=(0, 1)))
+        if op.gain in run.trainable:
+            run.add_param_grad(op.gain, (dy * run.rows(op.net, 0, run.steps)).sum(axis=(0, 1)))
+        if any(t.kind == "diagonal" for t in op.terms):
+            NodeUpdateKernel(replace(op, bias=None, norm=None, gain=None), run).param_grads()
+
+
+class LayerNormNodeKernel(_RowKernel):
     """A ``norm: layer`` NodeUpdate on the GPU (see the module)."""
 
     def __init__(self, op: NodeUpdate, run, backend):
@@ -94,61 +129,35 @@ class LayerNormNodeKernel(_Kernel):
         self.module = backend.module(source)
         size = run.prog.buffers[op.out].size
         self.block = _pow2_block(size)
-        shapes = {"rstd": (run.steps, run.batch), "dy": (run.steps, run.batch, size)}
-        self.store = {}
-        for a in fargs + bargs:
-            if a in self.store:
-                continue
-            if a.kind in shapes:
-                self.store[a] = backend.empty((f"norm-{a.kind}", a.name), shapes[a.kind],
-                                              run.dtype)
-            elif a.kind in ("param", "noise"):
-                table = run.params if a.kind == "param" else run.uniforms
-                self.store[a] = backend.stable((a.kind, a.name), table[a.name])
+        self._keep_arrays(fargs + bargs, size)
         self.fargs, self.bargs = fargs, bargs
         #: one step a launch where a step reads the last one's value (a leak)
         self.per_step = op.leak is not None
-
-    def _arrays(self, args) -> tuple:
-        table = {"buf": self.run.arrays, "grad": self.run.grads}
-        return tuple(self.store[a] if a in self.store else table[a.kind][a.name] for a in args)
 
     def pointers(self, backward: bool) -> tuple:
         arrays = self._arrays(self.bargs if backward else self.fargs)
         return self.net.pointers(backward) + tuple(self.backend.ptr(a) for a in arrays)
 
-    def _windows(self, lo, hi, reverse):
-        if not self.per_step:
-            return [(lo, hi)]
-        return [(t, t + 1) for t in (range(hi - 1, lo - 1, -1) if reverse else range(lo, hi))]
-
     def forward(self, lo: int, hi: int) -> None:
         arrays = self._arrays(self.fargs)
-        for a, b in self._windows(lo, hi, False):
+        for a, b in step_windows(lo, hi, False, self.per_step):
             self.net.forward(a, b)
             self.module.launch(self.fname, ((b - a) * self.batch,), (self.block,),
                                (np.int32(a), np.int32(self.batch)) + arrays)
 
     def backward(self, lo: int, hi: int) -> None:
         arrays = self._arrays(self.bargs)
-        for a, b in self._windows(lo, hi, True):
+        for a, b in step_windows(lo, hi, True, self.per_step):
             self.module.launch(self.bname, ((b - a) * self.batch,), (self.block,),
                                (np.int32(a), np.int32(self.batch)) + arrays)
             self.net.backward(a, b)
 
     def param_grads(self) -> None:
         """Bias and gain gradients from ``dy`` and ``x̂``; diagonal weights' from ``d net``."""
-        run, op = self.run, self.op
-        dy = next(v for a, v in self.store.items() if a.kind == "dy")
-        if op.bias in run.trainable:
-            run.add_param_grad(op.bias, dy.sum(axis=(0, 1)))
-        if op.gain in run.trainable:
-            run.add_param_grad(op.gain, (dy * run.rows(op.net, 0, run.steps)).sum(axis=(0, 1)))
-        if any(t.kind == "diagonal" for t in op.terms):
-            NodeUpdateKernel(replace(op, bias=None, norm=None, gain=None), run).param_grads()
+        self._normalised_grads(self.op)
 
 
-class LayerNormRunKernel(_Kernel):
+class LayerNormRunKernel(_RowKernel):
     """A Fused run of normalised and element-wise NodeUpdates (the grouping pass,
     :func:`~graphrnn.compiler.fusion.group_normalised`) as one generated row kernel each way,
     one block a row: :func:`~graphrnn.backends.codegen_norm.generate_norm` for the GPU, its
@@ -169,21 +178,7 @@ class LayerNormRunKernel(_Kernel):
         self.module = backend.module(self.src.source)
         size = prog.buffers[self.members[0].out].size
         self.block = _pow2_block(size)
-        shapes = {"rstd": (run.steps, run.batch), "dy": (run.steps, run.batch, size)}
-        self.store = {}
-        for a in self.src.forward_args + self.src.backward_args:
-            if a in self.store:
-                continue
-            if a.kind in shapes:
-                self.store[a] = backend.empty((f"norm-{a.kind}", a.name), shapes[a.kind],
-                                              run.dtype)
-            elif a.kind in ("param", "noise"):
-                table = run.params if a.kind == "param" else run.uniforms
-                self.store[a] = backend.stable((a.kind, a.name), table[a.name])
-
-    def _arrays(self, args) -> tuple:
-        table = {"buf": self.run.arrays, "grad": self.run.grads}
-        return tuple(self.store[a] if a in self.store else table[a.kind][a.name] for a in args)
+        self._keep_arrays(self.src.forward_args + self.src.backward_args, size)
 
     def pointers(self, backward: bool) -> tuple:
         """The device addresses the kernel reads and writes (a CUDA graph's identity)."""
@@ -192,10 +187,7 @@ class LayerNormRunKernel(_Kernel):
 
     def _launch(self, name: str, args, lo: int, hi: int, reverse: bool) -> None:
         arrays = self._arrays(args)
-        windows = ([(lo, hi)] if self.src.window_safe else
-                   [(t, t + 1) for t in (range(hi - 1, lo - 1, -1) if reverse
-                                         else range(lo, hi))])
-        for a, b in windows:
+        for a, b in step_windows(lo, hi, reverse, not self.src.window_safe):
             self.module.launch(name, ((b - a) * self.batch,), (self.block,),
                                (np.int32(a), np.int32(self.batch)) + arrays)
 
@@ -210,14 +202,7 @@ class LayerNormRunKernel(_Kernel):
         ``d net``; element-wise members from their ``d net``."""
         run = self.run
         for m in self.members:
-            if not m.norm:
-                if m.bias or any(t.kind == "diagonal" for t in m.terms):
-                    NodeUpdateKernel(m, run).param_grads()
-                continue
-            dy = next(v for a, v in self.store.items() if a.kind == "dy" and a.name == m.node)
-            if m.bias in run.trainable:
-                run.add_param_grad(m.bias, dy.sum(axis=(0, 1)))
-            if m.gain in run.trainable:
-                run.add_param_grad(m.gain, (dy * run.rows(m.net, 0, run.steps)).sum(axis=(0, 1)))
-            if any(t.kind == "diagonal" for t in m.terms):
-                NodeUpdateKernel(replace(m, bias=None, norm=None, gain=None), run).param_grads()
+            if m.norm:
+                self._normalised_grads(m)
+            elif m.bias or any(t.kind == "diagonal" for t in m.terms):
+                NodeUpdateKernel(m, run).param_grads()

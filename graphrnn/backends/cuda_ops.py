@@ -41,6 +41,14 @@ def _pow2_block(n: int) -> int:
     return block
 
 
+def step_windows(lo: int, hi: int, reverse: bool, per_step: bool) -> list[tuple[int, int]]:
+    """The launches' step windows over ``[lo, hi)``: one, or a step each (in the pass's order)
+    where a step reads the one before (a leak)."""
+    if not per_step:
+        return [(lo, hi)]
+    return [(t, t + 1) for t in (range(hi - 1, lo - 1, -1) if reverse else range(lo, hi))]
+
+
 class _Kernel:
     """Shared plumbing: the run, its dtype and scalar constructor, the backend."""
 
@@ -142,15 +150,10 @@ class SoftmaxNodeKernel(_Kernel):
             arrays += [run.grads[op.out], run.grads[op.net]]
         return self.net.pointers(backward) + tuple(self.backend.ptr(a) for a in arrays)
 
-    def _windows(self, lo, hi, reverse):
-        if not self.leak:
-            return [(lo, hi)]
-        return [(t, t + 1) for t in (range(hi - 1, lo - 1, -1) if reverse else range(lo, hi))]
-
     def forward(self, lo: int, hi: int) -> None:
         run, op = self.run, self.op
         name = f"gr_softmax_forward_{SUFFIX[self.dtype]}"
-        for a, b in self._windows(lo, hi, False):
+        for a, b in step_windows(lo, hi, False, self.leak):
             self.net.forward(a, b)
             out = run.arrays[op.out]
             args = (run.arrays[op.net], self.offset(op.net, a), out, self.offset(op.out, a),
@@ -161,7 +164,7 @@ class SoftmaxNodeKernel(_Kernel):
     def backward(self, lo: int, hi: int) -> None:
         run, op = self.run, self.op
         name = f"gr_softmax_backward_{SUFFIX[self.dtype]}"
-        for a, b in self._windows(lo, hi, True):
+        for a, b in step_windows(lo, hi, True, self.leak):
             gout = run.grads[op.out]
             args = (run.arrays[op.net], self.offset(op.net, a), run.arrays[op.out],
                     self.offset(op.out, a), gout, self.offset(op.out, a), run.grads[op.net],
