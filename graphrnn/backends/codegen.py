@@ -238,22 +238,28 @@ def _output_steps(e: _Emitter, k: int, op: NodeUpdate, steps, plan: KernelPlan) 
     parts = ([f"{e.ptr('grad', op.out, True)}[{e.index(op.out, 0)}]"]
              if op.out in plan.grad_in_memory else [])
     parts += [f"g{k}"] if op.out in plan.in_registers else []
-    lines = [f"    {ct} g = {' + '.join(parts) or '0'};"]
+    lines = [f"{ct} g = {' + '.join(parts) or '0'};"]
     if node_update_vjp.reads_net(steps):
-        lines.append(f"    const {ct} net = {e.ptr('buf', op.net)}[{e.index(op.net, 0)}];")
-    recomputed = False
+        lines.append(f"const {ct} net = {e.ptr('buf', op.net)}[{e.index(op.net, 0)}];")
+    return ["    " + line for line in lines + local_grad_steps(e, op, steps)]
+
+
+def local_grad_steps(e: _Emitter, op: NodeUpdate, steps) -> list[str]:
+    """C statements taking ``g`` (and ``net`` where a step reads it) through ``op``'s VJP
+    steps up to the local derivative ``dn``: the leak split, the recomputed value, ``dn``."""
+    ct, lines, recomputed = e.ctype, [], False
     for step in steps:
         if isinstance(step, LeakSplit):
             gprev = f"&{e.ptr('grad', op.out, True)}[{e.index(op.out, 1)}]"
-            lines.append(f"    gr_atomic_add({gprev}, {e.lit(1 - step.leak)} * g);")
-            lines.append(f"    g = g * {e.lit(step.leak)};")
+            lines += [f"gr_atomic_add({gprev}, {e.lit(1 - step.leak)} * g);",
+                      f"g = g * {e.lit(step.leak)};"]
         elif isinstance(step, RecomputeValue):
-            lines.append(f"    const {ct} v = {_activation(e, op, 'net')};")
+            lines.append(f"const {ct} v = {_activation(e, op, 'net')};")
             recomputed = True
         elif isinstance(step, LocalGrad):
             if step.reads == "value" and not recomputed:
-                lines.append(f"    const {ct} v = {e.ptr('buf', op.out)}[{e.index(op.out, 0)}];")
-            lines.append(f"    const {ct} dn = {_local_grad(e, op, step, 'g', 'v', 'net')};")
+                lines.append(f"const {ct} v = {e.ptr('buf', op.out)}[{e.index(op.out, 0)}];")
+            lines.append(f"const {ct} dn = {_local_grad(e, op, step, 'g', 'v', 'net')};")
     return lines
 
 

@@ -29,16 +29,15 @@ from graphrnn.backends.codegen import (
     _backward_member,
     _Emitter,
     _forward_member,
-    _local_grad,
     _share,
     _term_value,
+    local_grad_steps,
 )
 from graphrnn.backends.kernel_plan import KernelPlan, plan_memory
 from graphrnn.compiler.fusion import elementwise
 from graphrnn.compiler.ir import Buffer, Fused, NodeUpdate, op_label
 from graphrnn.frontend.network import NORM_EPS
 from graphrnn.ops import node_update_vjp
-from graphrnn.ops.node_update_vjp import LeakSplit, LocalGrad, RecomputeValue
 
 
 def _head(e: _Emitter, name: str) -> str:
@@ -187,20 +186,7 @@ def local_grad_lines(e: _Emitter, op: NodeUpdate, steps, xh: str, gain: str, ind
     if node_update_vjp.reads_net(steps):
         lines.append(f"const {ct} net = xh * {gain}"
                      + (f" + {e.ptr('param', op.bias)}[j];" if op.bias else ";"))
-    recomputed = False
-    for step in steps:
-        if isinstance(step, LeakSplit):
-            gprev = f"&{e.ptr('grad', op.out, True)}[{e.index(op.out, 1)}]"
-            lines += [f"gr_atomic_add({gprev}, {e.lit(1 - step.leak)} * g);",
-                      f"g = g * {e.lit(step.leak)};"]
-        elif isinstance(step, RecomputeValue):
-            lines.append(f"const {ct} v = {_activation(e, op, 'net')};")
-            recomputed = True
-        elif isinstance(step, LocalGrad):
-            if step.reads == "value" and not recomputed:
-                lines.append(f"const {ct} v = {e.ptr('buf', op.out)}[{e.index(op.out, 0)}];")
-            lines.append(f"const {ct} dn = {_local_grad(e, op, step, 'g', 'v', 'net')};")
-    return [indent + line for line in lines]
+    return [indent + line for line in lines + local_grad_steps(e, op, steps)]
 
 
 def _backward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int, no_grad: frozenset[str],
