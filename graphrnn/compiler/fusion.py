@@ -66,33 +66,10 @@ def fuse_elementwise(prog: Program) -> Program:
     one backward (:mod:`graphrnn.backends.codegen`): the LSTM's nine pointwise nodes after its
     merged gate GEMM become one kernel. Each Fused op gets a fresh uid; its members keep theirs.
     """
-    stages, uids = [], count(next_uid(prog))
-    for stage in prog.stages:
-        if stage.kind != StageKind.LOOP:
-            stages.append(stage)
-            continue
-        ops: list = []
-        run: list[NodeUpdate] = []
+    def members(op):
+        return (op,) if isinstance(op, NodeUpdate) and elementwise(op, prog.buffers) else None
 
-        def flush(ops=ops, run=run) -> None:
-            if len(run) >= 2:
-                ops.append(Fused(tuple(run), next(uids)))
-            else:
-                ops.extend(run)
-            run.clear()
-
-        for op in stage.ops:
-            if not (isinstance(op, NodeUpdate) and elementwise(op, prog.buffers)):
-                flush()
-                ops.append(op)
-                continue
-            if run and (prog.buffers[op.out].size != prog.buffers[run[0].out].size
-                        or _column_clash(run, op)):
-                flush()
-            run.append(op)
-        flush()
-        stages.append(stage.with_ops(ops))
-    return prog.replace(stages=tuple(stages))
+    return _merge_runs(prog, members, lambda run: len(run) >= 2)
 
 
 def row_local(op, buffers: dict[str, Buffer]) -> bool:
@@ -110,6 +87,20 @@ def group_normalised(prog: Program) -> Program:
     meeting of the threads a step instead of four; on the GPU one launch a step). Members
     keep their order. Not in the standard pipeline: the NumPy backend with compiled kernels
     and the CuPy backend add it."""
+    def row_members(op):
+        members = op.ops if isinstance(op, Fused) else (op,)
+        return members if all(row_local(m, prog.buffers) for m in members) else None
+
+    return _merge_runs(prog, row_members,
+                       lambda members: len(members) >= 2 and any(m.norm for m in members))
+
+
+def _merge_runs(prog: Program, members_of, wanted) -> Program:
+    """Each maximal run of consecutive ops of a loop stage whose members (``members_of(op)``:
+    its NodeUpdates, a Fused chain's members; None: not to merge) are of one size and clash in
+    no GEMM columns, as one Fused op of those members where ``wanted(members)``, else as it
+    was (a clash: two GPU threads of a row would add to one gradient element). Members keep
+    their order; each new Fused op gets a fresh uid."""
     stages, uids = [], count(next_uid(prog))
     for stage in prog.stages:
         if stage.kind != StageKind.LOOP:
@@ -117,28 +108,27 @@ def group_normalised(prog: Program) -> Program:
             continue
         ops: list = []
         run: list = []  # the ops of the current run
+        taken: list[NodeUpdate] = []  # their members
 
-        def flush(ops=ops, run=run) -> None:
-            members = [m for op in run for m in (op.ops if isinstance(op, Fused) else (op,))]
-            if len(members) >= 2 and any(m.norm for m in members):
-                ops.append(Fused(tuple(members), next(uids)))
+        def flush(ops=ops, run=run, taken=taken) -> None:
+            if wanted(taken):
+                ops.append(Fused(tuple(taken), next(uids)))
             else:
                 ops.extend(run)
             run.clear()
+            taken.clear()
 
         for op in stage.ops:
-            members = op.ops if isinstance(op, Fused) else (op,)
-            if not all(row_local(m, prog.buffers) for m in members):
+            members = members_of(op)
+            if members is None:
                 flush()
                 ops.append(op)
                 continue
-            first = run[0].ops[0] if run and isinstance(run[0], Fused) else run[0] if run else None
-            taken = [m for r in run for m in (r.ops if isinstance(r, Fused) else (r,))]
-            if first is not None and (prog.buffers[first.out].size
-                                      != prog.buffers[members[0].out].size
-                                      or any(_column_clash(taken, m) for m in members)):
-                flush()  # (a clash: two GPU threads of a row would add to one element)
+            if taken and (prog.buffers[taken[0].out].size != prog.buffers[members[0].out].size
+                          or any(_column_clash(taken, m) for m in members)):
+                flush()
             run.append(op)
+            taken.extend(members)
         flush()
         stages.append(stage.with_ops(tuple(ops)))  # keeps the loop's direction
     return prog.replace(stages=tuple(stages))
