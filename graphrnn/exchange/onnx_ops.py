@@ -65,6 +65,13 @@ def _weight(params, edge) -> np.ndarray:
     return (w.T if edge.transpose else w) * np.float32(edge.scale)
 
 
+def _bias(exp, name: str) -> np.ndarray:
+    """Node ``name``'s bias, zeros where it has none."""
+    if exp.net.has_bias(name):
+        return exp.params[f"{name}.bias"]
+    return np.zeros(exp.net.size(name), np.float32)
+
+
 def _gate(exp, name: str, hidden: str, cell: str | None, peep_delay: int):
     """``(x source, W, R, P, bias, act)`` of a gate ``act(W x + R h[t-1] + P c + b)``."""
     net, node = exp.net, exp.net.nodes[name]
@@ -84,7 +91,7 @@ def _gate(exp, name: str, hidden: str, cell: str | None, peep_delay: int):
     if x is None or r is None:
         return None
     size = node.size
-    bias = exp.params[f"{name}.bias"] if net.has_bias(name) else np.zeros(size, np.float32)
+    bias = _bias(exp, name)
     return x[0], x[1], r, np.zeros(size, np.float32) if p is None else p, bias, _act(node)
 
 
@@ -248,7 +255,7 @@ def _candidate(exp, name: str, hidden: str, r_gate: str):
     if x is None or inner is None:
         return None
     size = node.size
-    bias = exp.params[f"{name}.bias"] if net.has_bias(name) else np.zeros(size, np.float32)
+    bias = _bias(exp, name)
     prod = _only(net, inner.src, "product", 2)
     if prod is None or any(d for s, d in prod if s == r_gate) or r_gate not in dict(prod):
         return None
@@ -264,7 +271,7 @@ def _candidate(exp, name: str, hidden: str, r_gate: str):
             or len(edges) != 1 or edges[0].weight != "full" or edges[0].src != hidden
             or edges[0].delay != exp.lag):
         return None
-    rb = exp.params[f"{rh}.bias"] if net.has_bias(rh) else np.zeros(size, np.float32)
+    rb = _bias(exp, rh)
     return x[0], x[1], _weight(exp.params, edges[0]), bias, rb, _act(node), True, \
         (inner.src, rh)
 
