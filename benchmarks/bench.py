@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import statistics
 import sys
@@ -210,6 +211,36 @@ def parse_sizes(text: str) -> list[tuple[int, int, int, int]]:
     return sizes
 
 
+def _threads(args) -> list[str]:
+    return ["--threads", str(args.threads or 1)]
+
+
+#: the narrower tables, a module of benchmarks/ each: flag -> (help, the module's arguments)
+TABLES: dict[str, tuple[str, Callable]] = {
+    "small": ("the small-size grid and the streaming row (benchmarks/small.py)",
+              lambda a: _threads(a) + (["--torch-compile", a.torch_compile]
+                                       if a.torch_compile else [])),
+    "bidirectional": ("a bidirectional LSTM's fwd+bwd against torch.nn "
+                      "(benchmarks/bidirectional.py)", lambda a: []),
+    "dropout": ("an LSTM's fwd+bwd with and without dropout (benchmarks/dropout.py)",
+                lambda a: []),
+    "layer-norm": ("the LayerNorm LSTM against the LSTM and a torch loop "
+                   "(benchmarks/layer_norm.py)",
+                   lambda a: ["--budget", str(a.budget or 4.0)] + (
+                       ["--sizes", ";".join(",".join(map(str, z)) for z in a.sizes)]
+                       if a.sizes else [])),
+    "torch-module": ("graphrnn.torch.Module's fwd+bwd against Model.gradients "
+                     "(benchmarks/torch_module.py)",
+                     lambda a: _threads(a) + (["--quick"] if a.quick else [])),
+    "memory": ("peak memory of an LSTM training call, graphrnn with and without "
+               "checkpointing against torch.nn, a process each (benchmarks/memory.py)",
+               lambda a: ["--quick"] if a.quick else []),
+    "lengths": ("sequences of different lengths: packed, masked, none, torch packed "
+                "(benchmarks/lengths.py)",
+                lambda a: _threads(a) + (["--rounds", "3"] if a.quick else [])),
+}
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The command line of ``graphrnn bench``."""
     p = CommandParser(prog="graphrnn bench", description=__doc__.split("\n\n")[0])
@@ -234,28 +265,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-overhead", action="store_true", help="skip the per-call table")
     p.add_argument("--profile", action="store_true",
                    help="print the cProfile breakdown of the profiled case's forward pass")
-    p.add_argument("--small", action="store_true",
-                   help="the small-size grid and the streaming row (benchmarks/small.py)")
+    for flag, (text, _) in TABLES.items():
+        p.add_argument(f"--{flag}", action="store_true", help=text)
     p.add_argument("--torch-compile", metavar="T,T,...",
                    help="with --small: rows against an LSTM loop under torch.compile at these "
                         "steps, with compile times")
-    p.add_argument("--bidirectional", action="store_true",
-                   help="a bidirectional LSTM's fwd+bwd against torch.nn "
-                        "(benchmarks/bidirectional.py)")
-    p.add_argument("--dropout", action="store_true",
-                   help="an LSTM's fwd+bwd with and without dropout (benchmarks/dropout.py)")
-    p.add_argument("--layer-norm", action="store_true",
-                   help="the LayerNorm LSTM against the LSTM and a torch loop "
-                        "(benchmarks/layer_norm.py)")
-    p.add_argument("--torch-module", action="store_true",
-                   help="graphrnn.torch.Module's fwd+bwd against Model.gradients "
-                        "(benchmarks/torch_module.py)")
-    p.add_argument("--memory", action="store_true",
-                   help="peak memory of an LSTM training call, graphrnn with and without "
-                        "checkpointing against torch.nn, a process each (benchmarks/memory.py)")
-    p.add_argument("--lengths", action="store_true",
-                   help="sequences of different lengths: packed, masked, none, torch packed "
-                        "(benchmarks/lengths.py)")
     return p
 
 
@@ -263,32 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit status (2 for bad arguments)."""
     parser = make_parser()
     args = parser.parse_args(argv)
-    if args.small:
-        from benchmarks import small
-        compiled = ["--torch-compile", args.torch_compile] if args.torch_compile else []
-        return small.main(["--threads", str(args.threads or 1), *compiled])
-    if args.bidirectional:
-        from benchmarks import bidirectional
-        return bidirectional.main([])
-    if args.dropout:
-        from benchmarks import dropout
-        return dropout.main([])
-    if args.layer_norm:
-        from benchmarks import layer_norm
-        return layer_norm.main(["--budget", str(args.budget or 4.0)]
-                               + (["--sizes", ";".join(",".join(map(str, z)) for z in args.sizes)]
-                                  if args.sizes else []))
-    if args.torch_module:
-        from benchmarks import torch_module
-        return torch_module.main(["--threads", str(args.threads or 1)]
-                                 + (["--quick"] if args.quick else []))
-    if args.memory:
-        from benchmarks import memory
-        return 0 if memory.main(["--quick"] if args.quick else []) else 1
-    if args.lengths:
-        from benchmarks import lengths
-        return lengths.main(["--threads", str(args.threads or 1)]
-                            + (["--rounds", "3"] if args.quick else []))
+    for flag, (_, arguments) in TABLES.items():
+        if getattr(args, flag.replace("-", "_")):
+            table = importlib.import_module(f"benchmarks.{flag.replace('-', '_')}")
+            return table.main(arguments(args))
     cells = [c for c in args.cells.split(",") if c]
     modes = [m for m in args.modes.split(",") if m]
     bad = [c for c in cells if c not in CELLS] + [m for m in modes if m not in MODES]

@@ -122,7 +122,7 @@ def _child(args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[2000, 4000])
     parser.add_argument("--batch", type=int, default=32)
@@ -141,8 +141,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         remat = a.remat if a.remat > 0 else None
         row = measure(a.lib, a.steps[0], a.batch, a.hidden, a.inputs, remat, a.breakdown)
         print(json.dumps(row))
-        return [row]
-    rows = []
+        return 0
     print(f"LSTM training call, B={a.batch} H={a.hidden} I={a.inputs} float32; peak RSS of "
           "a process each (MB)")
     print(f"{'T':>6} {'implementation':<26} {'base':>7} {'peak':>7} {'x torch':>8} {'s':>7} "
@@ -162,13 +161,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row["label"] = label
             row["ratio"] = row["peak"] / torch_row["peak"]
             row["time_ratio"] = row["seconds"] / plain
-            rows.append(row)
             print(f"{steps:>6} {label:<26} {row['base'] / MB:>7.0f} {row['peak'] / MB:>7.0f} "
                   f"{row['ratio']:>8.2f} {row['seconds']:>7.2f} {row['time_ratio']:>7.2f}")
             for name, size, rss in row.get("breakdown", []):
                 print(f"{'':>8}{name:<30} {size:>8.0f} MB, resident {rss:>8.0f} MB")
-    return rows
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
