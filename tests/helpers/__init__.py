@@ -29,3 +29,18 @@ def assert_close(actual: dict, expected: dict, rtol=1e-10):
         scale = max(np.abs(expected[k]).max(), 1e-12)
         err = np.abs(actual[k] - expected[k]).max() / scale
         assert err <= rtol, f"{k}: relative error {err:.3g}"
+
+
+def assert_loss_gradients_are_differences(model, params, grads, names, rng, *call,
+                                          eps=1e-6, rtol=1e-6, **kw):
+    """For each parameter in ``names``: ``grads[name] . v`` against the central difference of
+    ``model.gradients(params, *call, **kw)``'s loss along a random direction ``v``."""
+    for name in names:
+        v = rng.normal(size=params[name].shape)
+        plus = {**params, name: params[name] + eps * v}
+        minus = {**params, name: params[name] - eps * v}
+        numeric = (model.gradients(plus, *call, **kw)[0]
+                   - model.gradients(minus, *call, **kw)[0]) / (2 * eps)
+        analytic = float((grads[name] * v).sum())
+        assert abs(numeric - analytic) <= rtol * max(abs(numeric), 1e-3), name
+

@@ -15,7 +15,7 @@ import graphrnn as gr
 from graphrnn.compiler.ir import format_program
 from graphrnn.errors import SpecError
 from graphrnn.frontend.reference import layer_norm, reference_forward
-from tests.helpers import SPECS, assert_close, random_case
+from tests.helpers import SPECS, assert_close, assert_loss_gradients_are_differences, random_case
 from tests.helpers.strategies import valid_networks
 
 LN_LSTM = SPECS / "ln_lstm.yaml"
@@ -109,15 +109,9 @@ outputs: [y]
     rng = np.random.default_rng(7)
     targets = {"y": rng.normal(size=(5, 3, 2))}
     loss, grads = model.gradients(params, inputs, targets, state=state)
-    eps = 1e-6
-    for name in ("h.gain", "s.gain", "h.bias", "x->h", "h->h@1", "h->s"):
-        v = rng.normal(size=params[name].shape)
-        plus = {**params, name: params[name] + eps * v}
-        minus = {**params, name: params[name] - eps * v}
-        numeric = (model.gradients(plus, inputs, targets, state=state)[0]
-                   - model.gradients(minus, inputs, targets, state=state)[0]) / (2 * eps)
-        analytic = float((grads[name] * v).sum())
-        assert abs(numeric - analytic) <= 1e-6 * max(abs(numeric), 1e-3), name
+    assert_loss_gradients_are_differences(
+        model, params, grads, ("h.gain", "s.gain", "h.bias", "x->h", "h->h@1", "h->s"), rng,
+        inputs, targets, state=state)
 
 
 def test_ln_lstm_gradients_are_torch_autograd():

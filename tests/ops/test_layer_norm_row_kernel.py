@@ -10,7 +10,7 @@ from graphrnn.backends.codegen_norm import generate_norm, row_passes
 from graphrnn.backends.host_ops import read_elsewhere
 from graphrnn.compiler.ir import Fused, StageKind
 from graphrnn.frontend.reference import reference_forward
-from tests.helpers import SPECS, assert_close, random_case
+from tests.helpers import SPECS, assert_close, assert_loss_gradients_are_differences, random_case
 
 # a normalised node, an element-wise one between (bias, diagonal weight, leak, a product) and
 # a normalised one reading it, then an element-wise product of both: four passes a row
@@ -104,15 +104,9 @@ def test_mixed_group_gradients_are_the_ufunc_kernels_and_finite_differences():
     assert set(grads) == set(grads_u)
     for k in grads:
         np.testing.assert_allclose(grads[k], grads_u[k], rtol=1e-10, atol=1e-12, err_msg=k)
-    rng, eps = np.random.default_rng(8), 1e-6
-    for name in ("a.gain", "n.bias", "e.bias", "a->e", "e->e@1", "p->n", "m->a@1"):
-        v = rng.normal(size=params[name].shape)
-        plus = {**params, name: params[name] + eps * v}
-        minus = {**params, name: params[name] - eps * v}
-        numeric = (compiled.gradients(plus, inputs, targets, state=state)[0]
-                   - compiled.gradients(minus, inputs, targets, state=state)[0]) / (2 * eps)
-        analytic = float((grads[name] * v).sum())
-        assert abs(numeric - analytic) <= 1e-6 * max(abs(numeric), 1e-3), name
+    assert_loss_gradients_are_differences(
+        compiled, params, grads, ("a.gain", "n.bias", "e.bias", "a->e", "e->e@1", "p->n", "m->a@1"),
+        np.random.default_rng(8), inputs, targets, state=state)
 
 
 def test_ln_lstm_row_kernel_assigns_the_projections_gradients_call_after_call():
