@@ -50,15 +50,20 @@ def _poison(array) -> None:
     array[...] = np.nan
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("spec", SPEC_NAMES)
-def test_checkpointed_gradients_equal_plain_ones(spec, backend, monkeypatch):
+def _poisoned_case(spec, backend, monkeypatch):
+    """The model of ``spec``, its params and a case, released rows poisoned (:func:`_poison`);
+    skipped for networks without gradients (asynchronous updates)."""
     monkeypatch.setattr(recompute, "release_rows", _poison)
     model = _model(spec, backend)
     if any(n.update == "asynchronous" for n in model.net.nodes.values()):
         pytest.skip("no gradients through asynchronous updates")
-    params = model.init_params(0)
-    inputs, state, targets, steps = _case(model)
+    return model, model.init_params(0), _case(model)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("spec", SPEC_NAMES)
+def test_checkpointed_gradients_equal_plain_ones(spec, backend, monkeypatch):
+    model, params, (inputs, state, targets, steps) = _poisoned_case(spec, backend, monkeypatch)
     loss, want = model.gradients(params, inputs, targets, state=state, steps=steps, seed=1)
     for k in (1, 2, 4, STEPS, 3 * STEPS):
         got_loss, got = model.gradients(params, inputs, targets, state=state, steps=steps,
@@ -126,12 +131,7 @@ def test_remat_must_be_a_positive_whole_number(bad):
 def test_checkpointed_gradients_with_lengths_equal_plain_ones(spec, backend, monkeypatch):
     """remat with lengths runs masked (each row's final state kept): the loss, gradients and
     final states of lengths without remat (packed), where the network reads nothing ahead."""
-    monkeypatch.setattr(recompute, "release_rows", _poison)
-    model = _model(spec, backend)
-    if any(n.update == "asynchronous" for n in model.net.nodes.values()):
-        pytest.skip("no gradients through asynchronous updates")
-    params = model.init_params(0)
-    inputs, state, targets, steps = _case(model)
+    model, params, (inputs, state, targets, steps) = _poisoned_case(spec, backend, monkeypatch)
     lengths = np.array([STEPS, 4])
     call = dict(state=state, steps=steps, seed=1, lengths=lengths, return_state=True)
     if any(model.net.future.values()):
