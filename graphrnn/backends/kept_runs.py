@@ -29,9 +29,9 @@ class KeptRuns:
         self._runs: OrderedDict = OrderedDict()
         #: idle Runs for recorded calls (each with buffers of its own), by the same keys
         self._tape_runs: OrderedDict = OrderedDict()
-        #: buffer pools of dropped tapes' Runs too large to keep, for the next recorded call
-        #: (a pool serves one live Run at a time; its memory is warm, not fresh pages)
-        self._idle_tape_pools: list = []
+        #: the buffer pool of the last dropped tape's Run too large to keep, for the next
+        #: recorded call (a pool serves one live Run at a time; its memory is warm)
+        self._idle_tape_pool: BufferPool | None = None
         #: the parameter arrays of the last call that passed every check, with their shapes
         self._checked: dict | None = None
         #: ``(program, the nodes its InitState ops write)``, for the program of the last call
@@ -98,8 +98,9 @@ class KeptRuns:
             backend = self.backend
             if lease is not None and getattr(backend, "pool", None) is not None:
                 backend = copy.copy(backend)  # kernels' caches shared, the buffers its own
-                backend.pool = (self._idle_tape_pools.pop() if self._idle_tape_pools
-                                else BufferPool(backend.xp, backend.pool.limit))
+                backend.pool = self._idle_tape_pool or BufferPool(backend.xp,
+                                                                  backend.pool.limit)
+                self._idle_tape_pool = None
             run = Run(self.program, backend, params, steps, batch, self.dtype, noise,
                       trainable, given, input_grads=lease is not None and lease[-1])
             run.remat = remat  # fixed for the Run: its gradients lie in donated memory or not
@@ -120,9 +121,8 @@ class KeptRuns:
             self._tape_runs[run.lease_key] = run
             while len(self._tape_runs) > RUNS_KEPT:
                 self._tape_runs.popitem(last=False)
-        elif (pool := getattr(run.backend, "pool", None)) is not None and not any(
-                pool is kept for kept in self._idle_tape_pools):
-            self._idle_tape_pools[:] = [pool]  # one: the last call's shapes are the next's
+        elif getattr(run.backend, "pool", None) is not None:
+            self._idle_tape_pool = run.backend.pool  # the last call's shapes are the next's
 
 
 def all_finite(arrays) -> bool:
