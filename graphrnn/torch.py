@@ -176,15 +176,22 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(output[-1], *params, *xs, *state)
 
 
-def _autograd_backward(ctx, grads):
+def _saved_backward(ctx, grads, backward) -> tuple[list, list, list]:
+    """BPTT by ``backward`` (the custom op or its implementation) from the handle and tensors
+    ``ctx`` saved: the gradients of the params, the inputs (None where not asked for) and the
+    states."""
     handle, *saved = ctx.saved_tensors
-    n_p, n_x, n_s = ctx.sizes
+    n_p, n_x, _ = ctx.sizes
     params, xs, state = saved[:n_p], saved[n_p:n_p + n_x], saved[n_p + n_x:]
-    out = torch.ops.graphrnn.backward(handle, list(grads[:-1]), list(params), list(xs),
-                                      list(state),
-                                      ctx.input_grads)
+    out = backward(handle, list(grads[:-1]), list(params), list(xs), list(state),
+                   ctx.input_grads)
     g_x = list(out[n_p:n_p + n_x]) if ctx.input_grads else [None] * n_x
-    return None, list(out[:n_p]), g_x, list(out[n_p + n_x:]), None, None, None, None, None
+    return list(out[:n_p]), g_x, list(out[n_p + n_x:])
+
+
+def _autograd_backward(ctx, grads):
+    g_p, g_x, g_s = _saved_backward(ctx, grads, torch.ops.graphrnn.backward)
+    return None, g_p, g_x, g_s, None, None, None, None, None
 
 
 _forward_op.register_autograd(_autograd_backward, setup_context=_setup_context)
@@ -209,13 +216,8 @@ class _EagerCall(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        handle, *saved = ctx.saved_tensors
-        n_p, n_x, _ = ctx.sizes
-        params, xs, state = saved[:n_p], saved[n_p:n_p + n_x], saved[n_p + n_x:]
-        out = _backward_impl(handle, list(grads[:-1]), list(params), list(xs), list(state),
-                             ctx.input_grads)
-        g_x = list(out[n_p:n_p + n_x]) if ctx.input_grads else [None] * n_x
-        return (None,) * 7 + (*out[:n_p], *g_x, *out[n_p + n_x:])
+        g_p, g_x, g_s = _saved_backward(ctx, grads, _backward_impl)
+        return (None,) * 7 + (*g_p, *g_x, *g_s)
 
 
 class Module(torch.nn.Module):
