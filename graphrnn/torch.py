@@ -89,11 +89,10 @@ def _call_shape(model: Model, inputs, state, steps: int):
     return t, b
 
 
-def _forward_impl(model_id: int, params: list[torch.Tensor], inputs: list[torch.Tensor],
-                  state: list[torch.Tensor], state_keys: str, steps: int, input_grads: bool,
-                  train: bool, lengths: str) -> list[torch.Tensor]:
-    """The forward pass, recorded: the outputs, the final states and the tape's handle."""
-    entry = _MODELS[model_id]
+def _run_forward(entry: _Entry, params, inputs, state, state_keys: str, steps: int,
+                 train: bool, lengths: str, record: bool, input_grads: bool = False):
+    """``Model.forward`` on the tensors' memory: the output and final-state tensors (in the
+    order of the net's outputs and boundaries), and the tape where ``record``."""
     model, net = entry.model, entry.model.net
     like = params[0] if params else inputs[0]
     p = {name: entry.array(name, t) for name, t in zip(net.params, params, strict=True)}
@@ -102,17 +101,26 @@ def _forward_impl(model_id: int, params: list[torch.Tensor], inputs: list[torch.
                                         strict=True)}
     kw = {"train": train} if _TAKES_TRAIN else {}
     with _stream(like.device):
-        outputs, final, tape = model.forward(p, x, state=s or None, steps=None if x else steps,
-                                             record=True, input_grads=input_grads,
-                                             lengths=_lengths(lengths),
-                                             **kw)
+        outputs, final, *tape = model.forward(p, x, state=s or None,
+                                              steps=None if x else steps, record=record,
+                                              input_grads=input_grads,
+                                              lengths=_lengths(lengths), **kw)
+    tensors = ([_to_tensor(outputs[o], like) for o in net.outputs]
+               + [_to_tensor(final[k], like) for k, _, _ in net.boundaries])
+    return tensors, (tape[0] if tape else None)
+
+
+def _forward_impl(model_id: int, params: list[torch.Tensor], inputs: list[torch.Tensor],
+                  state: list[torch.Tensor], state_keys: str, steps: int, input_grads: bool,
+                  train: bool, lengths: str) -> list[torch.Tensor]:
+    """The forward pass, recorded: the outputs, the final states and the tape's handle."""
+    tensors, tape = _run_forward(_MODELS[model_id], params, inputs, state, state_keys, steps,
+                                 train, lengths, record=True, input_grads=input_grads)
     key = next(_HANDLES)
     holder = np.array(key, dtype=np.int64).view(_Handle)
     holder.tape = tape
     _TAPES[key] = tape
-    return ([_to_tensor(outputs[o], like) for o in net.outputs]
-            + [_to_tensor(final[k], like) for k in tape.final_state_keys]
-            + [torch.from_numpy(holder)])
+    return tensors + [torch.from_numpy(holder)]
 
 
 def _lengths(text: str):
@@ -306,6 +314,9 @@ class Module(torch.nn.Module):
         states = [state[k] for k in keys]
         if torch.compiler.is_compiling():
             out = torch.ops.graphrnn.forward(args[0], params, xs, states, *args[1:])
+        elif not torch.is_grad_enabled():  # nothing to record a tape for
+            out = _run_forward(entry, params, xs, states, args[1], args[2], self.training,
+                               args[5], record=False)[0] + [None]
         else:
             out = _EagerCall.apply(args[0], (len(params), len(xs), len(states)), *args[1:],
                                    *params, *xs, *states)

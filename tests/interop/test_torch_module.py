@@ -183,6 +183,26 @@ def test_train_eval_and_no_grad(elman_spec):
     torch.testing.assert_close(out["h"], out2["h"].detach())  # no noise in this net
 
 
+def test_calls_without_autograd_record_no_tape(elman_spec, monkeypatch):
+    import graphrnn.torch as graphrnn_torch
+    recorded = []
+    real = graphrnn_torch._forward_impl
+    monkeypatch.setattr(graphrnn_torch, "_forward_impl",
+                        lambda *args: recorded.append(1) or real(*args))
+    module = Module(elman_spec, dtype=torch.float64)
+    x = torch.randn(3, 2, 6, dtype=torch.float64)
+    h0 = torch.randn(2, module.net.size("h"), dtype=torch.float64)
+    with_grad = module(x, state={"h": h0})
+    assert recorded == [1]
+    with torch.no_grad():
+        without = module(x, state={"h": h0})
+    assert recorded == [1]  # no tape recorded without autograd
+    for got, want in zip(without, with_grad, strict=True):
+        assert got.keys() == want.keys()
+        for k in want:
+            torch.testing.assert_close(got[k], want[k].detach(), rtol=0, atol=0)
+
+
 DDP_WORKER = """
 import json, sys, torch, torch.distributed as dist
 from graphrnn.torch import Module
