@@ -10,6 +10,7 @@ DLPack with CuPy, the CuPy work ordered on torch's current stream.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import weakref
@@ -31,6 +32,7 @@ _MODELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 #: tapes of recorded calls by the value of their handle tensor; each lives as long as it
 _TAPES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _HANDLES = itertools.count(1)
+_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 #: whether ``Model.forward`` takes ``train=`` (training-time noise); flip once merged
 _TAKES_TRAIN = "train" in inspect.signature(Model.forward).parameters
 
@@ -48,7 +50,9 @@ class _Entry:
         self.model, self.views = model, {}
 
     def array(self, name, tensor: torch.Tensor):
-        key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype, tensor.device)
+        # a tensor's dtype or device cannot change under the same data pointer and shape
+        # while the cached view (which holds that memory) lives
+        key = (tensor.data_ptr(), tensor.shape)
         hit = self.views.get(name)
         if hit is None or hit[0] != key:
             hit = self.views[name] = (key, _to_array(tensor))
@@ -57,9 +61,9 @@ class _Entry:
 
 def _to_array(tensor: torch.Tensor):
     """The tensor's memory as a NumPy (CPU) or CuPy (CUDA) array, not copied."""
-    tensor = tensor.detach()
     if tensor.device.type == "cpu":
-        return tensor.numpy()
+        return (tensor.detach() if tensor.requires_grad else tensor).numpy()
+    tensor = tensor.detach()
     from graphrnn.backends.cupy_interop import from_dlpack  # noqa: PLC0415 - CUDA only
 
     return from_dlpack(tensor)
@@ -74,8 +78,6 @@ def _to_tensor(array, like: torch.Tensor) -> torch.Tensor:
 
 def _stream(device: torch.device):
     """CuPy work on torch's current stream (a no-op context on the CPU)."""
-    import contextlib
-
     if device.type != "cuda":
         return contextlib.nullcontext()
     from graphrnn.backends.cupy_interop import external_stream  # noqa: PLC0415
@@ -95,18 +97,24 @@ def _run_forward(entry: _Entry, params, inputs, state, state_keys: str, steps: i
     order of the net's outputs and boundaries), and the tape where ``record``."""
     model, net = entry.model, entry.model.net
     like = params[0] if params else inputs[0]
-    p = {name: entry.array(name, t) for name, t in zip(net.params, params, strict=True)}
+    array = entry.array
+    p = {name: array(name, t) for name, t in zip(net.params, params, strict=True)}
     x = {name: _to_array(t) for name, t in zip(net.inputs, inputs, strict=True)}
     s = {k: _to_array(t) for k, t in zip(state_keys.split("\n") if state_keys else (), state,
                                         strict=True)}
     kw = {"train": train} if _TAKES_TRAIN else {}
+    cpu = like.device.type == "cpu"
     with _stream(like.device):
         outputs, final, *tape = model.forward(p, x, state=s or None,
                                               steps=None if x else steps, record=record,
                                               input_grads=input_grads,
                                               lengths=_lengths(lengths), **kw)
-    tensors = ([_to_tensor(outputs[o], like) for o in net.outputs]
-               + [_to_tensor(final[k], like) for k, _, _ in net.boundaries])
+    if cpu:  # the model's arrays are its exports: the caller's, contiguous
+        tensors = ([torch.from_numpy(outputs[o]) for o in net.outputs]
+                   + [torch.from_numpy(final[k]) for k, _, _ in net.boundaries])
+    else:
+        tensors = ([_to_tensor(outputs[o], like) for o in net.outputs]
+                   + [_to_tensor(final[k], like) for k, _, _ in net.boundaries])
     return tensors, (tape[0] if tape else None)
 
 
@@ -149,22 +157,31 @@ def _backward_impl(handle: torch.Tensor, grads: list[torch.Tensor], params: list
                    input_grads: bool) -> list[torch.Tensor]:
     """BPTT on the handle's tape: gradients of the params, inputs (empty where not asked) and
     initial states."""
-    tape = _TAPES[int(handle)]
-    net = tape.model.net
     like = params[0] if params else inputs[0]
-    outs = dict(zip(net.outputs, grads, strict=False))
-    finals = dict(zip(tape.final_state_keys, grads[len(net.outputs):], strict=True))
+    g_p, g_x, g_s = _tape_backward(_TAPES[int(handle)], grads, like, state)
+    return g_p + [x.new_empty(0) if gx is None else gx
+                  for x, gx in zip(inputs, g_x, strict=True)] + g_s
+
+
+def _tape_backward(tape, grads, like: torch.Tensor,
+                   state) -> tuple[list, list, list]:
+    """BPTT on ``tape`` from the gradients of its outputs and final states (in the order of
+    the net's outputs and boundaries; None: zero): the gradients of the params, the inputs
+    (None where not computed) and the initial states ``state``, as tensors on ``like``'s
+    device."""
+    net = tape.model.net
+    n = len(net.outputs)
+    outs = {k: _to_array(v) for k, v in zip(net.outputs, grads, strict=False) if v is not None}
+    finals = {k: _to_array(v) for k, v in zip(tape.final_state_keys, grads[n:], strict=True)
+              if v is not None}
     with _stream(like.device):
-        g = tape.backward({k: _to_array(v) for k, v in outs.items() if v is not None},
-                          {k: _to_array(v) for k, v in finals.items() if v is not None})
-    result = [_to_tensor(g[name], like) for name in net.params]
-    for name, x in zip(net.inputs, inputs, strict=True):
-        gx = g[f"input:{name}"]
-        result.append(x.new_empty(0) if gx is None else _to_tensor(gx, like))
-    for key, s in zip(tape.state, state, strict=True):
-        gs = g[f"state:{key}"]
-        result.append(torch.zeros_like(s) if gs is None else _to_tensor(gs, like))
-    return result
+        g = tape.backward(outs, finals)
+    g_p = [_to_tensor(g[name], like) for name in net.params]
+    g_x = [None if (gx := g[f"input:{name}"]) is None else _to_tensor(gx, like)
+           for name in net.inputs]
+    g_s = [torch.zeros_like(s) if (gs := g[f"state:{key}"]) is None else _to_tensor(gs, like)
+           for key, s in zip(tape.state, state, strict=True)]
+    return g_p, g_x, g_s
 
 
 _backward_op = torch.library.custom_op("graphrnn::backward", _backward_impl, mutates_args=())
@@ -184,22 +201,14 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(output[-1], *params, *xs, *state)
 
 
-def _saved_backward(ctx, grads, backward) -> tuple[list, list, list]:
-    """BPTT by ``backward`` (the custom op or its implementation) from the handle and tensors
-    ``ctx`` saved: the gradients of the params, the inputs (None where not asked for) and the
-    states."""
+def _autograd_backward(ctx, grads):
     handle, *saved = ctx.saved_tensors
     n_p, n_x, _ = ctx.sizes
     params, xs, state = saved[:n_p], saved[n_p:n_p + n_x], saved[n_p + n_x:]
-    out = backward(handle, list(grads[:-1]), list(params), list(xs), list(state),
-                   ctx.input_grads)
+    out = torch.ops.graphrnn.backward(handle, list(grads[:-1]), params, xs, state,
+                                      ctx.input_grads)
     g_x = list(out[n_p:n_p + n_x]) if ctx.input_grads else [None] * n_x
-    return list(out[:n_p]), g_x, list(out[n_p + n_x:])
-
-
-def _autograd_backward(ctx, grads):
-    g_p, g_x, g_s = _saved_backward(ctx, grads, torch.ops.graphrnn.backward)
-    return None, g_p, g_x, g_s, None, None, None, None, None
+    return None, list(out[:n_p]), g_x, list(out[n_p + n_x:]), None, None, None, None, None
 
 
 _forward_op.register_autograd(_autograd_backward, setup_context=_setup_context)
@@ -208,23 +217,35 @@ _forward_op.register_autograd(_autograd_backward, setup_context=_setup_context)
 class _EagerCall(torch.autograd.Function):
     """The two ops' implementations under autograd without the op dispatcher: what eager calls
     run (the custom ops' Python dispatch costs ~0.1-1 ms a call; ``torch.compile`` traces the
-    custom ops instead). Tensors come flat: params, inputs, then states."""
+    custom ops instead). The tape lives on ``ctx`` (no handle tensor), as long as the graph.
+    Tensors come flat: params, inputs, then states.
+
+    The tensors are kept on ``ctx`` with their version counters rather than saved for backward
+    (which wraps and unwraps each one, dear after a long call left the caches cold); backward
+    raises, as a saved tensor would, where one was modified in place since the forward."""
 
     @staticmethod
-    def forward(ctx, model_id, sizes, state_keys, steps, input_grads, train, lengths, *tensors):
+    def forward(ctx, entry, sizes, state_keys, steps, input_grads, train, lengths, *tensors):
         n_p, n_x, _ = sizes
-        params, xs, state = tensors[:n_p], tensors[n_p:n_p + n_x], tensors[n_p + n_x:]
-        out = _forward_impl(model_id, list(params), list(xs), list(state), state_keys, steps,
-                            input_grads, train, lengths)
-        ctx.sizes, ctx.input_grads = sizes, input_grads
+        out, ctx.tape = _run_forward(entry, tensors[:n_p], tensors[n_p:n_p + n_x],
+                                     tensors[n_p + n_x:], state_keys, steps, train, lengths,
+                                     record=True, input_grads=input_grads)
+        ctx.sizes, ctx.tensors = sizes, tensors
+        ctx.versions = [t._version for t in tensors]
         ctx.set_materialize_grads(False)  # an unused output's gradient: None, not zeros
-        ctx.save_for_backward(out[-1], *tensors)
-        ctx.mark_non_differentiable(out[-1])
         return tuple(out)
 
     @staticmethod
     def backward(ctx, *grads):
-        g_p, g_x, g_s = _saved_backward(ctx, grads, _backward_impl)
+        tensors = ctx.tensors
+        for t, version in zip(tensors, ctx.versions, strict=True):
+            if t._version != version:
+                raise RuntimeError(
+                    "one of the variables needed for gradient computation has been modified "
+                    f"by an inplace operation: a {tuple(t.shape)} tensor of graphrnn.torch."
+                    f"Module is at version {t._version}; expected version {version} instead")
+        n_p, n_x, _ = ctx.sizes
+        g_p, g_x, g_s = _tape_backward(ctx.tape, grads, tensors[0], tensors[n_p + n_x:])
         return (None,) * 7 + (*g_p, *g_x, *g_s)
 
 
@@ -250,6 +271,7 @@ class Module(torch.nn.Module):
         dtype = {torch.float32: "float32", torch.float64: "float64"}.get(dtype, dtype)
         self.net, self.backend = net, backend
         self._models: dict = {}
+        self._finals = list(net.state_keys)  # as tape.final_state_keys: NODE@+k included
         init = self._model(np.dtype(dtype).name, "cpu").model.init_params(seed)
         #: graphrnn name -> the attribute it is registered under ("." is not allowed there)
         self._attrs = {name: name.replace(".", ":") for name in net.params}
@@ -297,30 +319,29 @@ class Module(torch.nn.Module):
             if len(net.inputs) != 1:
                 raise ValueError(f"{net.name} has {len(net.inputs)} inputs: pass a dict")
             inputs = {next(iter(net.inputs)): inputs}
-        params = [getattr(self, self._attrs[name]) for name in net.params]
+        registered = self._parameters  # as getattr, without nn.Module.__getattr__ per name
+        params = [registered[attr] for attr in self._attrs.values()]
         device, dtype = params[0].device, params[0].dtype
-        entry = self._model({torch.float32: "float32", torch.float64: "float64"}[dtype],
-                            device.type)
-        xs = [inputs[name].to(dtype) for name in net.inputs]
+        entry = self._model(_DTYPE_NAMES[dtype], device.type)
+        xs = [x if (x := inputs[name]).dtype == dtype else x.to(dtype) for name in net.inputs]
         if lengths is not None:
             lengths = np.asarray(lengths.cpu() if isinstance(lengths, torch.Tensor) else lengths)
             t, b = _call_shape(entry.model, xs, list((state or {}).values()), int(steps or 0))
             lengths = ",".join(str(n) for n in check_lengths(lengths, t, b))
-        state = dict(state or {})
-        keys = list(state)
-        input_grads = torch.is_grad_enabled() and any(x.requires_grad for x in xs)
-        args = (id(entry), "\n".join(keys), int(steps or 0), input_grads, self.training,
-                lengths or "")
-        states = [state[k] for k in keys]
+        state = state or {}
+        keys, states = list(state), list(state.values())
+        grad = torch.is_grad_enabled()
+        input_grads = grad and any(x.requires_grad for x in xs)
+        keys, steps, lengths = "\n".join(keys), int(steps or 0), lengths or ""
         if torch.compiler.is_compiling():
-            out = torch.ops.graphrnn.forward(args[0], params, xs, states, *args[1:])
-        elif not torch.is_grad_enabled():  # nothing to record a tape for
-            out = _run_forward(entry, params, xs, states, args[1], args[2], self.training,
-                               args[5], record=False)[0] + [None]
+            out = torch.ops.graphrnn.forward(id(entry), params, xs, states, keys, steps,
+                                             input_grads, self.training, lengths)[:-1]
+        elif not grad:  # nothing to record a tape for
+            out = _run_forward(entry, params, xs, states, keys, steps, self.training, lengths,
+                               record=False)[0]
         else:
-            out = _EagerCall.apply(args[0], (len(params), len(xs), len(states)), *args[1:],
-                                   *params, *xs, *states)
+            out = _EagerCall.apply(entry, (len(params), len(xs), len(states)), keys, steps,
+                                   input_grads, self.training, lengths, *params, *xs, *states)
         n = len(net.outputs)
-        finals = list(net.state_keys)  # as tape.final_state_keys: NODE@+k included
-        return dict(zip(net.outputs, out[:n], strict=True)), dict(zip(finals, out[n:-1],
-                                                                      strict=True))
+        return (dict(zip(net.outputs, out[:n], strict=True)),
+                dict(zip(self._finals, out[n:], strict=True)))
