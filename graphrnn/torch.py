@@ -48,10 +48,22 @@ class _Entry:
 
     def __init__(self, model: Model):
         self.model, self.views = model, {}
+        self._key: list | None = None  # the parameters' (data pointer, shape) of the last call
+        self._params: dict = {}
 
-    def array(self, name, tensor: torch.Tensor):
+    def params(self, tensors) -> dict:
+        """Name -> an array view of each parameter tensor: the very dict of the last call where
+        no tensor's memory moved (``.data =``, ``.to()``), the arrays the same either way."""
         # a tensor's dtype or device cannot change under the same data pointer and shape
         # while the cached view (which holds that memory) lives
+        key = [(t.data_ptr(), t.shape) for t in tensors]
+        if key != self._key:
+            self._params = {name: self.array(name, t)
+                            for name, t in zip(self.model.net.params, tensors, strict=True)}
+            self._key = key
+        return self._params
+
+    def array(self, name, tensor: torch.Tensor):
         key = (tensor.data_ptr(), tensor.shape)
         hit = self.views.get(name)
         if hit is None or hit[0] != key:
@@ -97,14 +109,13 @@ def _run_forward(entry: _Entry, params, inputs, state, state_keys: str, steps: i
     order of the net's outputs and boundaries), and the tape where ``record``."""
     model, net = entry.model, entry.model.net
     like = params[0] if params else inputs[0]
-    array = entry.array
-    p = {name: array(name, t) for name, t in zip(net.params, params, strict=True)}
+    p = entry.params(params)
     x = {name: _to_array(t) for name, t in zip(net.inputs, inputs, strict=True)}
     s = {k: _to_array(t) for k, t in zip(state_keys.split("\n") if state_keys else (), state,
                                         strict=True)}
     kw = {"train": train} if _TAKES_TRAIN else {}
     cpu = like.device.type == "cpu"
-    with _stream(like.device):
+    with _stream(like.device) if not cpu else contextlib.nullcontext():
         outputs, final, *tape = model.forward(p, x, state=s or None,
                                               steps=None if x else steps, record=record,
                                               input_grads=input_grads,
@@ -174,9 +185,13 @@ def _tape_backward(tape, grads, like: torch.Tensor,
     outs = {k: _to_array(v) for k, v in zip(net.outputs, grads, strict=False) if v is not None}
     finals = {k: _to_array(v) for k, v in zip(tape.final_state_keys, grads[n:], strict=True)
               if v is not None}
-    with _stream(like.device):
+    if like.device.type == "cpu":
         g = tape.backward(outs, finals)
-    g_p = [_to_tensor(g[name], like) for name in net.params]
+        g_p = [torch.from_numpy(np.ascontiguousarray(g[name])) for name in net.params]
+    else:
+        with _stream(like.device):
+            g = tape.backward(outs, finals)
+        g_p = [_to_tensor(g[name], like) for name in net.params]
     g_x = [None if (gx := g[f"input:{name}"]) is None else _to_tensor(gx, like)
            for name in net.inputs]
     g_s = [torch.zeros_like(s) if (gs := g[f"state:{key}"]) is None else _to_tensor(gs, like)
@@ -225,7 +240,8 @@ class _EagerCall(torch.autograd.Function):
     raises, as a saved tensor would, where one was modified in place since the forward."""
 
     @staticmethod
-    def forward(ctx, entry, sizes, state_keys, steps, input_grads, train, lengths, *tensors):
+    def forward(ctx, entry, call, *tensors):
+        sizes, state_keys, steps, input_grads, train, lengths = call
         n_p, n_x, _ = sizes
         out, ctx.tape = _run_forward(entry, tensors[:n_p], tensors[n_p:n_p + n_x],
                                      tensors[n_p + n_x:], state_keys, steps, train, lengths,
@@ -246,7 +262,7 @@ class _EagerCall(torch.autograd.Function):
                     f"Module is at version {t._version}; expected version {version} instead")
         n_p, n_x, _ = ctx.sizes
         g_p, g_x, g_s = _tape_backward(ctx.tape, grads, tensors[0], tensors[n_p + n_x:])
-        return (None,) * 7 + (*g_p, *g_x, *g_s)
+        return (None, None, *g_p, *g_x, *g_s)
 
 
 class Module(torch.nn.Module):
@@ -340,8 +356,9 @@ class Module(torch.nn.Module):
             out = _run_forward(entry, params, xs, states, keys, steps, self.training, lengths,
                                record=False)[0]
         else:
-            out = _EagerCall.apply(entry, (len(params), len(xs), len(states)), keys, steps,
-                                   input_grads, self.training, lengths, *params, *xs, *states)
+            out = _EagerCall.apply(entry, ((len(params), len(xs), len(states)), keys, steps,
+                                           input_grads, self.training, lengths),
+                                   *params, *xs, *states)
         n = len(net.outputs)
         return (dict(zip(net.outputs, out[:n], strict=True)),
                 dict(zip(self._finals, out[n:], strict=True)))
