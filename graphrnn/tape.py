@@ -74,8 +74,8 @@ class Tape:
             g = np.asarray(g).swapaxes(0, 1) if self.layout == "batch" else g
             checks.check_array("output gradient", name, g, (run.steps, run.batch, net.size(name)))
             seeds.append((name, 0, run.steps, g if valid is None else g * valid))
-        boundaries = {key: (name, k) for key, name, k in net.boundaries}
-        rows = np.arange(run.batch)
+        boundaries = {key: (name, k) for key, name, k in net.boundaries} if state_grads else {}
+        rows = np.arange(run.batch) if state_grads and plan is not None else None
         for key, g in state_grads.items():
             name, k = boundaries[key]
             checks.check_array("state gradient", key, g, (run.batch, net.size(name)))
