@@ -232,36 +232,45 @@ _forward_op.register_autograd(_autograd_backward, setup_context=_setup_context)
 class _EagerCall(torch.autograd.Function):
     """The two ops' implementations under autograd without the op dispatcher: what eager calls
     run (the custom ops' Python dispatch costs ~0.1-1 ms a call; ``torch.compile`` traces the
-    custom ops instead). The tape lives on ``ctx`` (no handle tensor), as long as the graph.
-    Tensors come flat: params, inputs, then states.
+    custom ops instead). Tensors come flat: params, inputs, then states.
 
-    The tensors are kept on ``ctx`` with their version counters rather than saved for backward
-    (which wraps and unwraps each one, dear after a long call left the caches cold); backward
-    raises, as a saved tensor would, where one was modified in place since the forward."""
+    The tape is held by a handle tensor saved for backward, so it goes (its Run back to the
+    model) once backward has run, without ``retain_graph``, even while the outputs live on;
+    ``ctx`` only refers to it weakly. The parameters are kept on ``ctx`` with their version
+    counters rather than saved (saving wraps and unwraps each one, dear after a long call left
+    the caches cold): backward raises, as a saved tensor would, where one was modified in
+    place since the forward (BPTT reads them; inputs and states it copied)."""
 
     @staticmethod
     def forward(ctx, entry, call, *tensors):
         sizes, state_keys, steps, input_grads, train, lengths = call
         n_p, n_x, _ = sizes
-        out, ctx.tape = _run_forward(entry, tensors[:n_p], tensors[n_p:n_p + n_x],
-                                     tensors[n_p + n_x:], state_keys, steps, train, lengths,
-                                     record=True, input_grads=input_grads)
-        ctx.sizes, ctx.tensors = sizes, tensors
-        ctx.versions = [t._version for t in tensors]
+        out, tape = _run_forward(entry, tensors[:n_p], tensors[n_p:n_p + n_x],
+                                 tensors[n_p + n_x:], state_keys, steps, train, lengths,
+                                 record=True, input_grads=input_grads)
+        holder = np.zeros((), dtype=np.int64).view(_Handle)
+        holder.tape = tape
+        ctx.save_for_backward(torch.from_numpy(holder))
+        ctx.tape = weakref.ref(tape)
+        ctx.like, ctx.params, ctx.states = tensors[0], tensors[:n_p], tensors[n_p + n_x:]
+        ctx.versions = [t._version for t in ctx.params]
         ctx.set_materialize_grads(False)  # an unused output's gradient: None, not zeros
         return tuple(out)
 
     @staticmethod
     def backward(ctx, *grads):
-        tensors = ctx.tensors
-        for t, version in zip(tensors, ctx.versions, strict=True):
-            if t._version != version:
-                raise RuntimeError(
-                    "one of the variables needed for gradient computation has been modified "
-                    f"by an inplace operation: a {tuple(t.shape)} tensor of graphrnn.torch."
-                    f"Module is at version {t._version}; expected version {version} instead")
-        n_p, n_x, _ = ctx.sizes
-        g_p, g_x, g_s = _tape_backward(ctx.tape, grads, tensors[0], tensors[n_p + n_x:])
+        if [t._version for t in ctx.params] != ctx.versions:
+            t, version = next((t, v) for t, v in zip(ctx.params, ctx.versions, strict=True)
+                              if t._version != v)
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by "
+                f"an inplace operation: a {tuple(t.shape)} parameter of graphrnn.torch.Module "
+                f"is at version {t._version}; expected version {version} instead")
+        tape = ctx.tape()
+        if tape is None:  # as torch says for a freed graph
+            raise RuntimeError("Trying to backward through the graph a second time: specify "
+                               "retain_graph=True the first time")
+        g_p, g_x, g_s = _tape_backward(tape, grads, ctx.like, ctx.states)
         return (None, None, *g_p, *g_x, *g_s)
 
 
