@@ -36,9 +36,18 @@ def check_array(kind: str, name: str, array, shape: tuple, finite: bool = True) 
         raise DataError(f"{kind} {name!r} has shape {a.shape}, expected {want}")
     if a.dtype.kind not in "biuf":
         raise DataError(f"{kind} {name!r} has dtype {a.dtype}, expected numbers")
-    if finite and not np.isfinite(a).all():
+    if finite and not _all_finite(a):
         raise DataError(f"{kind} {name!r} contains NaN or inf")
     return a
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every value of ``a`` is finite (exact; large arrays scanned in C where
+    compiled kernels work: :func:`graphrnn.backends.host_rows.all_finite`)."""
+    if a.size < 4096 or not config.NATIVE:
+        return bool(np.isfinite(a).all())
+    from graphrnn.backends import host_rows  # noqa: PLC0415 - builds C: not at import time
+    return host_rows.all_finite(a)
 
 
 def check_params(net: Network, params: dict) -> None:

@@ -4,12 +4,14 @@ reduced to what can have changed since the last call."""
 from __future__ import annotations
 
 import copy
+import operator
 from collections import OrderedDict
 
 import numpy as np
 
 from graphrnn import checks, config
 from graphrnn.backends.base import BufferPool
+from graphrnn.backends.host_rows import FiniteScan
 from graphrnn.compiler.ir import InitState
 from graphrnn.executor import Run
 
@@ -32,8 +34,9 @@ class KeptRuns:
         #: the buffer pool of the last dropped tape's Run too large to keep, for the next
         #: recorded call (a pool serves one live Run at a time; its memory is warm)
         self._idle_tape_pool: BufferPool | None = None
-        #: the parameter arrays of the last call that passed every check, with their shapes
-        self._checked: dict | None = None
+        #: the last call's parameters that passed every check: ``(names, arrays, (shape,
+        #: strides, dtype) of each, their FiniteScan)``
+        self._checked: tuple | None = None
         #: ``(program, the nodes its InitState ops write)``, for the program of the last call
         self._learned: tuple = (None, frozenset())
 
@@ -60,19 +63,25 @@ class KeptRuns:
 
     def _check_params(self, params: dict) -> None:
         """:func:`checks.check_params`, but where ``params`` holds the very arrays of the last
-        call that passed it, shapes unchanged, only what an in-place update can change: that
-        every value is finite."""
+        call that passed it (same names, shapes, strides and dtypes), only what an in-place
+        update can change: that every value is finite (one C scan over their memory,
+        :class:`~graphrnn.backends.host_rows.FiniteScan`; the full check where it fails, for
+        its message)."""
         if self._io_net is not None:
             return  # a training network's: the spec's model checked them (see _training_call)
         last = self._checked
-        if (last is not None and isinstance(params, dict) and len(params) == len(last)
-                and all(params.get(k) is a and a.shape == shape for k, (a, shape) in last.items())):
-            if all_finite(a for a, _ in last.values()):
+        if last is not None and type(params) is dict and len(params) == len(last[0]):
+            arrays = tuple(params.values())
+            if (tuple(params) == last[0] and all(map(operator.is_, arrays, last[1]))
+                    and [(a.shape, a.strides, a.dtype) for a in arrays] == last[2]
+                    and last[3]()):
                 return
         self._checked = None
         checks.check_params(self.net, params)
         if all(isinstance(v, np.ndarray) for v in params.values()):
-            self._checked = {k: (v, v.shape) for k, v in params.items()}
+            arrays = tuple(params.values())
+            self._checked = (tuple(params), arrays,
+                             [(a.shape, a.strides, a.dtype) for a in arrays], FiniteScan(arrays))
 
     def _kept_run(self, params: dict, steps: int, batch: int, noise, given: set,
                   lease=None, remat: int | None = None) -> Run:
@@ -123,17 +132,6 @@ class KeptRuns:
                 self._tape_runs.popitem(last=False)
         elif getattr(run.backend, "pool", None) is not None:
             self._idle_tape_pool = run.backend.pool  # the last call's shapes are the next's
-
-
-def all_finite(arrays) -> bool:
-    """Whether every value of every array is finite, in one pass over each (a dot product,
-    no temporaries): a sum of squares is finite only if every square is; an overflowing sum
-    of finite values says False, and the caller's exact check then decides."""
-    total = 0.0
-    for a in arrays:
-        flat = a.reshape(-1)
-        total += float(np.dot(flat, flat))
-    return bool(np.isfinite(total))
 
 
 def boundary_row(run: Run, name: str, k: int, grad: bool = False):

@@ -1,0 +1,95 @@
+// Few-row GEMMs reading the weights in place, and a scan for NaN and inf: the NumPy backend's
+// batched products of few rows (steps x batch) and the finite checks of every call.
+// Built by graphrnn/backends/host_rows.py with GR_T (float or double) and GR_LANES defined.
+#include <stdint.h>
+#include <string.h>
+
+#if defined(GR_WIDE) && defined(__AVX512F__) && !defined(GR_DOUBLE)
+#define GR_RLANES 16  // 512-bit vectors where the CPU has them
+#elif defined(GR_WIDE) && defined(__AVX512F__)
+#define GR_RLANES 8
+#else
+#define GR_RLANES GR_LANES
+#endif
+typedef GR_T gr_rvec __attribute__((vector_size(GR_RLANES * sizeof(GR_T))));
+
+// The lanes' sum as a tree (halves added): 4 dependent adds for 16 lanes, not 15.
+static inline GR_T gr_rsum(gr_rvec v) {
+    GR_T s[GR_RLANES];
+    memcpy(s, &v, sizeof v);
+    for (int w = GR_RLANES / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; ++i) s[i] += s[i + w];
+    return s[0];
+}
+
+// R rows of a (from x, stride lda) times 4 weight rows wr[0..3] into c (stride ldc), the
+// first m of the 4 columns stored: R x 4 sums in registers (R is a constant at each call).
+static inline __attribute__((always_inline)) void gr_tile(
+        const int R, const GR_T* x, long lda, int k, const GR_T* const* wr, int m,
+        const GR_T* bias, GR_T* c, long ldc) {
+    const int kv = k / GR_RLANES * GR_RLANES;
+    gr_rvec s[4][4];
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < 4; ++j) s[i][j] = (gr_rvec){0};
+    for (int r = 0; r < kv; r += GR_RLANES) {
+        gr_rvec u[4], v[4];
+        for (int j = 0; j < 4; ++j) memcpy(&u[j], wr[j] + r, sizeof u[j]);
+        for (int i = 0; i < R; ++i) {
+            memcpy(&v[i], x + i * lda + r, sizeof v[i]);
+            for (int j = 0; j < 4; ++j) s[i][j] += v[i] * u[j];
+        }
+    }
+    GR_T t[4][4];
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < 4; ++j) {
+            GR_T sum = gr_rsum(s[i][j]);
+            for (int r = kv; r < k; ++r) sum += x[i * lda + r] * wr[j][r];
+            t[i][j] = sum;
+        }
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < m; ++j) c[i * ldc + j] = t[i][j] + (bias ? bias[j] : 0);
+}
+
+// c[b, j] = bias[j] + sum_r a[b, r] w[j, r] for b < rows, j < n (bias may be NULL): w is
+// C-contiguous (n, k), read in place; 4 of its rows stay in L1 for every 4 rows of a.
+void gr_rows_gemm(const GR_T* a, long lda, int rows, int k, const GR_T* w, int n,
+                  const GR_T* bias, GR_T* c, long ldc) {
+    for (int j0 = 0; j0 < n; j0 += 4) {
+        const int m = n - j0 < 4 ? n - j0 : 4;
+        const GR_T* wr[4];
+        for (int j = 0; j < 4; ++j) wr[j] = w + (long)(j0 + (j < m ? j : 0)) * k;
+        const GR_T* bj = bias ? bias + j0 : 0;
+        int b = 0;
+        for (; b + 4 <= rows; b += 4)
+            gr_tile(4, a + b * lda, lda, k, wr, m, bj, c + b * ldc + j0, ldc);
+        for (; b + 2 <= rows; b += 2)
+            gr_tile(2, a + b * lda, lda, k, wr, m, bj, c + b * ldc + j0, ldc);
+        for (; b < rows; ++b) gr_tile(1, a + b * lda, lda, k, wr, m, bj, c + b * ldc + j0, ldc);
+    }
+}
+
+// 1 when none of the n values at p is NaN or inf (its exponent bits all ones), else 0: exact,
+// one pass, no temporaries.
+static int gr_finite(const GR_T* p, long n) {
+#if defined(GR_DOUBLE)
+    typedef uint64_t bits_t;
+    const bits_t mask = 0x7ff0000000000000ull, one = 0x0010000000000000ull, top = 1ull << 63;
+#else
+    typedef uint32_t bits_t;
+    const bits_t mask = 0x7f800000u, one = 0x00800000u, top = 1u << 31;
+#endif
+    bits_t any = 0;
+    for (long i = 0; i < n; ++i) {
+        bits_t u;
+        memcpy(&u, p + i, sizeof u);
+        any |= (u & mask) + one;  // the top bit set only where the exponent is all ones
+    }
+    return (any & top) == 0;
+}
+
+// The index of the first of `count` arrays (pointers, lengths) holding a NaN or inf; -1: none.
+int gr_first_nonfinite(const GR_T* const* arrays, const long* sizes, int count) {
+    for (int i = 0; i < count; ++i)
+        if (!gr_finite(arrays[i], sizes[i])) return i;
+    return -1;
+}
