@@ -17,8 +17,9 @@ LANES = {"float32": 8, "float64": 4}
 #: products of its rows with the weights read in place (``gr_rows_gemm``); other counts: BLAS
 #: (OpenBLAS packs the whole weight panel on every call, which on few rows costs more than the
 #: product: measured on an Intel Xeon, K = 256, N = 1024, 1 thread: 0.28x BLAS's time at 5
-#: rows, 0.41x at 10, 0.67x at 20, 0.83x at 32, 1.25x at 50; 1.1x at 2, a GEMV, at 1)
-ROWS_GEMM = (3, 40)
+#: rows, 0.41x at 10, 0.67x at 20, 0.83x at 32, 1.25x at 50; 1.1x at 2, 1.0-1.2x, a GEMV, at
+#: 1, taken there too: its products check the weights, see :class:`RowsMatMulKernel`)
+ROWS_GEMM = (1, 40)
 #: up to this many rows, more than :data:`ROWS_GEMM` takes, one BLAS GEMM per block into its
 #: columns (the parameters read in place): the blocks stacked would be a copy refreshed on
 #: every call (~80 us for 1 MB), more than one GEMM over them saves on so few rows
@@ -108,25 +109,37 @@ def all_finite(a: np.ndarray) -> bool:
 class RowsMatMulKernel(MatMulKernel):
     """A batched (not looped) MatMul whose windows have few rows: each block's product by C
     dot products over the weight read in place, the bias added in the same pass; windows of
-    more rows (or a strided one) go to BLAS as :class:`MatMulKernel` does."""
+    more rows (or a strided one) go to BLAS as :class:`MatMulKernel` does.
+
+    Its C products multiply every weight by every row of the source, so on finite sources a
+    NaN or inf weight makes its output column NaN or inf: over all the steps at once
+    (:attr:`vouches`: the parameters whose finite check this product stands for), the output
+    is scanned after the product (a few values) and, where it is not finite,
+    ``run.param_check`` (the caller's exact check: the first non-finite parameter named,
+    nothing where an overflow of finite values did it) runs.
+    """
 
     def __init__(self, op, run):
         super().__init__(op, run)
-        self._gemm = _library(np.dtype(run.dtype).name).gr_rows_gemm
-        item = np.dtype(run.dtype).itemsize
-        self._k = run.size(op.src)
-        self._n = run.size(op.out)
-        self._item = item
+        lib = _library(np.dtype(run.dtype).name)
+        self._gemm, self._scan = lib.gr_rows_gemm, lib.gr_first_nonfinite
+        self._k, self._n = run.size(op.src), run.size(op.out)
+        self._item = np.dtype(run.dtype).itemsize
         self._blocks = []
         for part, b in zip(self.parts, op.blocks, strict=True):
-            bias = None
-            if self.bias is not None:
-                bias = self.bias[b.cols[0]:b.cols[1]]
+            bias = None if self.bias is None else self.bias[b.cols[0]:b.cols[1]]
             self._blocks.append((part, bias, b.cols[0], b.cols[1] - b.cols[0]))
         self._tables: dict = {}
+        whole = (0, run.steps)
+        if ROWS_GEMM[0] <= run.steps * run.batch <= ROWS_GEMM[1]:
+            self._tables[whole] = self._table(*whole)
+        #: the parameters whose values a call over every step multiplies in C (see above)
+        self.vouches = (frozenset(b.param for b in op.blocks)
+                        if self._tables.get(whole) is not None else frozenset())
 
     def _table(self, lo: int, hi: int):
-        """The C calls' arguments for the window ``[lo, hi)`` (its arrays fixed for the run)."""
+        """The C calls' arguments for the window ``[lo, hi)`` (its arrays fixed for the run),
+        and the output's (pointer, size) for its scan; None where an array is strided."""
         src, out = self.src(lo, hi), self.out(lo, hi)
         rows = src.shape[0] * src.shape[1]
         if not (src.flags.c_contiguous and out.flags.c_contiguous):
@@ -140,19 +153,15 @@ class RowsMatMulKernel(MatMulKernel):
             calls.append((a, self._k, rows, self._k, part.ctypes.data, width,
                           None if bias is None else bias.ctypes.data,
                           c + col * self._item, self._n))
-        return (src, out, part_refs(self._blocks)), calls
+        scan = ((_PTR * 1)(c), (ctypes.c_long * 1)(out.size))
+        return (src, out, tuple(self._blocks)), calls, scan
 
     def forward(self, lo: int, hi: int) -> None:
         rows = (hi - lo) * self.run.batch
         if not ROWS_GEMM[0] <= rows <= ROWS_GEMM[1]:
-            if rows <= ROWS_GEMM[1] or rows > BLOCKWISE_ROWS or len(self.parts) == 1:
+            if rows > BLOCKWISE_ROWS or len(self.parts) == 1:
                 return super().forward(lo, hi)
-            src, out = self.src(lo, hi), self.out(lo, hi)
-            a, c = src.reshape(-1, src.shape[-1]), out.reshape(-1, out.shape[-1])
-            for part, b in zip(self.parts, self.op.blocks, strict=True):
-                np.matmul(a, part.T, out=c[:, b.cols[0]:b.cols[1]])
-            if self.bias is not None:
-                out += self.bias
+            self._blockwise(lo, hi)
             return None
         key = (lo, hi)
         if key not in self._tables:
@@ -163,8 +172,26 @@ class RowsMatMulKernel(MatMulKernel):
         gemm = self._gemm
         for args in entry[1]:
             gemm(*args)
+        check = getattr(self.run, "param_check", None)
+        if check is not None and self.vouches and self._scan(*entry[2], 1) >= 0:
+            check()  # raises where a parameter is NaN or inf; else the values overflowed
+        return None
+
+    def _blockwise(self, lo: int, hi: int) -> None:
+        """One BLAS GEMM per block into its columns, the parameters read in place."""
+        src, out = self.src(lo, hi), self.out(lo, hi)
+        a, c = src.reshape(-1, src.shape[-1]), out.reshape(-1, out.shape[-1])
+        for part, b in zip(self.parts, self.op.blocks, strict=True):
+            np.matmul(a, part.T, out=c[:, b.cols[0]:b.cols[1]])
+        if self.bias is not None:
+            out += self.bias
 
 
-def part_refs(blocks) -> tuple:
-    """The arrays a table's pointers point into (held with it)."""
-    return tuple((part, bias) for part, bias, _, _ in blocks)
+def vouched_params(run) -> frozenset:
+    """The parameters whose finite check a forward pass of ``run`` makes by its products
+    (:attr:`RowsMatMulKernel.vouches`); none for a Run recomputing rows (``remat``: its
+    products run in windows)."""
+    if run.remat is not None:
+        return frozenset()
+    found = [k.vouches for _, ks in run.kernels for k in ks if isinstance(k, RowsMatMulKernel)]
+    return frozenset().union(*found)

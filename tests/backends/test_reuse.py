@@ -278,3 +278,55 @@ def test_parameters_replaced_by_views_of_other_strides_are_checked_again():
     wide[-1, -2] = np.nan
     with pytest.raises(DataError, match="'h->h@1' contains NaN or inf"):
         model.forward(params, inputs)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_weight_checked_by_its_product_is_named_even_times_zero_inputs(value):
+    """A kept call leaves the finite check of the input weights to their C products (a NaN or
+    inf weight makes its product NaN or inf, even times zeros): the error is the same."""
+    net = load("lstm")
+    model = gr.compile(net, dtype="float32")
+    params = model.init_params(1)
+    x = {"x": np.zeros((3, 2, 8), np.float32)}
+    model.forward(params, x)
+    if not model._vouched:
+        pytest.skip("no compiled few-row products here")
+    assert "x->f" in model._vouched
+    params["x->f"][3, 5] = value
+    with pytest.raises(DataError, match="^parameter 'x->f' contains NaN or inf$"):
+        model.forward(params, x)
+    with pytest.raises(DataError, match="^parameter 'x->f' contains NaN or inf$"):
+        model.gradients(params, x, {"y": np.zeros((3, 2, 4), np.float32)})
+    params["x->f"][3, 5] = 0.0
+    model.forward(params, x)
+
+
+def test_a_weight_whose_product_overflows_is_not_refused():
+    """A product that overflows (finite weights) runs the exact check, which passes."""
+    net = load("lstm")
+    model = gr.compile(net, dtype="float32")
+    params = model.init_params(1)
+    inputs = {"x": 1 + np.abs(case(net, 3, 2)[0]["x"])}  # positive: the products +inf
+    model.forward(params, inputs)
+    params["x->f"][...] = 3e38  # the forget gate saturates at 1: outputs stay finite
+    got = model.forward(params, inputs)
+    want = gr.compile(net, dtype="float32").forward(params, inputs)
+    for a, b in zip(got, want, strict=True):
+        assert_close(a, b, rtol=0)
+
+
+def test_a_call_of_other_shapes_scans_what_its_run_does_not_check():
+    """The weights the last Run checked by its products are scanned where this call's Run
+    does not check them (many rows: BLAS products): a NaN put there in between is named."""
+    net = load("lstm")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(1)
+    model.forward(params, case(net, 3, 2)[0])
+    params["x->o"][0, 0] = np.nan
+    with pytest.raises(DataError, match="^parameter 'x->o' contains NaN or inf$"):
+        model.forward(params, case(net, 100, 2)[0])
+    params["x->o"][0, 0] = 0.5
+    big = case(net, 100, 2)[0]
+    for a, b in zip(model.forward(params, big), fresh(net, "numpy", params, big, None, {}),
+                    strict=True):
+        assert_close(a, b)
