@@ -71,7 +71,8 @@ def check_inputs(net: Network, inputs: dict, steps: int | None) -> tuple[int, in
     """The inputs' (T, B); for a network without inputs, ``steps`` and no batch yet."""
     if not isinstance(inputs, dict):
         raise DataError(f"inputs must be a dict of arrays, not {type(inputs).__name__}")
-    check_names("input", inputs, net.inputs)
+    if len(inputs) != len(net.inputs) or not all(map(net.inputs.__contains__, inputs)):
+        check_names("input", inputs, net.inputs)  # an unknown or missing name: its message
     if not net.inputs:
         if steps is None:
             raise DataError("this network has no inputs: pass steps= (how many steps to run)")

@@ -130,12 +130,22 @@ class RowsMatMulKernel(MatMulKernel):
             bias = None if self.bias is None else self.bias[b.cols[0]:b.cols[1]]
             self._blocks.append((part, bias, b.cols[0], b.cols[1] - b.cols[0]))
         self._tables: dict = {}
+        self._copies = (len(op.blocks) > 1 and self.bias is not None) or any(
+            part is not run.params[b.param] for part, b in zip(self.parts, op.blocks,
+                                                               strict=True))
         whole = (0, run.steps)
         if ROWS_GEMM[0] <= run.steps * run.batch <= ROWS_GEMM[1]:
             self._tables[whole] = self._table(*whole)
         #: the parameters whose values a call over every step multiplies in C (see above)
         self.vouches = (frozenset(b.param for b in op.blocks)
                         if self._tables.get(whole) is not None else frozenset())
+
+    def refresh(self) -> None:
+        """:meth:`MatMulKernel.refresh` where this kernel holds copies of the parameters (a
+        scaled or transposed block, stacked biases or weights; the same arrays as when it
+        was made, as :meth:`Run.rebind` calls it for): else nothing to do."""
+        if self._copies or "weight" in self.__dict__ or "weight_t" in self.__dict__:
+            super().refresh()
 
     def _table(self, lo: int, hi: int):
         """The C calls' arguments for the window ``[lo, hi)`` (its arrays fixed for the run),
