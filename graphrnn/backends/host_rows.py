@@ -48,6 +48,10 @@ def _library(dtype: str):
     lib.gr_rows_gemm.argtypes = [_PTR, ctypes.c_long, ctypes.c_int, ctypes.c_int, _PTR,
                                  ctypes.c_int, _PTR, _PTR, ctypes.c_long]
     lib.gr_rows_gemm.restype = None
+    lib.gr_rows_matmul.argtypes = [_PTR, ctypes.c_long, ctypes.c_int, ctypes.c_int,
+                                   ctypes.c_int, _PTR, _PTR, _PTR, _PTR, _PTR, ctypes.c_long,
+                                   ctypes.c_int]
+    lib.gr_rows_matmul.restype = ctypes.c_int
     lib.gr_first_nonfinite.argtypes = [_PTR, _PTR, ctypes.c_int]
     lib.gr_first_nonfinite.restype = ctypes.c_int
     return lib
@@ -122,9 +126,8 @@ class RowsMatMulKernel(MatMulKernel):
     def __init__(self, op, run):
         super().__init__(op, run)
         lib = _library(np.dtype(run.dtype).name)
-        self._gemm, self._scan = lib.gr_rows_gemm, lib.gr_first_nonfinite
+        self._matmul = lib.gr_rows_matmul
         self._k, self._n = run.size(op.src), run.size(op.out)
-        self._item = np.dtype(run.dtype).itemsize
         self._blocks = []
         for part, b in zip(self.parts, op.blocks, strict=True):
             bias = None if self.bias is None else self.bias[b.cols[0]:b.cols[1]]
@@ -148,23 +151,25 @@ class RowsMatMulKernel(MatMulKernel):
             super().refresh()
 
     def _table(self, lo: int, hi: int):
-        """The C calls' arguments for the window ``[lo, hi)`` (its arrays fixed for the run),
-        and the output's (pointer, size) for its scan; None where an array is strided."""
+        """The arrays the C call's pointers point into and its arguments (``gr_rows_matmul``:
+        every block, then the scan) for the window ``[lo, hi)``, fixed for the run; None where
+        an array is strided."""
         src, out = self.src(lo, hi), self.out(lo, hi)
         rows = src.shape[0] * src.shape[1]
         if not (src.flags.c_contiguous and out.flags.c_contiguous):
             return None
-        a, c = src.ctypes.data, out.ctypes.data
-        calls = []
-        for part, bias, col, width in self._blocks:
+        count = len(self._blocks)
+        weights, biases = (_PTR * count)(), (_PTR * count)()
+        widths, cols = (ctypes.c_int * count)(), (ctypes.c_int * count)()
+        for i, (part, bias, col, width) in enumerate(self._blocks):
             if not part.flags.c_contiguous or (bias is not None
                                                 and not bias.flags.c_contiguous):
                 return None
-            calls.append((a, self._k, rows, self._k, part.ctypes.data, width,
-                          None if bias is None else bias.ctypes.data,
-                          c + col * self._item, self._n))
-        scan = ((_PTR * 1)(c), (ctypes.c_long * 1)(out.size))
-        return (src, out, tuple(self._blocks)), calls, scan
+            weights[i], widths[i], cols[i] = part.ctypes.data, width, col
+            biases[i] = None if bias is None else bias.ctypes.data
+        args = (src.ctypes.data, self._k, rows, self._k, count, weights, widths, biases, cols,
+                out.ctypes.data, self._n)
+        return (src, out, tuple(self._blocks), weights, widths, biases, cols), args
 
     def forward(self, lo: int, hi: int) -> None:
         rows = (hi - lo) * self.run.batch
@@ -179,11 +184,8 @@ class RowsMatMulKernel(MatMulKernel):
         entry = self._tables[key]
         if entry is None:  # a strided window or weight: BLAS
             return super().forward(lo, hi)
-        gemm = self._gemm
-        for args in entry[1]:
-            gemm(*args)
-        check = getattr(self.run, "param_check", None)
-        if check is not None and self.vouches and self._scan(*entry[2], 1) >= 0:
+        check = getattr(self.run, "param_check", None) if self.vouches else None
+        if not self._matmul(*entry[1], check is not None):
             check()  # raises where a parameter is NaN or inf; else the values overflowed
         return None
 

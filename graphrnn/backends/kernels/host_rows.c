@@ -114,3 +114,13 @@ int gr_first_nonfinite(const GR_T* const* arrays, const long* sizes, int count) 
         if (!gr_finite(arrays[i], sizes[i])) return i;
     return -1;
 }
+
+// A MatMul's blocks in one call: c[:, cols[i]:cols[i] + widths[i]] = a @ w[i].T (+ bias[i]),
+// then, where `check`, whether its rows x ldc outputs are all finite (1) or not (0).
+int gr_rows_matmul(const GR_T* a, long lda, int rows, int k, int blocks,
+                   const GR_T* const* w, const int* widths, const GR_T* const* bias,
+                   const int* cols, GR_T* c, long ldc, int check) {
+    for (int i = 0; i < blocks; ++i)
+        gr_rows_gemm(a, lda, rows, k, w[i], widths[i], bias[i], c + cols[i], ldc);
+    return check ? gr_finite(c, (long)rows * ldc) : 1;
+}
