@@ -174,8 +174,8 @@ class RowsMatMulKernel(MatMulKernel):
     def forward(self, lo: int, hi: int) -> None:
         rows = (hi - lo) * self.run.batch
         if not ROWS_GEMM[0] <= rows <= ROWS_GEMM[1]:
-            if rows > BLOCKWISE_ROWS or len(self.parts) == 1:
-                return super().forward(lo, hi)
+            if rows > BLOCKWISE_ROWS or len(self.parts) == 1 or "weight" in self.__dict__:
+                return super().forward(lo, hi)  # (the blocks stacked for BPTT: one GEMM)
             self._blockwise(lo, hi)
             return None
         key = (lo, hi)
