@@ -52,7 +52,7 @@ def _fits(got: tuple, shape: tuple) -> bool:
 def _all_finite(a: np.ndarray) -> bool:
     """Whether every value of ``a`` is finite (exact; large arrays scanned in C where
     compiled kernels work: :func:`graphrnn.backends.host_rows.all_finite`)."""
-    if a.size < 4096 or not config.NATIVE:
+    if a.size < 2**17 or not config.NATIVE:  # host_rows.SCAN_MIN
         return bool(np.isfinite(a).all())
     from graphrnn.backends import host_rows  # noqa: PLC0415 - builds C: not at import time
     return host_rows.all_finite(a)

@@ -27,8 +27,9 @@ BLOCKWISE_ROWS = 96
 #: fused multiply-adds (C11 mode turns their contraction off), as BLAS does
 FLAGS = ("-ffp-contract=fast",)
 _PTR = ctypes.c_void_p
-#: :func:`all_finite` scans arrays of at least this many values in C
-SCAN_MIN = 4096
+#: :func:`all_finite` scans arrays of at least this many values in C (a call through ctypes
+#: costs ~7 us more than ``np.isfinite(a).all()`` on 10k values; at 200k values C is faster)
+SCAN_MIN = 2**17
 
 
 @cache

@@ -75,8 +75,8 @@ def _poisoned(dtype, size, where, value):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("size,where", [(1, 0), (17, 16), (5000, 0), (5000, 2500),
-                                        (5000, 4999)])
+@pytest.mark.parametrize("size,where", [(1, 0), (17, 16), (5000, 0), (5000, 4999),
+                                        (2**17 + 3, 0), (2**17 + 3, 70000), (2**17 + 3, 2**17 + 2)])
 def test_the_scan_finds_every_nan_and_inf(dtype, value, size, where):
     bad = _poisoned(dtype, size, where, value)
     good = np.ones(3, dtype)
@@ -88,7 +88,7 @@ def test_the_scan_finds_every_nan_and_inf(dtype, value, size, where):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_the_scan_refuses_no_finite_value(dtype):
     info = np.finfo(dtype)
-    edge = np.array([info.max, -info.max, info.tiny, info.tiny / 4, 0.0, -0.0] * 1000, dtype)
+    edge = np.array([info.max, -info.max, info.tiny, info.tiny / 4, 0.0, -0.0] * 30000, dtype)
     assert np.isfinite(edge).all()
     assert host_rows.FiniteScan([edge])() and host_rows.all_finite(edge)
     # squares (or sums) of these overflow: a check by them would need its exact fallback
@@ -99,7 +99,7 @@ def test_the_scan_refuses_no_finite_value(dtype):
 def test_the_scan_takes_other_layouts_and_dtypes():
     rng = np.random.default_rng(1)
     strided = rng.normal(size=(64, 80))[:, ::2]  # not contiguous: np.isfinite's check
-    fortran = np.asfortranarray(rng.normal(size=(70, 70)).astype(np.float32))
+    fortran = np.asfortranarray(rng.normal(size=(370, 370)).astype(np.float32))
     ints, empty = np.arange(10), np.zeros((0, 3))
     scan = host_rows.FiniteScan([strided, fortran, ints, empty])
     assert scan() and all(host_rows.all_finite(a) for a in (strided, fortran, ints, empty))
@@ -113,7 +113,7 @@ def test_the_scan_takes_other_layouts_and_dtypes():
 def test_a_large_input_with_a_nan_in_its_last_value_is_refused():
     model = gr.compile(gr.load_spec(SPECS / "lstm.yaml"))
     params = model.init_params(0)
-    x = np.zeros((100, 8, 8), np.float32)  # 6400 values: scanned in C
+    x = np.zeros((300, 64, 8), np.float32)  # 153600 values: scanned in C
     model.forward(params, {"x": x})
     x[-1, -1, -1] = np.inf
     with pytest.raises(DataError, match="^input 'x' contains NaN or inf$"):
