@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 
 def _number(name: str, default: float, kind=int):
@@ -108,9 +108,17 @@ def debug(level: int, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-@contextmanager
 def timed(level: int, what: str):
-    """Report how long the block took when ``GRAPHRNN_DEBUG >= level``."""
+    """Report how long the block took when ``GRAPHRNN_DEBUG >= level`` (else a context that
+    does nothing: a model's every call goes through one)."""
+    return _timed(level, what) if DEBUG >= level else _UNTIMED
+
+
+_UNTIMED = nullcontext()
+
+
+@contextmanager
+def _timed(level: int, what: str):
     start = time.perf_counter()
     yield
     debug(level, f"[graphrnn] {what}: {1e3 * (time.perf_counter() - start):.2f} ms")

@@ -81,9 +81,10 @@ class FusedHostKernel:
     def refresh(self) -> None:
         """The parameters' values may have changed in place (same arrays): copies made of them
         (where one was not contiguous) take the new values; the pointer tables stay."""
+        params = self.run.params
         for (kind, name), array in self.store.items():
-            if kind == "param" and array is not self.run.params[name]:
-                np.copyto(array, self.run.params[name])
+            if kind == "param" and array is not params[name]:
+                np.copyto(array, params[name])
         self.generic = None  # param_grads' NodeUpdateKernels hold copies: made again
 
     def _contiguous(self, arg):

@@ -4,12 +4,15 @@ reduced to what can have changed since the last call."""
 from __future__ import annotations
 
 import copy
+import operator
 from collections import OrderedDict
+from functools import partial
 
 import numpy as np
 
 from graphrnn import checks, config
 from graphrnn.backends.base import BufferPool
+from graphrnn.backends.host_rows import FiniteScan, vouched_params
 from graphrnn.compiler.ir import InitState
 from graphrnn.executor import Run
 
@@ -32,8 +35,13 @@ class KeptRuns:
         #: the buffer pool of the last dropped tape's Run too large to keep, for the next
         #: recorded call (a pool serves one live Run at a time; its memory is warm)
         self._idle_tape_pool: BufferPool | None = None
-        #: the parameter arrays of the last call that passed every check, with their shapes
-        self._checked: dict | None = None
+        #: the last call's parameters that passed every check: ``(names, arrays, (shape,
+        #: strides, dtype) of each, their FiniteScans by the names each leaves out)``
+        self._checked: tuple | None = None
+        #: the parameters the last call's Run checked by its products, and those this call's
+        #: check left to its Run, with the caller's parameters (:meth:`_check_by_products`)
+        self._vouched: frozenset = frozenset()
+        self._unscanned: tuple = (frozenset(), None)
         #: ``(program, the nodes its InitState ops write)``, for the program of the last call
         self._learned: tuple = (None, frozenset())
 
@@ -60,19 +68,54 @@ class KeptRuns:
 
     def _check_params(self, params: dict) -> None:
         """:func:`checks.check_params`, but where ``params`` holds the very arrays of the last
-        call that passed it, shapes unchanged, only what an in-place update can change: that
-        every value is finite."""
+        call that passed it (same names, shapes, strides and dtypes), only what an in-place
+        update can change: that every value is finite, by one exact C scan over their memory
+        (:class:`~graphrnn.backends.host_rows.FiniteScan`; the full check where it fails, for
+        its message), but for the parameters the last call's Run checked by its products
+        (:func:`~graphrnn.backends.host_rows.vouched_params`): :meth:`_kept_run` has the Run
+        of this call check them (or scans those it does not)."""
+        self._unscanned = (frozenset(), None)
         if self._io_net is not None:
             return  # a training network's: the spec's model checked them (see _training_call)
         last = self._checked
-        if (last is not None and isinstance(params, dict) and len(params) == len(last)
-                and all(params.get(k) is a and a.shape == shape for k, (a, shape) in last.items())):
-            if all_finite(a for a, _ in last.values()):
-                return
+        if last is not None and type(params) is dict and len(params) == len(last[0]):
+            arrays = tuple(params.values())
+            if (tuple(params) == last[0] and all(map(operator.is_, arrays, last[1]))
+                    and [(a.shape, a.strides, a.dtype) for a in arrays] == last[2]):
+                skip = self._vouched
+                scan = last[3].get(skip)
+                if scan is None:
+                    scan = last[3][skip] = FiniteScan(a for k, a in zip(last[0], arrays,
+                                                                         strict=True)
+                                                      if k not in skip)
+                if scan():
+                    self._unscanned = (skip, params) if skip else self._unscanned
+                    return
         self._checked = None
         checks.check_params(self.net, params)
         if all(isinstance(v, np.ndarray) for v in params.values()):
-            self._checked = {k: (v, v.shape) for k, v in params.items()}
+            arrays = tuple(params.values())
+            self._checked = (tuple(params), arrays,
+                             [(a.shape, a.strides, a.dtype) for a in arrays], {})
+
+    def _check_by_products(self, run: Run) -> None:
+        """Give ``run`` the parameters :meth:`_check_params` left to its products (its
+        ``param_check``: the exact check its products run where they are not finite), scan
+        those its products do not check; remember what it checks, for the next call."""
+        cached = getattr(run, "vouched", None)
+        if cached is None or cached[0] is not run.kernels:
+            cached = run.vouched = (run.kernels, vouched_params(run))
+        vouched = cached[1]
+        skipped, params = self._unscanned
+        self._unscanned = (frozenset(), None)
+        run.param_check = None
+        if skipped:
+            missing = skipped - vouched
+            if missing and not FiniteScan(params[k] for k in missing)():
+                checks.check_params(self.net, params)  # names the first NaN or inf
+            if skipped & vouched:
+                run.param_check = partial(checks.check_params, self.net, params)
+        self._vouched = vouched
 
     def _kept_run(self, params: dict, steps: int, batch: int, noise, given: set,
                   lease=None, remat: int | None = None) -> Run:
@@ -112,6 +155,7 @@ class KeptRuns:
                 while len(self._runs) > RUNS_KEPT:
                     self._runs.popitem(last=False)
         run.lease_key = key
+        self._check_by_products(run)
         return run
 
     def _return_tape_run(self, run: Run) -> None:
@@ -123,17 +167,6 @@ class KeptRuns:
                 self._tape_runs.popitem(last=False)
         elif getattr(run.backend, "pool", None) is not None:
             self._idle_tape_pool = run.backend.pool  # the last call's shapes are the next's
-
-
-def all_finite(arrays) -> bool:
-    """Whether every value of every array is finite, in one pass over each (a dot product,
-    no temporaries): a sum of squares is finite only if every square is; an overflowing sum
-    of finite values says False, and the caller's exact check then decides."""
-    total = 0.0
-    for a in arrays:
-        flat = a.reshape(-1)
-        total += float(np.dot(flat, flat))
-    return bool(np.isfinite(total))
 
 
 def boundary_row(run: Run, name: str, k: int, grad: bool = False):

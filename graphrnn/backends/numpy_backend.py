@@ -9,20 +9,23 @@ from graphrnn.backends import host_loop, native
 from graphrnn.backends.base import Backend, BufferPool
 from graphrnn.backends.host_loop import CompiledLoopKernel, plan_loop
 from graphrnn.backends.host_ops import FusedHostKernel, compiled_kernel_applies
+from graphrnn.backends.host_rows import RowsMatMulKernel, rows_gemm_applies
 from graphrnn.compiler.fusion import group_normalised
-from graphrnn.compiler.ir import StageKind
+from graphrnn.compiler.ir import MatMul, StageKind
 from graphrnn.compiler.passes import PASSES, fold_biases_into_projections
 
 
 class NumpyBackend(Backend):
     """Runs Programs with NumPy on the CPU.
 
-    GEMMs are NumPy's (its BLAS). Fused element-wise chains and lone element-wise nodes run as
-    C compiled on first use (:mod:`graphrnn.backends.host_ops`) when a C compiler works and
-    ``compiled`` is not False, else as NumPy ufuncs; both compute the same function. Run
-    buffers come from a pool (:class:`~graphrnn.backends.base.BufferPool`): the next call of
-    the same shape reuses the memory, warm, instead of faulting in fresh pages; a model keeps
-    its Runs (``reuses_runs``), so such a call also skips building kernels and tables.
+    GEMMs are NumPy's (its BLAS), but for batched ones over a few rows (C dot products over
+    the weights in place: :mod:`graphrnn.backends.host_rows`). Fused element-wise chains and
+    lone element-wise nodes run as C compiled on first use (:mod:`graphrnn.backends.host_ops`)
+    when a C compiler works and ``compiled`` is not False, else as NumPy ufuncs; both compute
+    the same function. Run buffers come from a pool
+    (:class:`~graphrnn.backends.base.BufferPool`): the next call of the same shape reuses the
+    memory, warm, instead of faulting in fresh pages; a model keeps its Runs
+    (``reuses_runs``), so such a call also skips building kernels and tables.
     """
 
     name = "numpy"
@@ -87,4 +90,6 @@ class NumpyBackend(Backend):
     def kernel(self, op, run):
         if self.compiled and compiled_kernel_applies(op, run.prog.buffers):
             return FusedHostKernel(op, run, self._sources)
+        if self.compiled and isinstance(op, MatMul) and rows_gemm_applies(op, run):
+            return RowsMatMulKernel(op, run)  # BLAS still, on many rows
         return super().kernel(op, run)

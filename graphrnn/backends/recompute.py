@@ -46,7 +46,7 @@ class Recompute:
         for i, (stage, _) in enumerate(run.kernels[1:], start=1):
             prev, prev_kernels = run.kernels[i - 1]
             if stage.kind == StageKind.LOOP and _feeds_only(prog, stages, prev, stage) and all(
-                    type(k) is MatMulKernel for k in prev_kernels):
+                    isinstance(k, MatMulKernel) for k in prev_kernels):
                 self.feeder[id(stage)] = (prev, prev_kernels)
         self.fed = {id(s) for s, _ in self.feeder.values()}
         #: loop stage ids whose kernels (and feeder's) all sum weight gradients per window:

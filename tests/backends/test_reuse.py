@@ -223,3 +223,110 @@ def test_recorded_calls_too_large_to_keep_reuse_warm_buffers_never_a_live_tapes(
     grads3 = tape3.backward(gy)
     assert_close({k: g for k, g in grads3.items() if g is not None},
                  {k: g for k, g in grads1.items() if g is not None}, 1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "elman"])
+def test_every_parameter_made_nan_or_inf_in_place_is_refused_by_name(name, dtype):
+    """A kept call checks only that the values are finite (one scan over the arrays kept from
+    the last call): each parameter in turn, each kind of non-finite value, is still named."""
+    net = load(name)
+    model = gr.compile(net, dtype=dtype)
+    params = model.init_params(1)
+    inputs, _, _ = case(net, 3, 2)
+    want = model.forward(params, inputs)
+    for i, key in enumerate(params):
+        value = (np.nan, np.inf, -np.inf)[i % 3]
+        flat = params[key].reshape(-1)
+        keep = flat[-1].copy()
+        flat[-1] = value
+        with pytest.raises(DataError, match=f"^parameter {key!r} contains NaN or inf$"):
+            model.forward(params, inputs)
+        flat[-1] = keep
+    for a, b in zip(model.forward(params, inputs), want, strict=True):
+        assert_close(a, b, rtol=0)
+
+
+def test_finite_parameters_whose_squares_overflow_are_not_refused():
+    """The check is exact: values near the dtype's largest (their sum of squares overflows)
+    are finite and pass, on a kept call as on a fresh one."""
+    net = load("lstm")
+    model = gr.compile(net, dtype="float32")
+    params = model.init_params(1)
+    inputs, _, _ = case(net, 3, 2)
+    model.forward(params, inputs)
+    params["f.bias"][:] = 3e38  # the forget gate saturates at 1: outputs stay finite
+    got = model.forward(params, inputs)
+    want = gr.compile(net, dtype="float32").forward(params, inputs)
+    for a, b in zip(got, want, strict=True):
+        assert_close(a, b, rtol=0)
+
+
+def test_parameters_replaced_by_views_of_other_strides_are_checked_again():
+    """The kept check holds the arrays' memory layout: a parameter passed as another array
+    (a strided view of the same values, say) is checked whole again, its NaN found."""
+    net = load("elman")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(1)
+    inputs, _, _ = case(net, 3, 2)
+    want = model.forward(params, inputs)
+    wide = np.zeros((32, 64))
+    wide[:, ::2] = params["h->h@1"]
+    params["h->h@1"] = wide[:, ::2]
+    for a, b in zip(model.forward(params, inputs), want, strict=True):
+        assert_close(a, b, rtol=0)
+    wide[-1, -2] = np.nan
+    with pytest.raises(DataError, match="'h->h@1' contains NaN or inf"):
+        model.forward(params, inputs)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_weight_checked_by_its_product_is_named_even_times_zero_inputs(value):
+    """A kept call leaves the finite check of the input weights to their C products (a NaN or
+    inf weight makes its product NaN or inf, even times zeros): the error is the same."""
+    net = load("lstm")
+    model = gr.compile(net, dtype="float32")
+    params = model.init_params(1)
+    x = {"x": np.zeros((3, 2, 8), np.float32)}
+    model.forward(params, x)
+    if not model._vouched:
+        pytest.skip("no compiled few-row products here")
+    assert "x->f" in model._vouched
+    params["x->f"][3, 5] = value
+    with pytest.raises(DataError, match="^parameter 'x->f' contains NaN or inf$"):
+        model.forward(params, x)
+    with pytest.raises(DataError, match="^parameter 'x->f' contains NaN or inf$"):
+        model.gradients(params, x, {"y": np.zeros((3, 2, 4), np.float32)})
+    params["x->f"][3, 5] = 0.0
+    model.forward(params, x)
+
+
+def test_a_weight_whose_product_overflows_is_not_refused():
+    """A product that overflows (finite weights) runs the exact check, which passes."""
+    net = load("lstm")
+    model = gr.compile(net, dtype="float32")
+    params = model.init_params(1)
+    inputs = {"x": 1 + np.abs(case(net, 3, 2)[0]["x"])}  # positive: the products +inf
+    model.forward(params, inputs)
+    params["x->f"][...] = 3e38  # the forget gate saturates at 1: outputs stay finite
+    got = model.forward(params, inputs)
+    want = gr.compile(net, dtype="float32").forward(params, inputs)
+    for a, b in zip(got, want, strict=True):
+        assert_close(a, b, rtol=0)
+
+
+def test_a_call_of_other_shapes_scans_what_its_run_does_not_check():
+    """The weights the last Run checked by its products are scanned where this call's Run
+    does not check them (many rows: BLAS products): a NaN put there in between is named."""
+    net = load("lstm")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(1)
+    model.forward(params, case(net, 3, 2)[0])
+    params["x->o"][0, 0] = np.nan
+    with pytest.raises(DataError, match="^parameter 'x->o' contains NaN or inf$"):
+        model.forward(params, case(net, 100, 2)[0])
+    params["x->o"][0, 0] = 0.5
+    big = case(net, 100, 2)[0]
+    for a, b in zip(model.forward(params, big), fresh(net, "numpy", params, big, None, {}),
+                    strict=True):
+        assert_close(a, b)
