@@ -170,11 +170,17 @@ class _Op(ctypes.Structure):
     _fields_ = [("chain", ctypes.c_int), ("index", ctypes.c_int)]
 
 
+class _Pad(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("step", ctypes.c_long), ("width", ctypes.c_int)]
+
+
 class _Loop(ctypes.Structure):
     _fields_ = [("gemms", ctypes.POINTER(_Gemm)), ("chains", ctypes.POINTER(_Chain)),
                 ("ranges", ctypes.POINTER(_Range)), ("ops", ctypes.POINTER(_Op)),
                 ("nops", ctypes.c_int), ("nranges", ctypes.c_int), ("threads", ctypes.c_int),
-                ("batch", ctypes.c_int), ("backward", ctypes.c_int), ("reverse", ctypes.c_int)]
+                ("batch", ctypes.c_int), ("backward", ctypes.c_int), ("reverse", ctypes.c_int),
+                ("rows", ctypes.c_void_p), ("pads", ctypes.POINTER(_Pad)),
+                ("npads", ctypes.c_int)]
 
 
 @cache
@@ -189,6 +195,21 @@ def _library(dtype: str):
         config.debug(1, f"[graphrnn] no compiled loops: {exc}")
         return None
     fn = lib.gr_loop_run
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+@cache
+def _zero_library(dtype: str):
+    """The same library's ``gr_loop_zero`` (None where it does not build)."""
+    ctype = "float" if dtype == "float32" else "double"
+    try:
+        lib = native.build(f'#define GR_T {ctype}\n#define GR_LANES {LANES[dtype]}\n'
+                           '#include "host_loop.c"\n', flags=LOOP_FLAGS)
+    except RuntimeError:
+        return None
+    fn = lib.gr_loop_zero
     fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     fn.restype = ctypes.c_int
     return fn
@@ -220,6 +241,9 @@ class CompiledLoopKernel:
 
     #: forward/backward take the whole ``[0, T)`` and loop themselves
     whole_loop = True
+    #: with a batch sorted by length, step t computes only the going rows ``[0, rows[t])``
+    #: (:attr:`graphrnn.lengths.LengthPlan.rows`), in one call in either direction
+    per_step_rows = True
 
     def __init__(self, plan: LoopPlan, run, kernels: list):
         self.plan, self.run, self.kernels = plan, run, kernels
@@ -232,6 +256,11 @@ class CompiledLoopKernel:
         self.row_tables = [_row_table(k) for k in self.gemm_kernels]
         self.packs = run.steps * run.batch >= PACK_ROWS
         self._keep: list = []  # what the C structures point into
+        #: the buffers the stage writes, and those it reads or writes (their gradients)
+        ops = [o for k in kernels for o in (*getattr(k.op, "ops", ()), k.op)]
+        self.writes = {o.out for o in ops if getattr(o, "out", None) is not None}
+        self.touched = self.writes | {name for o in ops for name, _ in o.reads}
+        self.loop_zero = _zero_library(np.dtype(run.dtype).name)
         self.forward_loop = self._loop(False)
         self.backward_loop, self._grads = None, None
 
@@ -279,9 +308,48 @@ class CompiledLoopKernel:
             self._keep.append(bounds)
         ranges = (_Range * max(len(entries), 1))(*entries)
         ops = (_Op * len(plan.ops))(*(_Op(int(kind), i) for kind, i in plan.ops))
-        self._keep += [gemms, chains, ranges, ops]
+        pads = self._pads(backward)
+        self._keep += [gemms, chains, ranges, ops, pads]
         return _Loop(gemms, chains, ranges, ops, len(ops), len(entries), plan.threads,
-                     run.batch, int(backward), int(plan.reverse))
+                     run.batch, int(backward), int(plan.reverse), None, pads, len(pads))
+
+    def _pads(self, backward: bool):
+        """What :meth:`_zero` zeroes in C past each end: forward, the buffers the stage writes
+        (not its GEMMs', which only its chains read); backward, the gradients it touches (but
+        of buffers read ahead: their boundary gradients are taken first, in Python), and the
+        layer-normalised chains' scratch."""
+        run = self.run
+        if backward:
+            names = [n for n in sorted(self.touched) if n in run.grads and n not in self._ahead]
+            arrays = [(run.grads[n], n) for n in names]
+        else:
+            gemm_outs = {g.out for g in self.gemms}
+            arrays = [(run.arrays[n], n) for n in sorted(self.writes - gemm_outs)]
+        entries = [_Pad(self._base(a, n), run.batch * a.shape[-1], a.shape[-1])
+                   for a, n in arrays]
+        entries += [_Pad(a.ctypes.data, run.batch * (a[0, 0].size), a[0, 0].size)
+                    for a in self._scratch(0, run.steps)]
+        return (_Pad * max(len(entries), 1))(*entries)
+
+    @property
+    def _ahead(self) -> set:
+        """The touched buffers that something reads ahead (rows after the last step)."""
+        return {n for n in self.touched if self.run.prog.buffers[n].tail > 0}
+
+    def _zero(self, lo: int, hi: int, backward: bool, in_c: bool) -> None:
+        """Zeros past each sequence's end (what the loop left alone), steps ``[lo, hi)``;
+        backward, the boundary gradients taken out first (they lie past the ends)."""
+        plan = self.run.lengths_plan
+        if backward:
+            plan.take(self.touched)
+        if in_c and self.loop_zero is not None:
+            self.loop_zero(ctypes.byref(self.backward_loop if backward else self.forward_loop),
+                           lo, hi - lo)
+            if backward:
+                plan.zero_padding(self._ahead, lo, hi, grad=True)
+            return
+        plan.zero_padding(self.touched if backward else self.writes, lo, hi, grad=backward)
+        plan.zero_steps(self._scratch(lo, hi), lo, hi)
 
     def refresh(self) -> None:
         """The parameters' values may have changed in place: the kernels' copies follow (the
@@ -289,24 +357,54 @@ class CompiledLoopKernel:
         for k in self.kernels:
             k.refresh()
 
+    def _rows(self):
+        """The run's per-step row counts (sequences sorted by length), or None: all rows
+        (also under ``remat``, whose windows recompute and release rows of their own)."""
+        plan = self.run.lengths_plan
+        return None if plan is None or self.run.remat is not None else plan.rows
+
     def forward(self, lo: int, hi: int) -> None:
-        if self.loop_run(ctypes.byref(self.forward_loop), lo, hi - lo) != 0:
+        rows = self._rows()
+        self.forward_loop.rows = None if rows is None else rows.ctypes.data
+        in_c = self.loop_run(ctypes.byref(self.forward_loop), lo, hi - lo) == 0
+        if not in_c:
             self._steps(lo, hi, backward=False)
+        if rows is not None:  # the rows past each end were left alone: zeros there
+            self._zero(lo, hi, False, in_c)
 
     def backward(self, lo: int, hi: int) -> None:
         if self._grads is not self.run.grads:  # zero_grads made fresh gradient arrays
             self._grads = self.run.grads
             self.backward_loop = self._loop(True)
-        if self.loop_run(ctypes.byref(self.backward_loop), lo, hi - lo) != 0:
+        rows = self._rows()
+        self.backward_loop.rows = None if rows is None else rows.ctypes.data
+        in_c = self.loop_run(ctypes.byref(self.backward_loop), lo, hi - lo) == 0
+        if not in_c:
             self._steps(lo, hi, backward=True)
+        if rows is not None:
+            self._zero(lo, hi, True, in_c)
+
+    def _scratch(self, lo: int, hi: int) -> list:
+        """Steps ``[lo, hi)`` of the layer-normalised chains' scratch (``1/σ`` and ``dy``, read
+        by the gain and bias gradients after the loop)."""
+        return [array[lo:hi] for k in self.chains for (kind, _), array in
+                getattr(k, "store", {}).items() if kind in ("rstd", "dy")]
 
     def _steps(self, lo: int, hi: int, backward: bool) -> None:
         """The loop step by step in Python (where the system would not start threads)."""
         config.debug(1, "[graphrnn] no threads for a compiled loop: running it step by step")
         kernels = self.kernels[::-1] if backward else self.kernels
+        rows = self._rows()
+        if rows is not None and backward:  # a GEMM sends every row: the padding's must be 0
+            self._zero(lo, hi, True, in_c=False)
         for t in (range(hi - 1, lo - 1, -1) if backward != self.plan.reverse else range(lo, hi)):
             for k in kernels:
-                (k.backward if backward else k.forward)(t, t + 1)
+                if rows is None or isinstance(k.op, MatMul):  # a GEMM's extra rows: unread
+                    (k.backward if backward else k.forward)(t, t + 1)
+                    continue
+                fn, args = (k.bwd, k.backward_args()) if backward else (k.fwd, k.fwd_args)
+                if fn is not None:
+                    fn(t, 1, *args[:-1], int(rows[t]))
 
     @property
     def windowed_grads(self) -> bool:
