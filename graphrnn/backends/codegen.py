@@ -53,8 +53,8 @@ class FusedSource:
     Both kernels take ``(int t0, int steps, int B, <pointers>)``; on the CPU the pointers come
     as one array, ``void* const* P``, followed by ``int j0, int j1``, the columns to compute
     (a thread's share; ``0, size`` for all), and ``int n_rows``, the batch rows computed
-    (``[0, n_rows)``, ``B`` for all; ``B`` stays the row stride). ``forward_args`` and ``backward_args`` list the
-    pointers.
+    (``[0, n_rows)``, ``B`` for all; ``B`` stays the row stride). ``forward_args`` and
+    ``backward_args`` list the pointers.
     ``window_safe`` is False when a member reads another member's output at a delay, so one
     launch must not span several steps. ``overwrites``: the
     GEMM buffers whose gradient the backward kernel writes whole (``=``, not ``+=``), so they
