@@ -322,9 +322,10 @@ class CompiledLoopKernel:
         if backward:
             names = [n for n in sorted(self.touched) if n in run.grads and n not in self._ahead]
             arrays = [(run.grads[n], n) for n in names]
-        else:
-            gemm_outs = {g.out for g in self.gemms}
-            arrays = [(run.arrays[n], n) for n in sorted(self.writes - gemm_outs)]
+        else:  # and a normalised member's net, where it keeps x̂ (its gain's gradient reads it)
+            xhat = {m.net for k in self.chains for m in _members(k.op) if getattr(m, "norm", None)}
+            self.zeroed = self.writes | (xhat & set(run.arrays))  # the GEMMs': the fallback's
+            arrays = [(run.arrays[n], n) for n in sorted(self.zeroed - {g.out for g in self.gemms})]
         entries = [_Pad(self._base(a, n), run.batch * a.shape[-1], a.shape[-1])
                    for a, n in arrays]
         entries += [_Pad(a.ctypes.data, run.batch * (a[0, 0].size), a[0, 0].size)
@@ -348,7 +349,7 @@ class CompiledLoopKernel:
             if backward:
                 plan.zero_padding(self._ahead, lo, hi, grad=True)
             return
-        plan.zero_padding(self.touched if backward else self.writes, lo, hi, grad=backward)
+        plan.zero_padding(self.touched if backward else self.zeroed, lo, hi, grad=backward)
         plan.zero_steps(self._scratch(lo, hi), lo, hi)
 
     def refresh(self) -> None:
