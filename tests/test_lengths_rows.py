@@ -64,7 +64,7 @@ def test_one_packed_call_equals_the_masked_run(spec, threads, monkeypatch):
     ref_out, ref_final = reference_forward(net, params, inputs, state, lengths=LENGTHS)
     assert_close(packed[0], ref_out)
     assert_close(packed[1], ref_final)
-    for o, y in packed[0].items():  # exact zeros past each end
+    for y in packed[0].values():  # exact zeros past each end
         assert not np.any(y[np.arange(STEPS)[:, None] >= LENGTHS[None, :]])
 
 
