@@ -322,15 +322,26 @@ class CompiledLoopKernel:
         if backward:
             names = [n for n in sorted(self.touched) if n in run.grads and n not in self._ahead]
             arrays = [(run.grads[n], n) for n in names]
-        else:  # and a normalised member's net, where it keeps x̂ (its gain's gradient reads it)
-            xhat = {m.net for k in self.chains for m in _members(k.op) if getattr(m, "norm", None)}
-            self.zeroed = self.writes | (xhat & set(run.arrays))  # the GEMMs': the fallback's
+        else:
+            self.zeroed = self._read_after()
             arrays = [(run.arrays[n], n) for n in sorted(self.zeroed - {g.out for g in self.gemms})]
         entries = [_Pad(self._base(a, n), run.batch * a.shape[-1], a.shape[-1])
                    for a, n in arrays]
         entries += [_Pad(a.ctypes.data, run.batch * (a[0, 0].size), a[0, 0].size)
                     for a in self._scratch(0, run.steps)]
         return (_Pad * max(len(entries), 1))(*entries)
+
+    def _read_after(self) -> set:
+        """What the stage writes that is read after its loop: by other stages or the caller,
+        by the weight gradients (GEMM and diagonal-term sources), a normalised member's net
+        (x̂, its gain's gradient reads it); not the rest (read only by the loop's own rows)."""
+        prog, ids = self.run.prog, {id(k.op) for k in self.kernels}
+        later = {name for _, op in prog.ops() if id(op) not in ids for name, _ in op.reads}
+        members = [m for k in self.chains for m in _members(k.op)]
+        later |= set(prog.outputs) | {g.src for g in self.gemms}
+        later |= {t.src for m in members for t in m.terms if t.kind == "diagonal"}
+        later |= {m.net for m in members if getattr(m, "norm", None)}
+        return self.writes & later | (later - self.writes) & {m.net for m in members}
 
     @property
     def _ahead(self) -> set:
