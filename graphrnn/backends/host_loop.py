@@ -26,6 +26,7 @@ import numpy as np
 from graphrnn import config
 from graphrnn.backends import native
 from graphrnn.backends.host_ops import compiled_kernel_applies
+from graphrnn.backends.loop_rows import GoingRows, Pad
 from graphrnn.compiler.ir import Fused, MatMul, Program, Stage, StageKind
 
 #: columns of the chain a thread gets at least (fewer: fewer threads)
@@ -170,16 +171,12 @@ class _Op(ctypes.Structure):
     _fields_ = [("chain", ctypes.c_int), ("index", ctypes.c_int)]
 
 
-class _Pad(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("step", ctypes.c_long), ("width", ctypes.c_int)]
-
-
 class _Loop(ctypes.Structure):
     _fields_ = [("gemms", ctypes.POINTER(_Gemm)), ("chains", ctypes.POINTER(_Chain)),
                 ("ranges", ctypes.POINTER(_Range)), ("ops", ctypes.POINTER(_Op)),
                 ("nops", ctypes.c_int), ("nranges", ctypes.c_int), ("threads", ctypes.c_int),
                 ("batch", ctypes.c_int), ("backward", ctypes.c_int), ("reverse", ctypes.c_int),
-                ("rows", ctypes.c_void_p), ("pads", ctypes.POINTER(_Pad)),
+                ("rows", ctypes.c_void_p), ("pads", ctypes.POINTER(Pad)),
                 ("npads", ctypes.c_int)]
 
 
@@ -230,7 +227,7 @@ def _row_table(kernel) -> np.ndarray:
     return table
 
 
-class CompiledLoopKernel:
+class CompiledLoopKernel(GoingRows):
     """A loop stage (see :func:`plan_loop`) run by one C call per pass.
 
     ``kernels`` are the stage's own kernels in order (MatMulKernels and the chains'
@@ -313,67 +310,11 @@ class CompiledLoopKernel:
         return _Loop(gemms, chains, ranges, ops, len(ops), len(entries), plan.threads,
                      run.batch, int(backward), int(plan.reverse), None, pads, len(pads))
 
-    def _pads(self, backward: bool):
-        """What :meth:`_zero` zeroes in C past each end: forward, the buffers the stage writes
-        (not its GEMMs', which only its chains read); backward, the gradients it touches (but
-        of buffers read ahead: their boundary gradients are taken first, in Python), and the
-        layer-normalised chains' scratch."""
-        run = self.run
-        if backward:
-            names = [n for n in sorted(self.touched) if n in run.grads and n not in self._ahead]
-            arrays = [(run.grads[n], n) for n in names]
-        else:
-            self.zeroed = self._read_after()
-            arrays = [(run.arrays[n], n) for n in sorted(self.zeroed - {g.out for g in self.gemms})]
-        entries = [_Pad(self._base(a, n), run.batch * a.shape[-1], a.shape[-1])
-                   for a, n in arrays]
-        entries += [_Pad(a.ctypes.data, run.batch * (a[0, 0].size), a[0, 0].size)
-                    for a in self._scratch(0, run.steps)]
-        return (_Pad * max(len(entries), 1))(*entries)
-
-    def _read_after(self) -> set:
-        """What the stage writes that is read after its loop: by other stages or the caller,
-        by the weight gradients (GEMM and diagonal-term sources), a normalised member's net
-        (x̂, its gain's gradient reads it); not the rest (read only by the loop's own rows)."""
-        prog, ids = self.run.prog, {id(k.op) for k in self.kernels}
-        later = {name for _, op in prog.ops() if id(op) not in ids for name, _ in op.reads}
-        members = [m for k in self.chains for m in _members(k.op)]
-        later |= set(prog.outputs) | {g.src for g in self.gemms}
-        later |= {t.src for m in members for t in m.terms if t.kind == "diagonal"}
-        later |= {m.net for m in members if getattr(m, "norm", None)}
-        return self.writes & later | (later - self.writes) & {m.net for m in members}
-
-    @property
-    def _ahead(self) -> set:
-        """The touched buffers that something reads ahead (rows after the last step)."""
-        return {n for n in self.touched if self.run.prog.buffers[n].tail > 0}
-
-    def _zero(self, lo: int, hi: int, backward: bool, in_c: bool) -> None:
-        """Zeros past each sequence's end (what the loop left alone), steps ``[lo, hi)``;
-        backward, the boundary gradients taken out first (they lie past the ends)."""
-        plan = self.run.lengths_plan
-        if backward:
-            plan.take(self.touched)
-        if in_c and self.loop_zero is not None:
-            self.loop_zero(ctypes.byref(self.backward_loop if backward else self.forward_loop),
-                           lo, hi - lo)
-            if backward:
-                plan.zero_padding(self._ahead, lo, hi, grad=True)
-            return
-        plan.zero_padding(self.touched if backward else self.zeroed, lo, hi, grad=backward)
-        plan.zero_steps(self._scratch(lo, hi), lo, hi)
-
     def refresh(self) -> None:
         """The parameters' values may have changed in place: the kernels' copies follow (the
         row tables point into the same memory)."""
         for k in self.kernels:
             k.refresh()
-
-    def _rows(self):
-        """The run's per-step row counts (sequences sorted by length), or None: all rows
-        (also under ``remat``, whose windows recompute and release rows of their own)."""
-        plan = self.run.lengths_plan
-        return None if plan is None or self.run.remat is not None else plan.rows
 
     def forward(self, lo: int, hi: int) -> None:
         rows = self._rows()
@@ -395,12 +336,6 @@ class CompiledLoopKernel:
             self._steps(lo, hi, backward=True)
         if rows is not None:
             self._zero(lo, hi, True, in_c)
-
-    def _scratch(self, lo: int, hi: int) -> list:
-        """Steps ``[lo, hi)`` of the layer-normalised chains' scratch (``1/σ`` and ``dy``, read
-        by the gain and bias gradients after the loop)."""
-        return [array[lo:hi] for k in self.chains for (kind, _), array in
-                getattr(k, "store", {}).items() if kind in ("rstd", "dy")]
 
     def _steps(self, lo: int, hi: int, backward: bool) -> None:
         """The loop step by step in Python (where the system would not start threads)."""
