@@ -162,6 +162,12 @@ class Run:
             if remat is not None and stage.kind == StageKind.LOOP:
                 remat.forward(stage, kernels)
             elif plan is not None and stage.kind == StageKind.LOOP and stage.reverse:
+                if _per_step_rows(plan, kernels):  # one call: every boundary placed first
+                    plan.place(_writes(stage))
+                    for k in kernels:
+                        k.forward(0, self.steps)
+                    plan.place(_writes(stage))
+                    continue
                 for lo, hi, length in plan.segments(self.steps, reverse=True):
                     run_steps(stage, kernels, lo, hi, backward=False)
                     if length is not None:
@@ -222,7 +228,8 @@ class Run:
                 remat.backward(stage, kernels)  # and its weight gradients
                 self._stage_done(i)
                 continue
-            elif plan is not None and stage.kind == StageKind.LOOP and stage.reverse:
+            elif plan is not None and stage.kind == StageKind.LOOP and stage.reverse and \
+                    not _per_step_rows(plan, kernels):
                 for lo, hi, length in plan.segments(self.steps, reverse=False):
                     if length is not None:
                         plan.take(_writes(stage), length)
@@ -251,6 +258,12 @@ class Run:
         if self._recompute is None or self._recompute.k != self.remat:
             self._recompute = Recompute(self, self.remat)
         return self._recompute
+
+
+def _per_step_rows(plan, kernels) -> bool:
+    """Whether a loop runs in one call computing only the going rows of each step (a batch
+    sorted by length, a compiled loop: :attr:`graphrnn.lengths.LengthPlan.rows`)."""
+    return plan.rows is not None and all(getattr(k, "per_step_rows", False) for k in kernels)
 
 
 def _writes(stage) -> set[str]:

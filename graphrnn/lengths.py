@@ -10,6 +10,13 @@ lengths, placing the boundaries of the rows whose sequence starts there. Backwar
 gradient arriving at a placed row is the boundary's gradient: it is taken out (and the row's
 gradient zeroed) before the padding step behind it is backpropagated (:meth:`LengthPlan.take`),
 so no gradient leaks through steps past the end.
+
+A batch sorted by decreasing length (as :mod:`graphrnn.packed` runs it) has, at step t, the
+sequences still going in its first ``rows[t]`` rows (:attr:`LengthPlan.rows`): a compiled
+loop then computes just those (``graphrnn/backends/host_loop.py``), in one call whatever the
+direction: the rows past each end are never written, so each boundary is placed once before
+the call and taken once after it, and the padding the loop left alone is zeroed
+(:meth:`LengthPlan.zero_padding`) so that what reads it sees zeros.
 """
 
 from __future__ import annotations
@@ -58,6 +65,14 @@ class LengthPlan:
                        for n in np.unique(lengths)}
         self.values: dict[tuple[str, int], object] = {}
         self.grads: dict[tuple[str, int], object] = {}
+        steps = run.steps
+        #: per step, how many rows are going (``(T,)`` C ints) where the rows are sorted by
+        #: decreasing length, so that those are rows ``[0, rows[t])``; else None
+        self.rows = None
+        if steps and np.all(lengths[:-1] >= lengths[1:]):
+            self.rows = np.ascontiguousarray(
+                (lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1), dtype=np.intc)
+        self._padding = None
 
     def set_values(self) -> None:
         """Keep the boundary rows the caller filled (rows ``T + k - 1``), before a pass
@@ -92,6 +107,23 @@ class LengthPlan:
                     row = run.rows(name, n + k - 1, n + k, grad=True)[0]
                     g[rows] += row[rows]
                     row[rows] = 0
+
+    def zero_padding(self, names, lo: int, hi: int, grad: bool = False) -> None:
+        """Zero steps ``[lo, hi)`` of buffers ``names`` (or of their gradients) past each
+        row's end: what a loop computing only the going rows (:attr:`rows`) left alone."""
+        table = self.run.grads if grad else self.run.arrays
+        self.zero_steps([self.run.rows(name, lo, hi, grad=grad) for name in names
+                         if name in table], lo, hi)
+
+    def zero_steps(self, arrays, lo: int, hi: int) -> None:
+        """Zero the rows past each end of ``arrays``, steps ``[lo, hi)`` each
+        (``(hi - lo, B, ...)``)."""
+        if self._padding is None:
+            self._padding = self.run.xp.asarray(
+                np.arange(self.run.steps)[:, None] >= self.lengths[None, :])
+        pad = self._padding[lo:hi]
+        for a in arrays:
+            a[pad] = 0
 
     def _groups(self, length):
         return self.groups.items() if length is None else [(length, self.groups[length])]

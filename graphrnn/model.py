@@ -17,7 +17,13 @@ from graphrnn.frontend.training_noise import eval_network
 from graphrnn.lengths import LengthPlan, check_lengths, valid_mask
 from graphrnn.model_noise import TrainingNoiseCalls
 from graphrnn.noise import draw_noise
-from graphrnn.packed import packed_forward, packed_loss_gradients, packed_record, plan_chunks
+from graphrnn.packed import (
+    one_call,
+    packed_forward,
+    packed_loss_gradients,
+    packed_record,
+    plan_chunks,
+)
 from graphrnn.tape import Tape, TrainingTape
 from graphrnn.training.losses import LOSSES, loss_and_grad
 
@@ -271,7 +277,7 @@ class Model(TrainingNoiseCalls, KeptRuns):
             return None
         t, batch = checks.check_inputs(self.net, inputs, steps)
         lengths = check_lengths(lengths, t, batch)
-        chunks = plan_chunks(self.net, lengths, t)
+        chunks = plan_chunks(self.net, lengths, t, whole=one_call(self, batch))
         if chunks is None:
             return None
         checks.check_run_memory(self.net, self.program, t, batch, self.dtype, True)

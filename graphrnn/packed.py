@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphrnn import checks
+from graphrnn import checks, config
+from graphrnn.compiler.ir import StageKind
 from graphrnn.errors import DataError, DivergenceError
 from graphrnn.lengths import valid_mask
 from graphrnn.noise import draw_noise
@@ -31,20 +32,51 @@ MIN_SAVED_ROW_STEPS = 256
 #: batches of other lengths give chunks of the same shapes, whose Runs the model keeps
 ROW_QUANTUM = 4
 STEP_GRID = 12
+#: whether a model whose loops all run compiled (:func:`one_call`) packs a call into one Run
+#: whose loops shrink the rows step by step (False: chunks, as other backends)
+ONE_CALL = True
 
 
-def plan_chunks(net, lengths: np.ndarray, steps: int):
+def one_call(model, batch: int) -> bool:
+    """Whether ``model``'s calls with lengths run packed in one call: the backend runs every
+    loop as a compiled C loop (:mod:`graphrnn.backends.host_loop`), which computes only the
+    going rows of each step of a batch sorted by length (read-ahead networks included)."""
+    from graphrnn.backends import host_loop
+    from graphrnn.backends.numpy_backend import NumpyBackend
+
+    backend = model.backend
+    if not (ONE_CALL and isinstance(backend, NumpyBackend) and getattr(backend, "compiled", False)
+            and config.LOOP_THREADS > 0 and host_loop.available(model.dtype)):
+        return False
+    prog = model.program
+    for stage in prog.stages:
+        if stage.kind != StageKind.LOOP:
+            continue
+        plan = host_loop.plan_loop(stage, prog, config.LOOP_THREADS, batch)
+        if plan is None or (config.LOOP_MAX_MACS is not None
+                            and plan.macs > config.LOOP_MAX_MACS):
+            return False
+    return True
+
+
+def plan_chunks(net, lengths: np.ndarray, steps: int, whole: bool = False):
     """``(order, chunks)`` for a packed run, or None where it does not apply or pays: the
-    network reads no step ahead, draws no noise, and cutting saves enough row-steps.
-    ``order``: the rows by decreasing length; ``chunks``: ``(lo, hi, n, m)``, steps
+    network draws no noise, reads no step ahead (unless ``whole``), and cutting saves enough
+    row-steps. ``order``: the rows by decreasing length; ``chunks``: ``(lo, hi, n, m)``, steps
     ``[lo, hi)`` run on the first ``m`` rows of ``order``, of which the first ``n`` go on
-    (``m``: ``n`` rounded up to a multiple of :data:`ROW_QUANTUM`)."""
-    if any(k < 0 for _, _, k in net.boundaries) or draw_noise(net, 1, 1, 0).uniforms or \
-            draw_noise(net, 1, 1, 0).orders:
+    (``m``: ``n`` rounded up to a multiple of :data:`ROW_QUANTUM`). ``whole``
+    (:func:`one_call`): one chunk of every step and row, the compiled loops shrinking the
+    rows step by step."""
+    noise = draw_noise(net, 1, 1, 0)
+    if noise.uniforms or noise.orders:
         return None
     order = np.argsort(-lengths, kind="stable")
-    ascending = np.sort(lengths)
     batch = len(lengths)
+    if whole:
+        return (None if np.all(lengths == steps) else (order, [(0, steps, batch, batch)]))
+    if any(k < 0 for _, _, k in net.boundaries):
+        return None
+    ascending = np.sort(lengths)
     longest = int(ascending[-1])
     grid = -(-longest // STEP_GRID)
     cuts = sorted({0, *(grid * (int(ascending[(j * batch) // CHUNKS]) // grid)
@@ -74,7 +106,7 @@ def _pieces(model, params, inputs, state, lengths, plan, record: bool,
         s = None if carried is None else {k: v[:m] for k, v in carried.items()}
         own = np.clip(sorted_len[:m] - lo, 1, hi - lo)  # rows past n: one step, dropped
         result = model.forward(params, x, s, lengths=own, record=record,
-                               input_grads=input_grads)
+                               input_grads=input_grads, layout="time")
         outputs, final = result[:2]
         pieces.append((lo, hi, n, outputs, final, result[2] if record else None, s, m))
         carried = {k: final[k][:n] if carried is None or k not in carried

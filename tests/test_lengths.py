@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
+from graphrnn import packed as packing
 from graphrnn.errors import DataError
 from graphrnn.frontend.reference import reference_forward
 from tests.helpers import SPEC_FILES, SPECS, assert_close, random_case
@@ -179,10 +180,13 @@ def test_bad_lengths_are_one_clear_error(lengths, message):
         model.forward(params, inputs, lengths=lengths)
 
 
+@pytest.mark.parametrize("one_call", [True, False])
 @pytest.mark.parametrize("spec", ["lstm", "gru", "narx", "jordan"])
-def test_packed_chunks_equal_the_masked_run(spec):
-    """A causal network's call with lengths runs packed (fewer rows as sequences end): the
-    same outputs, final state, loss and gradients as the masked run of every row."""
+def test_packed_chunks_equal_the_masked_run(spec, one_call, monkeypatch):
+    """A causal network's call with lengths runs packed (fewer rows as sequences end: in one
+    call whose compiled loops shrink the rows step by step, or in chunks): the same outputs,
+    final state, loss and gradients as the masked run of every row."""
+    monkeypatch.setattr(packing, "ONE_CALL", one_call)
     net = gr.load_spec(SPECS / f"{spec}.yaml")
     model = gr.compile(net, dtype="float64")
     params = model.init_params(seed=2)
@@ -191,7 +195,10 @@ def test_packed_chunks_equal_the_masked_run(spec):
     inputs, state = random_case(net, steps=steps, batch=batch, seed=4)
     lengths = rng.integers(1, steps + 1, batch)
     plan = model._packing(inputs, lengths, None)
-    assert plan is not None and len(plan[2]) > 1 and plan[2][-1][2] < batch  # rows shrink
+    if one_call:
+        assert plan is not None and plan[2] == [(0, steps, batch, batch)]
+    else:
+        assert plan is not None and len(plan[2]) > 1 and plan[2][-1][2] < batch  # rows shrink
     targets = {o: rng.normal(size=(steps, batch, net.size(o))) for o in net.outputs}
     packed = (model.forward(params, inputs, state, lengths=lengths),
               model.gradients(params, inputs, targets, state=state, lengths=lengths,
@@ -215,12 +222,18 @@ def test_packed_chunks_equal_the_masked_run(spec):
     assert_close(fin_p, ref_final)
 
 
-def test_networks_that_read_ahead_do_not_run_packed():
+def test_networks_that_read_ahead_run_packed_in_one_call_only(monkeypatch):
+    """A read-ahead network packs only where its loops shrink the rows step by step (a batch
+    sorted by length: every anti-causal loop starts each sequence at its own end); never in
+    chunks (a chunk would need the future of the next)."""
     net = gr.load_spec(SPECS / "bilstm.yaml")
     model = gr.compile(net, dtype="float64")
     inputs, _ = random_case(net, steps=40, batch=24)
     lengths = np.random.default_rng(0).integers(1, 41, 24)
+    assert model._packing(inputs, lengths, None)[2] == [(0, 40, 24, 24)]
+    monkeypatch.setattr(packing, "ONE_CALL", False)
     assert model._packing(inputs, lengths, None) is None
+    assert gr.compile(net, backend="numpy-ufuncs")._packing(inputs, lengths, None) is None
 
 
 @pytest.mark.parametrize("spec", ["lstm", "narx"])

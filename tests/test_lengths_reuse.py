@@ -26,10 +26,12 @@ def test_chunks_of_batches_of_other_lengths_share_shapes():
     assert len(shapes) <= 30  # 20 batches x up to 6 chunks of their own would give ~100
 
 
-def test_dropped_rows_change_nothing_and_runs_are_reused():
+def test_dropped_rows_change_nothing_and_runs_are_reused(monkeypatch):
     """Rows past ``n`` (sequences already ended, run one step and dropped) leave outputs,
     final state and gradients those of the masked run; a second batch of other lengths
-    makes no new Runs where its chunks have the first one's shapes."""
+    makes no new Runs where its chunks have the first one's shapes. (Chunks: what backends
+    without per-step rows in their compiled loops run.)"""
+    monkeypatch.setattr(packed, "ONE_CALL", False)
     net = gr.load_spec(SPECS / "gru.yaml")
     model = gr.compile(net, dtype="float64")
     params = model.init_params(seed=1)

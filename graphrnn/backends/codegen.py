@@ -52,8 +52,9 @@ class FusedSource:
 
     Both kernels take ``(int t0, int steps, int B, <pointers>)``; on the CPU the pointers come
     as one array, ``void* const* P``, followed by ``int j0, int j1``, the columns to compute
-    (a thread's share; ``0, size`` for all). ``forward_args`` and ``backward_args`` list the
-    pointers.
+    (a thread's share; ``0, size`` for all), and ``int n_rows``, the batch rows computed
+    (``[0, n_rows)``, ``B`` for all; ``B`` stays the row stride). ``forward_args`` and
+    ``backward_args`` list the pointers.
     ``window_safe`` is False when a member reads another member's output at a delay, so one
     launch must not span several steps. ``overwrites``: the
     GEMM buffers whose gradient the backward kernel writes whole (``=``, not ``+=``), so they
@@ -111,9 +112,9 @@ class _Emitter:
             unpack = "".join(f"\n  {decl} = ({decl.split(' __restrict__')[0]})P[{i}];"
                              for i, decl in enumerate(params[3:]))
             return f"""void {name}({", ".join(params[:3])}, void* const* P,
-    const int j0, const int j1) {{{unpack}
+    const int j0, const int j1, const int n_rows) {{{unpack}
   for (int tt = t0; tt < t0 + steps; ++tt)
-  for (int b = 0; b < B; ++b)
+  for (int b = 0; b < n_rows; ++b)
   GR_VECTORIZE
   for (int j = j0; j < j1; ++j) {{"""
         args = "(\n    " + ",\n    ".join(params) + ") {"

@@ -58,9 +58,9 @@ def _head(e: _Emitter, name: str) -> str:
     unpack = "".join(f"\n  {d} = ({d.split(' __restrict__')[0]})P[{i}];"
                      for i, d in enumerate(decls))
     return f"""void {name}({", ".join(params)}, void* const* P,
-    const int j0, const int j1) {{{unpack}
+    const int j0, const int j1, const int n_rows) {{{unpack}
   for (int tt = t0; tt < t0 + steps; ++tt)
-  for (int b = j0; b < j1; ++b) {{
+  for (int b = j0; b < (j1 < n_rows ? j1 : n_rows); ++b) {{
     const gr_index row = (gr_index)tt * B + b;"""
 
 
@@ -261,7 +261,8 @@ def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str
     members are layer-normalised or element-wise (one row loop, :func:`row_passes`; see the
     module).
 
-    The kernels take ``j0, j1`` as batch rows (``0, B`` for all), not columns. Pointer
+    The kernels take ``j0, j1`` as batch rows (``0, B`` for all), not columns, and compute
+    those below ``n_rows`` (their last argument; ``B`` for all). Pointer
     kinds besides :class:`~graphrnn.backends.codegen.Arg`'s: ``rstd`` (``(T, B)``,
     ``1/σ`` per row) and ``dy`` (``(T, B, size)``, the gradient of ``γ·x̂ + bias``), scratch
     arrays of the run's that the caller allocates, one of each per normalised member.

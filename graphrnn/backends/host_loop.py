@@ -26,6 +26,7 @@ import numpy as np
 from graphrnn import config
 from graphrnn.backends import native
 from graphrnn.backends.host_ops import compiled_kernel_applies
+from graphrnn.backends.loop_rows import GoingRows, Pad
 from graphrnn.compiler.ir import Fused, MatMul, Program, Stage, StageKind
 
 #: columns of the chain a thread gets at least (fewer: fewer threads)
@@ -174,7 +175,9 @@ class _Loop(ctypes.Structure):
     _fields_ = [("gemms", ctypes.POINTER(_Gemm)), ("chains", ctypes.POINTER(_Chain)),
                 ("ranges", ctypes.POINTER(_Range)), ("ops", ctypes.POINTER(_Op)),
                 ("nops", ctypes.c_int), ("nranges", ctypes.c_int), ("threads", ctypes.c_int),
-                ("batch", ctypes.c_int), ("backward", ctypes.c_int), ("reverse", ctypes.c_int)]
+                ("batch", ctypes.c_int), ("backward", ctypes.c_int), ("reverse", ctypes.c_int),
+                ("rows", ctypes.c_void_p), ("pads", ctypes.POINTER(Pad)),
+                ("npads", ctypes.c_int)]
 
 
 @cache
@@ -189,6 +192,21 @@ def _library(dtype: str):
         config.debug(1, f"[graphrnn] no compiled loops: {exc}")
         return None
     fn = lib.gr_loop_run
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+@cache
+def _zero_library(dtype: str):
+    """The same library's ``gr_loop_zero`` (None where it does not build)."""
+    ctype = "float" if dtype == "float32" else "double"
+    try:
+        lib = native.build(f'#define GR_T {ctype}\n#define GR_LANES {LANES[dtype]}\n'
+                           '#include "host_loop.c"\n', flags=LOOP_FLAGS)
+    except RuntimeError:
+        return None
+    fn = lib.gr_loop_zero
     fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     fn.restype = ctypes.c_int
     return fn
@@ -209,7 +227,7 @@ def _row_table(kernel) -> np.ndarray:
     return table
 
 
-class CompiledLoopKernel:
+class CompiledLoopKernel(GoingRows):
     """A loop stage (see :func:`plan_loop`) run by one C call per pass.
 
     ``kernels`` are the stage's own kernels in order (MatMulKernels and the chains'
@@ -220,6 +238,9 @@ class CompiledLoopKernel:
 
     #: forward/backward take the whole ``[0, T)`` and loop themselves
     whole_loop = True
+    #: with a batch sorted by length, step t computes only the going rows ``[0, rows[t])``
+    #: (:attr:`graphrnn.lengths.LengthPlan.rows`), in one call in either direction
+    per_step_rows = True
 
     def __init__(self, plan: LoopPlan, run, kernels: list):
         self.plan, self.run, self.kernels = plan, run, kernels
@@ -232,6 +253,11 @@ class CompiledLoopKernel:
         self.row_tables = [_row_table(k) for k in self.gemm_kernels]
         self.packs = run.steps * run.batch >= PACK_ROWS
         self._keep: list = []  # what the C structures point into
+        #: the buffers the stage writes, and those it reads or writes (their gradients)
+        ops = [o for k in kernels for o in (*getattr(k.op, "ops", ()), k.op)]
+        self.writes = {o.out for o in ops if getattr(o, "out", None) is not None}
+        self.touched = self.writes | {name for o in ops for name, _ in o.reads}
+        self.loop_zero = _zero_library(np.dtype(run.dtype).name)
         self.forward_loop = self._loop(False)
         self.backward_loop, self._grads = None, None
 
@@ -279,9 +305,10 @@ class CompiledLoopKernel:
             self._keep.append(bounds)
         ranges = (_Range * max(len(entries), 1))(*entries)
         ops = (_Op * len(plan.ops))(*(_Op(int(kind), i) for kind, i in plan.ops))
-        self._keep += [gemms, chains, ranges, ops]
+        pads = self._pads(backward)
+        self._keep += [gemms, chains, ranges, ops, pads]
         return _Loop(gemms, chains, ranges, ops, len(ops), len(entries), plan.threads,
-                     run.batch, int(backward), int(plan.reverse))
+                     run.batch, int(backward), int(plan.reverse), None, pads, len(pads))
 
     def refresh(self) -> None:
         """The parameters' values may have changed in place: the kernels' copies follow (the
@@ -290,23 +317,41 @@ class CompiledLoopKernel:
             k.refresh()
 
     def forward(self, lo: int, hi: int) -> None:
-        if self.loop_run(ctypes.byref(self.forward_loop), lo, hi - lo) != 0:
+        rows = self._rows()
+        self.forward_loop.rows = None if rows is None else rows.ctypes.data
+        in_c = self.loop_run(ctypes.byref(self.forward_loop), lo, hi - lo) == 0
+        if not in_c:
             self._steps(lo, hi, backward=False)
+        if rows is not None:  # the rows past each end were left alone: zeros there
+            self._zero(lo, hi, False, in_c)
 
     def backward(self, lo: int, hi: int) -> None:
         if self._grads is not self.run.grads:  # zero_grads made fresh gradient arrays
             self._grads = self.run.grads
             self.backward_loop = self._loop(True)
-        if self.loop_run(ctypes.byref(self.backward_loop), lo, hi - lo) != 0:
+        rows = self._rows()
+        self.backward_loop.rows = None if rows is None else rows.ctypes.data
+        in_c = self.loop_run(ctypes.byref(self.backward_loop), lo, hi - lo) == 0
+        if not in_c:
             self._steps(lo, hi, backward=True)
+        if rows is not None:
+            self._zero(lo, hi, True, in_c)
 
     def _steps(self, lo: int, hi: int, backward: bool) -> None:
         """The loop step by step in Python (where the system would not start threads)."""
         config.debug(1, "[graphrnn] no threads for a compiled loop: running it step by step")
         kernels = self.kernels[::-1] if backward else self.kernels
+        rows = self._rows()
+        if rows is not None and backward:  # a GEMM sends every row: the padding's must be 0
+            self._zero(lo, hi, True, in_c=False)
         for t in (range(hi - 1, lo - 1, -1) if backward != self.plan.reverse else range(lo, hi)):
             for k in kernels:
-                (k.backward if backward else k.forward)(t, t + 1)
+                if rows is None or isinstance(k.op, MatMul):  # a GEMM's extra rows: unread
+                    (k.backward if backward else k.forward)(t, t + 1)
+                    continue
+                fn, args = (k.bwd, k.backward_args()) if backward else (k.fwd, k.fwd_args)
+                if fn is not None:
+                    fn(t, 1, *args[:-1], int(rows[t]))
 
     @property
     def windowed_grads(self) -> bool:

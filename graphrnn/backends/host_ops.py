@@ -23,9 +23,9 @@ def compiled_kernel_applies(op, buffers) -> bool:
 
 def _function(lib, name: str):
     """A generated kernel of ``lib``: ``(int t0, int steps, int B, void* const* pointers,
-    int j0, int j1)``."""
+    int j0, int j1, int n_rows)``."""
     fn = getattr(lib, name)
-    fn.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] + [ctypes.c_int] * 2
+    fn.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] + [ctypes.c_int] * 3
     fn.restype = None
     return fn
 
@@ -106,7 +106,7 @@ class FusedHostKernel:
         addresses = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
         self._tables.append(addresses)  # the kernel reads them from there: keep it alive
         span = run.batch if self.normalised else self.src.size  # a normalised kernel: rows
-        return (run.batch, ctypes.addressof(addresses), 0, span)
+        return (run.batch, ctypes.addressof(addresses), 0, span, run.batch)
 
     def _call(self, fn, args: tuple, lo: int, hi: int, reverse: bool) -> None:
         if hi - lo == 1 or self.src.window_safe:
@@ -120,7 +120,7 @@ class FusedHostKernel:
 
     def backward_args(self) -> tuple:
         """The backward kernel's arguments after ``steps`` (``B``, the pointer table, ``j0``,
-        ``j1``), for this run's gradient arrays."""
+        ``j1``, ``n_rows``), for this run's gradient arrays."""
         if self._grads is not self.run.grads:  # zero_grads made fresh gradient arrays
             self._grads = self.run.grads
             self.bwd_args = self._pointers(self.src.backward_args)

@@ -106,10 +106,37 @@ class MatMulKernel:
         if not any(b.param in run.trainable for b in op.blocks):
             return
         src = run.rows(op.src, lo, hi, op.delay)
-        dw = dout.reshape(-1, dout.shape[-1]).T @ src.reshape(-1, src.shape[-1])
+        plan = run.lengths_plan
+        if plan is not None and plan.rows is not None and run.remat is None:
+            dw = _going_rows_product(dout, src, plan.rows[lo:hi])
+        else:
+            dw = dout.reshape(-1, dout.shape[-1]).T @ src.reshape(-1, src.shape[-1])
         for b in op.blocks:
             part = b.scale * dw[b.cols[0]:b.cols[1]]
             run.add_param_grad(b.param, part.T if b.transpose else part)
+
+
+#: a weight gradient over a batch sorted by length sums this many runs of steps, each over the
+#: rows its first step has going (the rows past the ends have zero gradients: skipped)
+GOING_ROW_RUNS = 4
+
+
+def _going_rows_product(dout, src, rows):
+    """``sum_t dout[t]^T src[t]`` where ``dout[t, rows[t]:]`` is zero (``rows``
+    non-increasing): runs of steps, each over the rows its first step has going."""
+    batch = dout.shape[1]
+    cuts = sorted({0, len(rows), *(int((rows > batch * j // GOING_ROW_RUNS).sum())
+                                   for j in range(1, GOING_ROW_RUNS))})
+    dw = None
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        n = int(rows[a]) if a < b else 0
+        if n == 0:
+            continue
+        part = dout[a:b, :n].reshape(-1, dout.shape[-1]).T @ src[a:b, :n].reshape(
+            -1, src.shape[-1])
+        dw = part if dw is None else dw + part
+    return dw if dw is not None else dout[:0].reshape(-1, dout.shape[-1]).T @ src[:0].reshape(
+        -1, src.shape[-1])
 
 
 def _scaled(xp, p, block):

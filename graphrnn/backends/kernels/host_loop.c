@@ -8,8 +8,10 @@
 // Define GR_T and GR_LANES first (see host_loop.h).
 #include "host_loop.h"
 
-// a generated chain kernel: steps [t0, t0 + steps), batch B, columns [j0, j1)
-typedef void (*gr_chain_fn)(int t0, int steps, int B, void* const* P, int j0, int j1);
+// a generated chain kernel: steps [t0, t0 + steps), row stride B, columns [j0, j1) of the
+// batch rows [0, rows) (a layer-normalised chain: rows [j0, min(j1, rows)))
+typedef void (*gr_chain_fn)(int t0, int steps, int B, void* const* P, int j0, int j1,
+                            int rows);
 
 // One GEMM of the loop: at step t, C[t] (= or +=) A[t] @ X' with X' the weight packed.
 // Forward: A = the source rows (read at the MatMul's delay), C = the GEMM buffer, X' =
@@ -46,6 +48,14 @@ typedef struct {
     int chain, index;
 } gr_loop_op;
 
+// An array the loop leaves alone past each sequence's end: at step t, its rows [rows[t], batch)
+// are zeroed after the call (gr_loop_zero), so that what reads it after the loop sees zeros.
+typedef struct {
+    GR_T* base;  // step 0
+    long step;   // elements from one step to the next: batch * width
+    int width;   // elements of a row
+} gr_loop_pad;
+
 typedef struct {
     gr_loop_gemm* gemms;
     const gr_loop_chain* chains;
@@ -53,7 +63,17 @@ typedef struct {
     const gr_loop_op* ops;
     int nops, nranges, threads, batch, backward;
     int reverse;  // an anti-causal loop: forward from the last step down, backward from the first up
+    // per step, the rows computed: [0, rows[t]) (a batch sorted by decreasing length, rows
+    // past each sequence's end left alone); NULL: all `batch` rows
+    const int* rows;
+    const gr_loop_pad* pads;  // what gr_loop_zero zeroes
+    int npads;
 } gr_loop;
+
+// the rows step tt computes
+static inline int gr_loop_rows(const gr_loop* L, int tt) {
+    return L->rows ? L->rows[tt] : L->batch;
+}
 
 typedef struct {
     const gr_loop* loop;
@@ -70,21 +90,24 @@ static void gr_loop_gemm_step(const gr_loop* L, int id, int gemm, int tt) {
         if (!g->c) continue;
         const GR_T* a = g->a + tt * g->a_step;
         GR_T* c = g->c + tt * g->c_step + r->col;
+        const int m = gr_loop_rows(L, tt);
         if (g->packed)
-            gr_gemm(a, g->k, L->batch, g->k, g->packed + r->offset, r->count, c, g->n,
+            gr_gemm(a, g->k, m, g->k, g->packed + r->offset, r->count, c, g->n,
                     g->accumulate);
         else if (g->transposed)
-            gr_gemm_dot(a, g->k, L->batch, g->k, g->rows, r->col, r->count, c, g->n,
+            gr_gemm_dot(a, g->k, m, g->k, g->rows, r->col, r->count, c, g->n,
                         g->accumulate);
         else
-            gr_gemm_axpy(a, g->k, L->batch, g->k, g->rows, r->col, r->count, c, g->n,
+            gr_gemm_axpy(a, g->k, m, g->k, g->rows, r->col, r->count, c, g->n,
                          g->accumulate);
     }
 }
 
 static void gr_loop_chain_step(const gr_loop* L, int id, int chain, int tt) {
     const gr_loop_chain* ch = &L->chains[chain];
-    if (ch->fn) ch->fn(tt, 1, L->batch, ch->args, ch->bounds[id], ch->bounds[id + 1]);
+    if (ch->fn)
+        ch->fn(tt, 1, L->batch, ch->args, ch->bounds[id], ch->bounds[id + 1],
+               gr_loop_rows(L, tt));
 }
 
 static void gr_loop_part(void* arg, int id) {
@@ -143,4 +166,20 @@ int gr_loop_run(const gr_loop* L, int t0, int steps) {
         return 0;
     }
     return gr_run_threads(L->threads, gr_loop_part, &call);
+}
+
+// Zeroes steps [t0, t0 + steps) of the loop's pads past each row's end (rows[t] on); nothing
+// without per-step rows. Returns 0.
+int gr_loop_zero(const gr_loop* L, int t0, int steps) {
+    if (!L->rows) return 0;
+    for (int t = t0; t < t0 + steps; ++t) {
+        const int r = L->rows[t];
+        if (r >= L->batch) continue;
+        for (int i = 0; i < L->npads; ++i) {
+            const gr_loop_pad* p = &L->pads[i];
+            memset(p->base + t * p->step + (long)r * p->width, 0,
+                   sizeof(GR_T) * (size_t)(L->batch - r) * p->width);
+        }
+    }
+    return 0;
 }

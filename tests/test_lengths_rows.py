@@ -1,0 +1,134 @@
+"""Packed calls in one Run: a batch sorted by length, each compiled loop computing only the
+rows still going at each step (``LengthPlan.rows``), in one call per loop and pass whatever
+its direction; equal to the masked run of every row and to the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphrnn as gr
+from graphrnn import config
+from graphrnn.backends import host_loop
+from graphrnn.frontend.reference import reference_forward
+from tests.helpers import SPECS, assert_close, random_case
+
+STEPS, BATCH = 23, 9
+LENGTHS = np.array([5, 23, 1, 17, 9, 9, 2, 14, 11])
+SPECS_ROWS = ["bilstm", "bigru", "reverse_elman", "lstm", "gru", "narx", "ln_lstm"]
+
+
+def _case(spec: str):
+    net = gr.load_spec(SPECS / f"{spec}.yaml")
+    model = gr.compile(net, dtype="float64")
+    params = model.init_params(seed=2)
+    inputs, state = random_case(net, steps=STEPS, batch=BATCH, seed=4)
+    rng = np.random.default_rng(5)
+    targets = {o: rng.normal(size=(STEPS, BATCH, net.size(o))) for o in net.outputs}
+    return net, model, params, inputs, state, targets
+
+
+def _calls(model, params, inputs, state, targets, masked: bool):
+    """Forward, gradients with the final state, and a tape's gradients (inputs and states
+    included, from output and final-state seeds); ``masked``: every row of every step."""
+    model._in_packed = masked
+    try:
+        out, final = model.forward(params, inputs, state, lengths=LENGTHS)
+        loss, grads, fin2 = model.gradients(params, inputs, targets, state=state,
+                                            lengths=LENGTHS, return_state=True)
+        _, final3, tape = model.forward(params, inputs, state, record=True, lengths=LENGTHS)
+        rng = np.random.default_rng(7)
+        seeds = {o: rng.normal(size=v.shape) for o, v in targets.items()}
+        tape_grads = tape.backward(seeds, {k: rng.normal(size=v.shape)
+                                           for k, v in final3.items()})
+        tape.release()
+    finally:
+        model._in_packed = False
+    return out, final, loss, grads, fin2, {k: v for k, v in tape_grads.items() if v is not None}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("spec", SPECS_ROWS)
+def test_one_packed_call_equals_the_masked_run(spec, threads, monkeypatch):
+    monkeypatch.setattr(config, "LOOP_THREADS", threads)
+    net, model, params, inputs, state, targets = _case(spec)
+    assert model._packing(inputs, LENGTHS, None)[2] == [(0, STEPS, BATCH, BATCH)]
+    packed = _calls(model, params, inputs, state, targets, masked=False)
+    masked = _calls(model, params, inputs, state, targets, masked=True)
+    for got, want in zip(packed, masked, strict=True):
+        if isinstance(want, dict):
+            assert got.keys() == want.keys()
+            assert_close(got, want, rtol=1e-11)
+        else:
+            assert got == pytest.approx(want, rel=1e-12)
+    ref_out, ref_final = reference_forward(net, params, inputs, state, lengths=LENGTHS)
+    assert_close(packed[0], ref_out)
+    assert_close(packed[1], ref_final)
+    for y in packed[0].values():  # exact zeros past each end
+        assert not np.any(y[np.arange(STEPS)[:, None] >= LENGTHS[None, :]])
+
+
+def _counting(monkeypatch):
+    """Count the compiled loops' calls and keep the row counts each forward call got."""
+    calls = {"forward": 0, "backward": 0, "rows": []}
+    forward, backward = host_loop.CompiledLoopKernel.forward, host_loop.CompiledLoopKernel.backward
+
+    def counted_forward(self, lo, hi):
+        calls["forward"] += 1
+        forward(self, lo, hi)
+        calls["rows"].append(np.ctypeslib.as_array(
+            (host_loop.ctypes.c_int * self.run.steps).from_address(self.forward_loop.rows)
+        ).copy() if self.forward_loop.rows else None)
+
+    def counted_backward(self, lo, hi):
+        calls["backward"] += 1
+        backward(self, lo, hi)
+
+    monkeypatch.setattr(host_loop.CompiledLoopKernel, "forward", counted_forward)
+    monkeypatch.setattr(host_loop.CompiledLoopKernel, "backward", counted_backward)
+    return calls
+
+
+@pytest.mark.parametrize("spec, loops", [("bilstm", 2), ("lstm", 1)])
+def test_each_loop_runs_in_one_call_on_the_going_rows(spec, loops, monkeypatch):
+    """A bidirectional net with lengths: one compiled-loop call per loop and pass (not one per
+    distinct length, nor per chunk), each step computing the rows of the sequences going."""
+    net, model, params, inputs, state, targets = _case(spec)
+    model.gradients(params, inputs, targets, state=state, lengths=LENGTHS)  # Runs made
+    calls = _counting(monkeypatch)
+    model.gradients(params, inputs, targets, state=state, lengths=LENGTHS)
+    assert (calls["forward"], calls["backward"]) == (loops, loops)
+    going = (np.sort(LENGTHS)[::-1][None, :] > np.arange(STEPS)[:, None]).sum(axis=1)
+    for rows in calls["rows"]:
+        np.testing.assert_array_equal(rows, going)
+
+
+def test_threads_refused_run_the_going_rows_step_by_step(monkeypatch):
+    """Where the system starts no threads the loop runs step by step in Python, computing the
+    same rows: the same results as the masked run."""
+    monkeypatch.setattr(host_loop, "_library", lambda dtype: lambda *args: -1)
+    net, model, params, inputs, state, targets = _case("bilstm")
+    packed = _calls(model, params, inputs, state, targets, masked=False)
+    masked = _calls(model, params, inputs, state, targets, masked=True)
+    for got, want in zip(packed, masked, strict=True):
+        if isinstance(want, dict):
+            assert_close(got, want, rtol=1e-11)
+
+
+@pytest.mark.parametrize("spec", ["bilstm", "lstm", "ln_lstm"])
+def test_padding_left_alone_reads_as_zeros(spec, monkeypatch):
+    """Run buffers that start as NaN (memory never written): the rows past each end, which
+    the loops never compute, still read as zeros (outputs, gradients)."""
+    net, model, params, inputs, state, targets = _case(spec)
+    want = _calls(model, params, inputs, state, targets, masked=False)
+    net2 = gr.load_spec(SPECS / f"{spec}.yaml")
+    poisoned = gr.compile(net2, dtype="float64")
+    backend = poisoned.backend
+    monkeypatch.setattr(backend, "empty", lambda key, shape, dtype: np.full(shape, np.nan,
+                                                                             dtype=dtype))
+    got = _calls(poisoned, params, inputs, state, targets, masked=False)
+    for g, w in zip(got, want, strict=True):
+        if isinstance(w, dict):
+            assert_close(g, w, rtol=1e-12)
+        else:
+            assert g == pytest.approx(w, rel=1e-12)
