@@ -74,21 +74,19 @@ def _columns(e: _Emitter) -> str:
 def row_passes(members, backward: bool = False) -> list[list[tuple[int, int]]]:
     """The ``j`` passes of a row: lists of ``(k, phase)``, member ``k`` (its index in
     ``members``) in phase 0 (element-wise members; a normalised one's first phase) or 1 (a
-    normalised one's second phase, after its row sums). Members in order (reversed for
-    ``backward``); a pass closes where a member reads (backward: is read by) a normalised member
-    whose second phase is pending, and the next one starts with every pending second phase."""
-    order = range(len(members) - 1, -1, -1) if backward else range(len(members))
+    normalised one's second phase, after its row sums).
+
+    Forward: members in order; a pass closes where a member reads a normalised member whose
+    second phase is pending, and the next one starts with every pending second phase.
+    Backward: members in reverse, each in the earliest pass where every same-step share of its
+    gradient is made (an element-wise sender's pass, a normalised sender's second phase), so
+    that gradient stays in registers; a pass lists its second phases first."""
+    if backward:
+        return _backward_passes(members)
     passes: list[list[tuple[int, int]]] = [[]]
     pending: list[int] = []
-    for k in order:
-        m = members[k]
-        if backward:
-            waits = any(t.delay == 0 and t.src == m.out for p in pending
-                        for t in members[p].terms)
-        else:
-            waits = any(t.delay == 0 and t.src == members[p].out for p in pending
-                        for t in m.terms)
-        if waits:
+    for k, m in enumerate(members):
+        if any(t.delay == 0 and t.src == members[p].out for p in pending for t in m.terms):
             passes.append([(p, 1) for p in pending])
             pending = []
         passes[-1].append((k, 0))
@@ -97,6 +95,53 @@ def row_passes(members, backward: bool = False) -> list[list[tuple[int, int]]]:
     if pending:
         passes.append([(p, 1) for p in pending])
     return [p for p in passes if p]
+
+
+def _backward_passes(members) -> list[list[tuple[int, int]]]:
+    sends_at: dict[int, int] = {}  # k -> the pass of its shares
+    placed: dict[tuple[int, int], int] = {}
+    for k in range(len(members) - 1, -1, -1):
+        out = members[k].out
+        first = max((sends_at[s] for s in sends_at for t in members[s].terms
+                     if t.delay == 0 and t.src == out), default=0)
+        placed[(k, 0)] = first
+        if members[k].norm:
+            placed[(k, 1)] = first + 1
+        sends_at[k] = first + (1 if members[k].norm else 0)
+    passes: list[list[tuple[int, int]]] = [[] for _ in range(max(placed.values()) + 1)]
+    for phase in (1, 0):
+        for k in range(len(members) - 1, -1, -1):
+            if (k, phase) in placed:
+                passes[placed[(k, phase)]].append((k, phase))
+    return passes
+
+
+def _share_pass(members, row_pass_of: dict[tuple[int, int], int], k: int) -> int:
+    """The backward pass in which member ``k`` sends its terms' shares."""
+    return row_pass_of[(k, 1 if members[k].norm else 0)]
+
+
+def backward_plans(members, plan: KernelPlan, keep: frozenset[str] | None,
+                   passes) -> list[KernelPlan]:
+    """Each backward pass's :class:`KernelPlan`: a member's gradient in registers where a
+    same-pass member sends to it (``g{k}``), in memory where others may add to it (``keep``;
+    None: always), a share comes from another pass or step, or its leak splits it."""
+    where = {entry: n for n, row_pass in enumerate(passes) for entry in row_pass}
+    index = {m.out: k for k, m in enumerate(members)}
+    registers: list[set[str]] = [set() for _ in passes]
+    memory = {m.out for m in members if keep is None or m.out in keep or m.leak is not None}
+    for s, m in enumerate(members):
+        for share in node_update_vjp.shares(node_update_vjp.vjp_steps(m)):
+            k = index.get(share.target.src)
+            if k is None or share.target.cols is not None:
+                continue
+            n = _share_pass(members, where, s)
+            if share.target.delay == 0 and where[(k, 0)] == n:
+                registers[n].add(share.target.src)
+            else:
+                memory.add(share.target.src)
+    return [replace(plan, grad_in_memory=frozenset(memory), in_registers=frozenset(regs))
+            for regs in registers]
 
 
 def _combined(e: _Emitter, op: NodeUpdate, x: str, live: dict[str, str]) -> list[str]:
@@ -174,14 +219,17 @@ def _forward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int,
 
 
 def local_grad_lines(e: _Emitter, op: NodeUpdate, steps, xh: str, gain: str, indent: str,
-                     host: bool = True) -> list[str]:
+                     host: bool = True, g: str | None = None) -> list[str]:
     """C statements of a normalised node's VJP steps before its :class:`NormGrad`, for one
     element ``j`` (the CPU and the CUDA kernels share them): ``g`` from the node's gradient,
     ``net`` rebuilt from ``xh`` where a step reads it, the leak split, the recomputed value
     and the local derivative into ``dn`` (``host``: the CPU kernel, whose pointer to the
-    node's gradient counts as written)."""
+    node's gradient counts as written; ``g``: the gradient's C expression where it is not
+    only the node's gradient in memory)."""
     ct = e.ctype
-    lines = [f"{ct} g = {e.ptr('grad', op.out, host)}[{e.index(op.out, 0)}];",
+    if g is None:
+        g = f"{e.ptr('grad', op.out, host)}[{e.index(op.out, 0)}]"
+    lines = [f"{ct} g = {g};",
              f"const {ct} xh = {xh};"]
     if node_update_vjp.reads_net(steps):
         lines.append(f"const {ct} net = xh * {gain}"
@@ -191,43 +239,53 @@ def local_grad_lines(e: _Emitter, op: NodeUpdate, steps, xh: str, gain: str, ind
 
 def _backward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int, no_grad: frozenset[str],
                     plan: KernelPlan, index: dict[str, int]) -> list[str]:
-    """Member ``k``'s statements in a backward pass at column ``j``."""
+    """Member ``k``'s statements in a backward pass at column ``j`` (``plan``: the pass's)."""
     if not op.norm:
         return ["  " + line for line in _backward_member(e, k, op, set(no_grad), False, plan,
                                                          index)]
     ct, size = e.ctype, e.size
     steps = node_update_vjp.vjp_steps(op)
+    host = e.target == "host"
     xh = f"{e.ptr('buf', op.net)}[{e.index(op.net, 0)}]"
-    dy = f"{e.ptr('dy', op.node, True)}[row * {size} + j]"
+    dy = f"{e.ptr('dy', op.node, True)}[{'b' if host else 'row'} * {size} + j]"
     gain = f"{e.ptr('param', op.gain)}[j]"
     if phase == 0:
+        parts = ([f"{e.ptr('grad', op.out, host)}[{e.index(op.out, 0)}]"]
+                 if op.out in plan.grad_in_memory else [])
+        parts += [f"g{k}"] if op.out in plan.in_registers else []
         return [f"      {{  // d {op_label(op)}: dy and its sums",
-                *local_grad_lines(e, op, steps, xh, gain, "        ", e.target == "host"),
+                *local_grad_lines(e, op, steps, xh, gain, "        ", host,
+                                  " + ".join(parts) or "0"),
                 f"        {dy} = dn; (void)xh;", "      }"]
     sends = [s for s in node_update_vjp.shares(steps)
              if s.target.cols is not None or s.target.src not in no_grad]
     lines = [f"      {{  // d {op_label(op)}",
              f"        const {ct} dn = rstd{k} * ({dy} * {gain} - m{k} - {xh} * mq{k});"]
+    if host:  # the row's bias and gain gradients, summed over the steps (one thread a row)
+        at = f"[b * {size} + j]"
+        lines += [f"        const {ct} dy = {dy};"]
+        if op.bias:
+            lines.append(f"        {e.ptr('dbias', op.node, True)}{at} += dy;")
+        lines.append(f"        {e.ptr('dgain', op.node, True)}{at} += dy * {xh};")
     if any(t.kind == "diagonal" for t in op.terms):  # its weight gradient reads d net
         lines.append(f"        {e.ptr('grad', op.net, True)}[{e.index(op.net, 0)}] = dn;")
     for i in sorted({j for s in sends for j in s.product_of}):
         lines.append(f"        const {ct} a{i} = {_term_value(e, op.terms[i], {})};")
-    shares = KernelPlan(frozenset(), frozenset(), frozenset(), frozenset(), plan.overwrites,
-                        plan.aliases)  # every other gradient in memory
-    lines += ["    " + line for s in sends for line in _share(e, s, shares, {})]
+    lines += ["    " + line for s in sends for line in _share(e, s, plan, index)]
     if not sends and not any(t.kind == "diagonal" for t in op.terms):
         lines.append("        (void)dn;  // nothing reads this gradient")
     return [*lines, "      }"]
 
 
-def _body(e: _Emitter, members, passes, phase_lines, between) -> list[str]:
-    """The row body: the passes' ``j`` loops, ``between(k)`` after a normalised member's first
-    phase (its row statistics) and the sums' declarations before the first pass."""
+def _body(e: _Emitter, members, passes, phase_lines, between, prelude=None) -> list[str]:
+    """The row body: the passes' ``j`` loops (each opening with ``prelude(n)``, pass ``n``'s
+    register declarations) and ``between(k)`` after a normalised member's first phase (its row
+    statistics)."""
     ct_lines = []
-    for row_pass in passes:
+    for n, row_pass in enumerate(passes):
         live: dict[str, str] = {}
-        body = [line for k, phase in row_pass for line in phase_lines(k, phase, live)]
-        ct_lines += [_columns(e), *body, "    }"]
+        body = [line for k, phase in row_pass for line in phase_lines(n, k, phase, live)]
+        ct_lines += [_columns(e), *(prelude(n) if prelude else []), *body, "    }"]
         for k, phase in row_pass:
             if phase == 0 and members[k].norm:
                 ct_lines += between(k)
@@ -287,7 +345,8 @@ def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str
 
     def bwd_stats(k):  # the sums of dy·γ and dy·γ·x̂
         m = members[k]
-        gg = (f"{bwd.ptr('dy', m.node)}[row * {size} + j] * {bwd.ptr('param', m.gain)}[j]")
+        at = "b" if target == "host" else "row"  # the host's dy: the row's, (B, size)
+        gg = f"{bwd.ptr('dy', m.node)}[{at} * {size} + j] * {bwd.ptr('param', m.gain)}[j]"
         xh = f"{bwd.ptr('buf', m.net)}[{bwd.index(m.net, 0)}]"
         return [f"    {ctype} s{k} = 0, q{k} = 0;",
                 *row_sums(bwd, [(f"s{k}", gg), (f"q{k}", f"{gg} * {xh}")]),
@@ -296,11 +355,18 @@ def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str
 
     fwd_body = _body(fwd,
         members, row_passes(members),
-        lambda k, ph, live: _forward_phase(fwd, k, members[k], ph, live, plan), fwd_stats)
+        lambda n, k, ph, live: _forward_phase(fwd, k, members[k], ph, live, plan), fwd_stats)
+    bwd_passes = row_passes(members, backward=True)
+    plans = backward_plans(members, plan, keep, bwd_passes)
+
+    def registers(n):  # the gradients pass n's members send each other in registers
+        return [f"      {ctype} g{index[out]} = 0;" for out in sorted(plans[n].in_registers,
+                                                                       key=index.get)]
     bwd_body = _body(bwd,
-        members, row_passes(members, backward=True),
-        lambda k, ph, live: _backward_phase(bwd, k, members[k], ph, no_grad, plan, index),
-        bwd_stats)
+        members, bwd_passes,
+        lambda n, k, ph, live: _backward_phase(bwd, k, members[k], ph, no_grad, plans[n],
+                                               index),
+        bwd_stats, registers)
     digest = hashlib.sha1("\n".join([target, ctype, *fwd_body, *bwd_body]).encode()
                           ).hexdigest()[:12]
     fname, bname = f"gr_norm_{digest}_fwd", f"gr_norm_{digest}_bwd"
