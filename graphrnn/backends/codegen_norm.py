@@ -10,10 +10,14 @@ element-wise members run in the current pass, same-step values in registers. Bet
 the row statistics: the mean, then a centred sum for the variance, ``1/σ`` to a ``(T, B)``
 scratch (:func:`row_sums`: in lanes, so they vectorise). A LayerNorm LSTM step is three
 passes: the four gates' sums; their values, the cell and ``c`` for ``tc``; ``tanh(LN(c))``
-and ``h``. Backward mirrors it in reverse: the first phase
-(:func:`~graphrnn.ops.node_update_vjp.vjp_steps` down to ``dy``, kept in a ``(T, B, size)``
-scratch for the bias and gain gradients), the sums of ``dy·γ`` and ``dy·γ·x̂``, then
-``d net`` and the terms' shares. A call computes whole rows ``[j0, j1)`` (batch rows).
+and ``h``. Backward mirrors it in reverse, each member in the first pass where its gradient
+is complete, so gradients members send each other within a pass stay in registers: the first
+phase (:func:`~graphrnn.ops.node_update_vjp.vjp_steps` down to ``dy``, to a scratch), the
+sums of ``dy·γ`` and ``dy·γ·x̂``, then ``d net`` and the terms' shares. On the CPU the
+scratch ``dy`` is the row's (``(B, size)``) and the kernel adds ``dy`` and ``dy·x̂`` to the
+row's bias and gain gradient sums (one thread owns a row); on the GPU, where a launch may
+span steps, ``dy`` is ``(T, B, size)`` and the caller reduces it. A call computes whole rows
+``[j0, j1)`` (batch rows).
 """
 
 from __future__ import annotations
@@ -321,10 +325,13 @@ def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str
 
     The kernels take ``j0, j1`` as batch rows (``0, B`` for all), not columns. Pointer
     kinds besides :class:`~graphrnn.backends.codegen.Arg`'s: ``rstd`` (``(T, B)``,
-    ``1/σ`` per row) and ``dy`` (``(T, B, size)``, the gradient of ``γ·x̂ + bias``), scratch
+    ``1/σ`` per row) and ``dy`` (the gradient of ``γ·x̂ + bias``: ``(B, size)`` on the host,
+    ``(T, B, size)`` on the GPU), and on the host ``dbias``/``dgain`` (``(B, size)``, each
+    row's sums over the steps of ``dy`` and ``dy·x̂``, which the caller adds up and zeroes),
     arrays of the run's that the caller allocates, one of each per normalised member.
-    ``keep``: the buffers others read (None: every member's net and out is stored); every
-    gradient goes through memory.
+    ``keep``: the buffers others read (None: every member's net and out is stored, and every
+    member's gradient is also read from memory); a member's gradient that only members of the
+    same backward pass send to stays in registers.
     """
     members = op.ops if isinstance(op, Fused) else (op,)
     size = buffers[members[0].out].size
