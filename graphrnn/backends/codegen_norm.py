@@ -6,14 +6,15 @@ A ``norm: layer`` node mixes its row, so it is not one of the element-wise membe
 members are placed in as few ``j`` passes as the data allow (:func:`row_passes`): a normalised
 member's first phase (its combined terms into ``net``) goes into the current pass, its second
 phase (``x̂`` over ``net``, ``γ·x̂ + bias``, activation, leak) opens the next one, and
-element-wise members run in the current pass, same-step values in registers. Between passes
-the row statistics: the mean, then a centred sum for the variance, ``1/σ`` to a ``(T, B)``
-scratch (:func:`row_sums`: in lanes, so they vectorise). A LayerNorm LSTM step is three
+element-wise members run in the current pass, same-step values in registers. The row sums:
+the mean's in the pass making the combined terms, then (between passes) a centred sum for the
+variance, ``1/σ`` to a ``(T, B)`` scratch; on the CPU a pass with sums runs in lanes
+(:func:`_columns`), so it vectorises without reassociation. A LayerNorm LSTM step is three
 passes: the four gates' sums; their values, the cell and ``c`` for ``tc``; ``tanh(LN(c))``
 and ``h``. Backward mirrors it in reverse, each member in the first pass where its gradient
 is complete, so gradients members send each other within a pass stay in registers: the first
-phase (:func:`~graphrnn.ops.node_update_vjp.vjp_steps` down to ``dy``, to a scratch), the
-sums of ``dy·γ`` and ``dy·γ·x̂``, then ``d net`` and the terms' shares. On the CPU the
+phase (:func:`~graphrnn.ops.node_update_vjp.vjp_steps` down to ``dy``, to a scratch, and
+the sums of ``dy·γ`` and ``dy·γ·x̂`` in the same pass), then ``d net`` and the shares. On the CPU the
 scratch ``dy`` is the row's (``(B, size)``) and the kernel adds ``dy`` and ``dy·x̂`` to the
 row's bias and gain gradient sums (one thread owns a row); on the GPU, where a launch may
 span steps, ``dy`` is ``(T, B, size)`` and the caller reduces it. A call computes whole rows
@@ -68,11 +69,27 @@ def _head(e: _Emitter, name: str) -> str:
     const gr_index row = (gr_index)tt * B + b;"""
 
 
-def _columns(e: _Emitter) -> str:
-    """A pass's ``j`` loop: all columns on the host, the thread's share on the GPU."""
+def _columns(e: _Emitter, body: list[str], totals: list[str]) -> list[str]:
+    """A pass's ``j`` loop over ``body``: all columns on the host, the thread's share on the
+    GPU. ``totals``: row sums the body adds to (``a_TOTAL[l] += ...``): on the host the loop
+    runs in :data:`LANES` partial sums (vectorised without reassociation), on the GPU each
+    thread sums its columns and the block adds them up."""
+    ct, size, lanes = e.ctype, e.size, LANES
     if e.target == "cuda":
-        return f"    for (int j = threadIdx.x; j < {e.size}; j += blockDim.x) {{"
-    return f"    GR_VECTORIZE\n    for (int j = 0; j < {e.size}; ++j) {{"
+        return [*[f"    {ct} {t} = 0, a_{t}[1] = {{0}};" for t in totals],
+                f"    for (int j = threadIdx.x; j < {size}; j += blockDim.x) {{",
+                *(["      const int l = 0;"] if totals else []), *body, "    }",
+                *[f"    {t} = gr_block_sum(a_{t}[0], red);" for t in totals]]
+    if not totals:
+        return [f"    GR_VECTORIZE\n    for (int j = 0; j < {size}; ++j) {{", *body, "    }"]
+    lines = [*[f"    {ct} {t} = 0, a_{t}[{lanes}] = {{0}};" for t in totals],
+             f"    for (int jl = 0; jl + {lanes} <= {size}; jl += {lanes})",
+             f"    GR_VECTORIZE\n    for (int l = 0; l < {lanes}; ++l) {{",
+             "      const int j = jl + l;", *body, "    }"]
+    if size % lanes:
+        lines += [f"    for (int j = {size - size % lanes}; j < {size}; ++j) {{",
+                  "      const int l = 0;", *body, "    }"]
+    return lines + [f"    for (int l = 0; l < {lanes}; ++l) {t} += a_{t}[l];" for t in totals]
 
 
 def row_passes(members, backward: bool = False) -> list[list[tuple[int, int]]]:
@@ -165,37 +182,14 @@ def _combined(e: _Emitter, op: NodeUpdate, x: str, live: dict[str, str]) -> list
 LANES = 16
 
 
-def row_sums(e: _Emitter, sums: list[tuple[str, str]]) -> list[str]:
-    """``total = Σ_j expr`` for each ``(total, expr)`` (``expr`` reads column ``j``), in
-    :data:`LANES` partial sums (a loop the compiler vectorises without ``-ffast-math``)."""
-    ct, size, lanes = e.ctype, e.size, LANES
-    if e.target == "cuda":  # each thread its columns, then the block's sum
-        return ["    {", *[f"      {ct} a_{total} = 0;" for total, _ in sums],
-                f"      for (int j = threadIdx.x; j < {size}; j += blockDim.x) {{",
-                *[f"        a_{total} += {expr};" for total, expr in sums], "      }",
-                *[f"      {total} = gr_block_sum(a_{total}, red);" for total, _ in sums], "    }"]
-    acc = [f"a_{total}" for total, _ in sums]
-    lines = ["    {", *[f"      {ct} {a}[{lanes}] = {{0}};" for a in acc],
-             f"      for (int jl = 0; jl + {lanes} <= {size}; jl += {lanes})",
-             f"      for (int l = 0; l < {lanes}; ++l) {{", "        const int j = jl + l;",
-             *[f"        {a}[l] += {expr};" for a, (_, expr) in zip(acc, sums, strict=True)],
-             "      }"]
-    if size % lanes:
-        lines += [f"      for (int j = {size - size % lanes}; j < {size}; ++j) {{",
-                  *[f"        {a}[0] += {expr};" for a, (_, expr) in zip(acc, sums, strict=True)],
-                  "      }"]
-    lines += [f"      for (int l = 0; l < {lanes}; ++l) {total} += {a}[l];"
-              for a, (total, _) in zip(acc, sums, strict=True)]
-    return [*lines, "    }"]
-
-
 def _stats(e: _Emitter, k: int, op: NodeUpdate) -> list[str]:
-    """Row ``k``'s mean, variance (a centred sum over ``net``) and ``1/σ``."""
+    """Row ``k``'s mean (of the pass's sum ``s{k}``), variance (a centred sum over ``net``)
+    and ``1/σ``."""
     ct, size = e.ctype, e.size
     net = f"{e.ptr('buf', op.net)}[{e.index(op.net, 0)}]"
-    return [f"    {ct} s{k} = 0, q{k} = 0;", *row_sums(e, [(f"s{k}", net)]),
-            f"    const {ct} mean{k} = s{k} / {size};",
-            *row_sums(e, [(f"q{k}", f"({net} - mean{k}) * ({net} - mean{k})")]),
+    return [f"    const {ct} mean{k} = s{k} / {size};",
+            *_columns(e, [f"      a_q{k}[l] += ({net} - mean{k}) * ({net} - mean{k});"],
+                      [f"q{k}"]),
             f"    const {ct} rstd{k} = 1 / sqrt(q{k} / {size} + {e.lit(NORM_EPS)});",
             ("    if (threadIdx.x == 0) " if e.target == "cuda" else "    ")
             + f"{e.ptr('rstd', op.node, True)}[row] = rstd{k};"]
@@ -210,7 +204,7 @@ def _forward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int,
     net = f"{e.ptr('buf', op.net, True)}[{e.index(op.net, 0)}]"
     if phase == 0:
         return [f"      // {op_label(op)}: the sum", *_combined(e, op, f"x{k}", live),
-                f"      {net} = x{k};"]
+                f"      {net} = x{k};", f"      a_s{k}[l] += x{k};"]
     lines = [f"      // {op_label(op)}", f"      const {ct} xh{k} = ({net} - mean{k}) * rstd{k};",
              f"      {net} = xh{k};", f"      {ct} n{k} = xh{k} * {e.ptr('param', op.gain)}[j];"]
     if op.bias:
@@ -262,7 +256,8 @@ def _backward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int, no_grad: fr
         return [f"      {{  // d {op_label(op)}: dy and its sums",
                 *local_grad_lines(e, op, steps, xh, gain, "        ", host,
                                   " + ".join(parts) or "0"),
-                f"        {dy} = dn; (void)xh;", "      }"]
+                f"        {dy} = dn;", f"        a_s{k}[l] += dn * {gain};",
+                f"        a_q{k}[l] += dn * {gain} * xh;", "      }"]
     sends = [s for s in node_update_vjp.shares(steps)
              if s.target.cols is not None or s.target.src not in no_grad]
     lines = [f"      {{  // d {op_label(op)}",
@@ -283,15 +278,18 @@ def _backward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int, no_grad: fr
     return [*lines, "      }"]
 
 
-def _body(e: _Emitter, members, passes, phase_lines, between, prelude=None) -> list[str]:
+def _body(e: _Emitter, members, passes, phase_lines, between, prelude=None,
+          backward: bool = False) -> list[str]:
     """The row body: the passes' ``j`` loops (each opening with ``prelude(n)``, pass ``n``'s
-    register declarations) and ``between(k)`` after a normalised member's first phase (its row
-    statistics)."""
+    register declarations; a normalised member's first phase adds to its row sums ``s{k}``,
+    backward also ``q{k}``) and ``between(k)`` after it (its row statistics)."""
     ct_lines = []
     for n, row_pass in enumerate(passes):
         live: dict[str, str] = {}
         body = [line for k, phase in row_pass for line in phase_lines(n, k, phase, live)]
-        ct_lines += [_columns(e), *(prelude(n) if prelude else []), *body, "    }"]
+        totals = [f"{t}{k}" for k, phase in row_pass if phase == 0 and members[k].norm
+                  for t in (("s", "q") if backward else ("s",))]
+        ct_lines += _columns(e, [*(prelude(n) if prelude else []), *body], totals)
         for k, phase in row_pass:
             if phase == 0 and members[k].norm:
                 ct_lines += between(k)
@@ -352,14 +350,8 @@ def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str
     def fwd_stats(k):
         return _stats(fwd, k, members[k])
 
-    def bwd_stats(k):  # the sums of dy·γ and dy·γ·x̂
-        m = members[k]
-        at = "b" if target == "host" else "row"  # the host's dy: the row's, (B, size)
-        gg = f"{bwd.ptr('dy', m.node)}[{at} * {size} + j] * {bwd.ptr('param', m.gain)}[j]"
-        xh = f"{bwd.ptr('buf', m.net)}[{bwd.index(m.net, 0)}]"
-        return [f"    {ctype} s{k} = 0, q{k} = 0;",
-                *row_sums(bwd, [(f"s{k}", gg), (f"q{k}", f"{gg} * {xh}")]),
-                f"    const {ctype} rstd{k} = {bwd.ptr('rstd', m.node)}[row];",
+    def bwd_stats(k):  # the means of dy·γ and dy·γ·x̂ (summed in the pass making dy)
+        return [f"    const {ctype} rstd{k} = {bwd.ptr('rstd', members[k].node)}[row];",
                 f"    const {ctype} m{k} = s{k} / {size}, mq{k} = q{k} / {size};"]
 
     fwd_body = _body(fwd,
@@ -375,7 +367,7 @@ def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str
         members, bwd_passes,
         lambda n, k, ph, live: _backward_phase(bwd, k, members[k], ph, no_grad, plans[n],
                                                index),
-        bwd_stats, registers)
+        bwd_stats, registers, backward=True)
     digest = hashlib.sha1("\n".join([target, ctype, *fwd_body, *bwd_body]).encode()
                           ).hexdigest()[:12]
     fname, bname = f"gr_norm_{digest}_fwd", f"gr_norm_{digest}_bwd"

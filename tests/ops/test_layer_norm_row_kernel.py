@@ -66,8 +66,13 @@ def test_the_mixed_group_is_one_row_kernel_of_as_few_passes_as_the_data_allow():
     assert back == [[("m", 0), ("n", 0)], [("n", 1), ("p", 0), ("e", 0), ("a", 0)],
                     [("a", 1)]]
     src = generate_norm(group, model.program.buffers, "float64", frozenset({"x"}))
-    loops = "    GR_VECTORIZE\n    for (int j = 0; j < 6; ++j) {"
-    assert src.source.count(loops) == 6  # 3 passes each way (the row sums are other loops)
+    # 3 passes each way; those with row sums run in lanes (6 columns: all in the tail loop),
+    # as do the variances' centred sums, the only other loops
+    plain = src.source.count("    GR_VECTORIZE\n    for (int j = 0; j < 6; ++j) {")
+    tails = src.source.count("    for (int j = 0; j < 6; ++j) {\n      const int l = 0;")
+    # plain: forward (n, m), backward (a); in lanes: forward the passes summing a's and n's
+    # terms and the two variances, backward the passes making n's and a's dy
+    assert (plain, tails) == (2, 6)
 
 
 def test_ln_lstm_step_is_three_passes_forward_and_backward():
