@@ -80,7 +80,8 @@ class FusedHostKernel:
 
     def refresh(self) -> None:
         """The parameters' values may have changed in place (same arrays): copies made of them
-        (where one was not contiguous) take the new values; the pointer tables stay."""
+        (where one was not contiguous) take the new values; the pointer tables stay; a row
+        kernel's per-row gain and bias gradient sums start from zero."""
         for (kind, name), array in self.store.items():
             if kind == "param" and array is not self.run.params[name]:
                 np.copyto(array, self.run.params[name])
