@@ -6,14 +6,19 @@ A ``norm: layer`` node mixes its row, so it is not one of the element-wise membe
 members are placed in as few ``j`` passes as the data allow (:func:`row_passes`): a normalised
 member's first phase (its combined terms into ``net``) goes into the current pass, its second
 phase (``x̂`` over ``net``, ``γ·x̂ + bias``, activation, leak) opens the next one, and
-element-wise members run in the current pass, same-step values in registers. Between passes
-the row statistics: the mean, then a centred sum for the variance, ``1/σ`` to a ``(T, B)``
-scratch (:func:`row_sums`: in lanes, so they vectorise). A LayerNorm LSTM step is three
+element-wise members run in the current pass, same-step values in registers. The row sums:
+the mean's in the pass making the combined terms, then (between passes) a centred sum for the
+variance, ``1/σ`` to a ``(T, B)`` scratch; on the CPU a pass with sums runs in lanes
+(:func:`_columns`), so it vectorises without reassociation. A LayerNorm LSTM step is three
 passes: the four gates' sums; their values, the cell and ``c`` for ``tc``; ``tanh(LN(c))``
-and ``h``. Backward mirrors it in reverse: the first phase
-(:func:`~graphrnn.ops.node_update_vjp.vjp_steps` down to ``dy``, kept in a ``(T, B, size)``
-scratch for the bias and gain gradients), the sums of ``dy·γ`` and ``dy·γ·x̂``, then
-``d net`` and the terms' shares. A call computes whole rows ``[j0, j1)`` (batch rows).
+and ``h``. Backward mirrors it in reverse, each member in the first pass where its gradient
+is complete, so gradients members send each other within a pass stay in registers: the first
+phase (:func:`~graphrnn.ops.node_update_vjp.vjp_steps` down to ``dy``, to a scratch, and
+the sums of ``dy·γ`` and ``dy·γ·x̂`` in the same pass), then ``d net`` and the shares. On the CPU the
+scratch ``dy`` is the row's (``(B, size)``) and the kernel adds ``dy`` and ``dy·x̂`` to the
+row's bias and gain gradient sums (one thread owns a row); on the GPU, where a launch may
+span steps, ``dy`` is ``(T, B, size)`` and the caller reduces it. A call computes whole rows
+``[j0, j1)`` (batch rows).
 """
 
 from __future__ import annotations
@@ -64,31 +69,45 @@ def _head(e: _Emitter, name: str) -> str:
     const gr_index row = (gr_index)tt * B + b;"""
 
 
-def _columns(e: _Emitter) -> str:
-    """A pass's ``j`` loop: all columns on the host, the thread's share on the GPU."""
+def _columns(e: _Emitter, body: list[str], totals: list[str]) -> list[str]:
+    """A pass's ``j`` loop over ``body``: all columns on the host, the thread's share on the
+    GPU. ``totals``: row sums the body adds to (``a_TOTAL[l] += ...``): on the host the loop
+    runs in :data:`LANES` partial sums (vectorised without reassociation), on the GPU each
+    thread sums its columns and the block adds them up."""
+    ct, size, lanes = e.ctype, e.size, LANES
     if e.target == "cuda":
-        return f"    for (int j = threadIdx.x; j < {e.size}; j += blockDim.x) {{"
-    return f"    GR_VECTORIZE\n    for (int j = 0; j < {e.size}; ++j) {{"
+        return [*[f"    {ct} {t} = 0, a_{t}[1] = {{0}};" for t in totals],
+                f"    for (int j = threadIdx.x; j < {size}; j += blockDim.x) {{",
+                *(["      const int l = 0;"] if totals else []), *body, "    }",
+                *[f"    {t} = gr_block_sum(a_{t}[0], red);" for t in totals]]
+    if not totals:
+        return [f"    GR_VECTORIZE\n    for (int j = 0; j < {size}; ++j) {{", *body, "    }"]
+    lines = [*[f"    {ct} {t} = 0, a_{t}[{lanes}] = {{0}};" for t in totals],
+             f"    for (int jl = 0; jl + {lanes} <= {size}; jl += {lanes})",
+             f"    GR_VECTORIZE\n    for (int l = 0; l < {lanes}; ++l) {{",
+             "      const int j = jl + l;", *body, "    }"]
+    if size % lanes:
+        lines += [f"    for (int j = {size - size % lanes}; j < {size}; ++j) {{",
+                  "      const int l = 0;", *body, "    }"]
+    return lines + [f"    for (int l = 0; l < {lanes}; ++l) {t} += a_{t}[l];" for t in totals]
 
 
 def row_passes(members, backward: bool = False) -> list[list[tuple[int, int]]]:
     """The ``j`` passes of a row: lists of ``(k, phase)``, member ``k`` (its index in
     ``members``) in phase 0 (element-wise members; a normalised one's first phase) or 1 (a
-    normalised one's second phase, after its row sums). Members in order (reversed for
-    ``backward``); a pass closes where a member reads (backward: is read by) a normalised member
-    whose second phase is pending, and the next one starts with every pending second phase."""
-    order = range(len(members) - 1, -1, -1) if backward else range(len(members))
+    normalised one's second phase, after its row sums).
+
+    Forward: members in order; a pass closes where a member reads a normalised member whose
+    second phase is pending, and the next one starts with every pending second phase.
+    Backward: members in reverse, each in the earliest pass where every same-step share of its
+    gradient is made (an element-wise sender's pass, a normalised sender's second phase), so
+    that gradient stays in registers; a pass lists its second phases first."""
+    if backward:
+        return _backward_passes(members)
     passes: list[list[tuple[int, int]]] = [[]]
     pending: list[int] = []
-    for k in order:
-        m = members[k]
-        if backward:
-            waits = any(t.delay == 0 and t.src == m.out for p in pending
-                        for t in members[p].terms)
-        else:
-            waits = any(t.delay == 0 and t.src == members[p].out for p in pending
-                        for t in m.terms)
-        if waits:
+    for k, m in enumerate(members):
+        if any(t.delay == 0 and t.src == members[p].out for p in pending for t in m.terms):
             passes.append([(p, 1) for p in pending])
             pending = []
         passes[-1].append((k, 0))
@@ -97,6 +116,53 @@ def row_passes(members, backward: bool = False) -> list[list[tuple[int, int]]]:
     if pending:
         passes.append([(p, 1) for p in pending])
     return [p for p in passes if p]
+
+
+def _backward_passes(members) -> list[list[tuple[int, int]]]:
+    sends_at: dict[int, int] = {}  # k -> the pass of its shares
+    placed: dict[tuple[int, int], int] = {}
+    for k in range(len(members) - 1, -1, -1):
+        out = members[k].out
+        first = max((sends_at[s] for s in sends_at for t in members[s].terms
+                     if t.delay == 0 and t.src == out), default=0)
+        placed[(k, 0)] = first
+        if members[k].norm:
+            placed[(k, 1)] = first + 1
+        sends_at[k] = first + (1 if members[k].norm else 0)
+    passes: list[list[tuple[int, int]]] = [[] for _ in range(max(placed.values()) + 1)]
+    for phase in (1, 0):
+        for k in range(len(members) - 1, -1, -1):
+            if (k, phase) in placed:
+                passes[placed[(k, phase)]].append((k, phase))
+    return passes
+
+
+def _share_pass(members, row_pass_of: dict[tuple[int, int], int], k: int) -> int:
+    """The backward pass in which member ``k`` sends its terms' shares."""
+    return row_pass_of[(k, 1 if members[k].norm else 0)]
+
+
+def backward_plans(members, plan: KernelPlan, keep: frozenset[str] | None,
+                   passes) -> list[KernelPlan]:
+    """Each backward pass's :class:`KernelPlan`: a member's gradient in registers where a
+    same-pass member sends to it (``g{k}``), in memory where others may add to it (``keep``;
+    None: always), a share comes from another pass or step, or its leak splits it."""
+    where = {entry: n for n, row_pass in enumerate(passes) for entry in row_pass}
+    index = {m.out: k for k, m in enumerate(members)}
+    registers: list[set[str]] = [set() for _ in passes]
+    memory = {m.out for m in members if keep is None or m.out in keep or m.leak is not None}
+    for s, m in enumerate(members):
+        for share in node_update_vjp.shares(node_update_vjp.vjp_steps(m)):
+            k = index.get(share.target.src)
+            if k is None or share.target.cols is not None:
+                continue
+            n = _share_pass(members, where, s)
+            if share.target.delay == 0 and where[(k, 0)] == n:
+                registers[n].add(share.target.src)
+            else:
+                memory.add(share.target.src)
+    return [replace(plan, grad_in_memory=frozenset(memory), in_registers=frozenset(regs))
+            for regs in registers]
 
 
 def _combined(e: _Emitter, op: NodeUpdate, x: str, live: dict[str, str]) -> list[str]:
@@ -111,40 +177,19 @@ def _combined(e: _Emitter, op: NodeUpdate, x: str, live: dict[str, str]) -> list
     return lines
 
 
-LANES = 8  # a reduction's partial sums: independent lanes vectorise without reassociation
-
-
-def row_sums(e: _Emitter, sums: list[tuple[str, str]]) -> list[str]:
-    """``total = Σ_j expr`` for each ``(total, expr)`` (``expr`` reads column ``j``), in
-    :data:`LANES` partial sums (a loop the compiler vectorises without ``-ffast-math``)."""
-    ct, size, lanes = e.ctype, e.size, LANES
-    if e.target == "cuda":  # each thread its columns, then the block's sum
-        return ["    {", *[f"      {ct} a_{total} = 0;" for total, _ in sums],
-                f"      for (int j = threadIdx.x; j < {size}; j += blockDim.x) {{",
-                *[f"        a_{total} += {expr};" for total, expr in sums], "      }",
-                *[f"      {total} = gr_block_sum(a_{total}, red);" for total, _ in sums], "    }"]
-    acc = [f"a_{total}" for total, _ in sums]
-    lines = ["    {", *[f"      {ct} {a}[{lanes}] = {{0}};" for a in acc],
-             f"      for (int j8 = 0; j8 + {lanes} <= {size}; j8 += {lanes})",
-             f"      for (int l = 0; l < {lanes}; ++l) {{", "        const int j = j8 + l;",
-             *[f"        {a}[l] += {expr};" for a, (_, expr) in zip(acc, sums, strict=True)],
-             "      }"]
-    if size % lanes:
-        lines += [f"      for (int j = {size - size % lanes}; j < {size}; ++j) {{",
-                  *[f"        {a}[0] += {expr};" for a, (_, expr) in zip(acc, sums, strict=True)],
-                  "      }"]
-    lines += [f"      for (int l = 0; l < {lanes}; ++l) {total} += {a}[l];"
-              for a, (total, _) in zip(acc, sums, strict=True)]
-    return [*lines, "    }"]
+#: a reduction's partial sums: independent lanes vectorise without reassociation; 16 (one
+#: 512-bit vector of floats, two of 256 bits) measured faster than 8 on an AVX-512 Xeon
+LANES = 16
 
 
 def _stats(e: _Emitter, k: int, op: NodeUpdate) -> list[str]:
-    """Row ``k``'s mean, variance (a centred sum over ``net``) and ``1/σ``."""
+    """Row ``k``'s mean (of the pass's sum ``s{k}``), variance (a centred sum over ``net``)
+    and ``1/σ``."""
     ct, size = e.ctype, e.size
     net = f"{e.ptr('buf', op.net)}[{e.index(op.net, 0)}]"
-    return [f"    {ct} s{k} = 0, q{k} = 0;", *row_sums(e, [(f"s{k}", net)]),
-            f"    const {ct} mean{k} = s{k} / {size};",
-            *row_sums(e, [(f"q{k}", f"({net} - mean{k}) * ({net} - mean{k})")]),
+    return [f"    const {ct} mean{k} = s{k} / {size};",
+            *_columns(e, [f"      a_q{k}[l] += ({net} - mean{k}) * ({net} - mean{k});"],
+                      [f"q{k}"]),
             f"    const {ct} rstd{k} = 1 / sqrt(q{k} / {size} + {e.lit(NORM_EPS)});",
             ("    if (threadIdx.x == 0) " if e.target == "cuda" else "    ")
             + f"{e.ptr('rstd', op.node, True)}[row] = rstd{k};"]
@@ -159,7 +204,7 @@ def _forward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int,
     net = f"{e.ptr('buf', op.net, True)}[{e.index(op.net, 0)}]"
     if phase == 0:
         return [f"      // {op_label(op)}: the sum", *_combined(e, op, f"x{k}", live),
-                f"      {net} = x{k};"]
+                f"      {net} = x{k};", f"      a_s{k}[l] += x{k};"]
     lines = [f"      // {op_label(op)}", f"      const {ct} xh{k} = ({net} - mean{k}) * rstd{k};",
              f"      {net} = xh{k};", f"      {ct} n{k} = xh{k} * {e.ptr('param', op.gain)}[j];"]
     if op.bias:
@@ -174,14 +219,17 @@ def _forward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int,
 
 
 def local_grad_lines(e: _Emitter, op: NodeUpdate, steps, xh: str, gain: str, indent: str,
-                     host: bool = True) -> list[str]:
+                     host: bool = True, g: str | None = None) -> list[str]:
     """C statements of a normalised node's VJP steps before its :class:`NormGrad`, for one
     element ``j`` (the CPU and the CUDA kernels share them): ``g`` from the node's gradient,
     ``net`` rebuilt from ``xh`` where a step reads it, the leak split, the recomputed value
     and the local derivative into ``dn`` (``host``: the CPU kernel, whose pointer to the
-    node's gradient counts as written)."""
+    node's gradient counts as written; ``g``: the gradient's C expression where it is not
+    only the node's gradient in memory)."""
     ct = e.ctype
-    lines = [f"{ct} g = {e.ptr('grad', op.out, host)}[{e.index(op.out, 0)}];",
+    if g is None:
+        g = f"{e.ptr('grad', op.out, host)}[{e.index(op.out, 0)}]"
+    lines = [f"{ct} g = {g};",
              f"const {ct} xh = {xh};"]
     if node_update_vjp.reads_net(steps):
         lines.append(f"const {ct} net = xh * {gain}"
@@ -191,43 +239,57 @@ def local_grad_lines(e: _Emitter, op: NodeUpdate, steps, xh: str, gain: str, ind
 
 def _backward_phase(e: _Emitter, k: int, op: NodeUpdate, phase: int, no_grad: frozenset[str],
                     plan: KernelPlan, index: dict[str, int]) -> list[str]:
-    """Member ``k``'s statements in a backward pass at column ``j``."""
+    """Member ``k``'s statements in a backward pass at column ``j`` (``plan``: the pass's)."""
     if not op.norm:
         return ["  " + line for line in _backward_member(e, k, op, set(no_grad), False, plan,
                                                          index)]
     ct, size = e.ctype, e.size
     steps = node_update_vjp.vjp_steps(op)
+    host = e.target == "host"
     xh = f"{e.ptr('buf', op.net)}[{e.index(op.net, 0)}]"
-    dy = f"{e.ptr('dy', op.node, True)}[row * {size} + j]"
+    dy = f"{e.ptr('dy', op.node, True)}[{'b' if host else 'row'} * {size} + j]"
     gain = f"{e.ptr('param', op.gain)}[j]"
     if phase == 0:
+        parts = ([f"{e.ptr('grad', op.out, host)}[{e.index(op.out, 0)}]"]
+                 if op.out in plan.grad_in_memory else [])
+        parts += [f"g{k}"] if op.out in plan.in_registers else []
         return [f"      {{  // d {op_label(op)}: dy and its sums",
-                *local_grad_lines(e, op, steps, xh, gain, "        ", e.target == "host"),
-                f"        {dy} = dn; (void)xh;", "      }"]
+                *local_grad_lines(e, op, steps, xh, gain, "        ", host,
+                                  " + ".join(parts) or "0"),
+                f"        {dy} = dn;", f"        a_s{k}[l] += dn * {gain};",
+                f"        a_q{k}[l] += dn * {gain} * xh;", "      }"]
     sends = [s for s in node_update_vjp.shares(steps)
              if s.target.cols is not None or s.target.src not in no_grad]
     lines = [f"      {{  // d {op_label(op)}",
              f"        const {ct} dn = rstd{k} * ({dy} * {gain} - m{k} - {xh} * mq{k});"]
+    if host:  # the row's bias and gain gradients, summed over the steps (one thread a row)
+        at = f"[b * {size} + j]"
+        lines += [f"        const {ct} dy = {dy};"]
+        if op.bias:
+            lines.append(f"        {e.ptr('dbias', op.node, True)}{at} += dy;")
+        lines.append(f"        {e.ptr('dgain', op.node, True)}{at} += dy * {xh};")
     if any(t.kind == "diagonal" for t in op.terms):  # its weight gradient reads d net
         lines.append(f"        {e.ptr('grad', op.net, True)}[{e.index(op.net, 0)}] = dn;")
     for i in sorted({j for s in sends for j in s.product_of}):
         lines.append(f"        const {ct} a{i} = {_term_value(e, op.terms[i], {})};")
-    shares = KernelPlan(frozenset(), frozenset(), frozenset(), frozenset(), plan.overwrites,
-                        plan.aliases)  # every other gradient in memory
-    lines += ["    " + line for s in sends for line in _share(e, s, shares, {})]
+    lines += ["    " + line for s in sends for line in _share(e, s, plan, index)]
     if not sends and not any(t.kind == "diagonal" for t in op.terms):
         lines.append("        (void)dn;  // nothing reads this gradient")
     return [*lines, "      }"]
 
 
-def _body(e: _Emitter, members, passes, phase_lines, between) -> list[str]:
-    """The row body: the passes' ``j`` loops, ``between(k)`` after a normalised member's first
-    phase (its row statistics) and the sums' declarations before the first pass."""
+def _body(e: _Emitter, members, passes, phase_lines, between, prelude=None,
+          backward: bool = False) -> list[str]:
+    """The row body: the passes' ``j`` loops (each opening with ``prelude(n)``, pass ``n``'s
+    register declarations; a normalised member's first phase adds to its row sums ``s{k}``,
+    backward also ``q{k}``) and ``between(k)`` after it (its row statistics)."""
     ct_lines = []
-    for row_pass in passes:
+    for n, row_pass in enumerate(passes):
         live: dict[str, str] = {}
-        body = [line for k, phase in row_pass for line in phase_lines(k, phase, live)]
-        ct_lines += [_columns(e), *body, "    }"]
+        body = [line for k, phase in row_pass for line in phase_lines(n, k, phase, live)]
+        totals = [f"{t}{k}" for k, phase in row_pass if phase == 0 and members[k].norm
+                  for t in (("s", "q") if backward else ("s",))]
+        ct_lines += _columns(e, [*(prelude(n) if prelude else []), *body], totals)
         for k, phase in row_pass:
             if phase == 0 and members[k].norm:
                 ct_lines += between(k)
@@ -264,10 +326,13 @@ def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str
     The kernels take ``j0, j1`` as batch rows (``0, B`` for all), not columns, and compute
     those below ``n_rows`` (their last argument; ``B`` for all). Pointer
     kinds besides :class:`~graphrnn.backends.codegen.Arg`'s: ``rstd`` (``(T, B)``,
-    ``1/σ`` per row) and ``dy`` (``(T, B, size)``, the gradient of ``γ·x̂ + bias``), scratch
+    ``1/σ`` per row) and ``dy`` (the gradient of ``γ·x̂ + bias``: ``(B, size)`` on the host,
+    ``(T, B, size)`` on the GPU), and on the host ``dbias``/``dgain`` (``(B, size)``, each
+    row's sums over the steps of ``dy`` and ``dy·x̂``, which the caller adds up and zeroes),
     arrays of the run's that the caller allocates, one of each per normalised member.
-    ``keep``: the buffers others read (None: every member's net and out is stored); every
-    gradient goes through memory.
+    ``keep``: the buffers others read (None: every member's net and out is stored, and every
+    member's gradient is also read from memory); a member's gradient that only members of the
+    same backward pass send to stays in registers.
     """
     members = op.ops if isinstance(op, Fused) else (op,)
     size = buffers[members[0].out].size
@@ -286,22 +351,24 @@ def generate_norm(op: Fused | NodeUpdate, buffers: dict[str, Buffer], dtype: str
     def fwd_stats(k):
         return _stats(fwd, k, members[k])
 
-    def bwd_stats(k):  # the sums of dy·γ and dy·γ·x̂
-        m = members[k]
-        gg = (f"{bwd.ptr('dy', m.node)}[row * {size} + j] * {bwd.ptr('param', m.gain)}[j]")
-        xh = f"{bwd.ptr('buf', m.net)}[{bwd.index(m.net, 0)}]"
-        return [f"    {ctype} s{k} = 0, q{k} = 0;",
-                *row_sums(bwd, [(f"s{k}", gg), (f"q{k}", f"{gg} * {xh}")]),
-                f"    const {ctype} rstd{k} = {bwd.ptr('rstd', m.node)}[row];",
+    def bwd_stats(k):  # the means of dy·γ and dy·γ·x̂ (summed in the pass making dy)
+        return [f"    const {ctype} rstd{k} = {bwd.ptr('rstd', members[k].node)}[row];",
                 f"    const {ctype} m{k} = s{k} / {size}, mq{k} = q{k} / {size};"]
 
     fwd_body = _body(fwd,
         members, row_passes(members),
-        lambda k, ph, live: _forward_phase(fwd, k, members[k], ph, live, plan), fwd_stats)
+        lambda n, k, ph, live: _forward_phase(fwd, k, members[k], ph, live, plan), fwd_stats)
+    bwd_passes = row_passes(members, backward=True)
+    plans = backward_plans(members, plan, keep, bwd_passes)
+
+    def registers(n):  # the gradients pass n's members send each other in registers
+        return [f"      {ctype} g{index[out]} = 0;" for out in sorted(plans[n].in_registers,
+                                                                       key=index.get)]
     bwd_body = _body(bwd,
-        members, row_passes(members, backward=True),
-        lambda k, ph, live: _backward_phase(bwd, k, members[k], ph, no_grad, plan, index),
-        bwd_stats)
+        members, bwd_passes,
+        lambda n, k, ph, live: _backward_phase(bwd, k, members[k], ph, no_grad, plans[n],
+                                               index),
+        bwd_stats, registers, backward=True)
     digest = hashlib.sha1("\n".join([target, ctype, *fwd_body, *bwd_body]).encode()
                           ).hexdigest()[:12]
     fname, bname = f"gr_norm_{digest}_fwd", f"gr_norm_{digest}_bwd"

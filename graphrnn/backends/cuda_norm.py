@@ -9,7 +9,9 @@ forward, the net-only kernel of :mod:`graphrnn.backends.codegen` writes the comb
 of :func:`~graphrnn.ops.node_update_vjp.vjp_steps` down to ``d net`` of the combined terms
 (keeping ``dy``, the gradient of ``γ·x̂ + bias``, for the bias and gain gradients); then the
 net-only kernel sends ``d net`` to the terms. Same math as the CPU's
-:mod:`graphrnn.backends.codegen_norm`.
+:mod:`graphrnn.backends.codegen_norm`, except that the CPU kernel sums the bias and gain
+gradients a row at a time itself: here a launch of a window-safe group spans several steps,
+whose blocks would add to one row's sums at once, so ``dy`` is kept and reduced after.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ class FusedHostKernel:
         #: parameters and noise as contiguous arrays of the run's dtype (kept alive here)
         self.store = {(a.kind, a.name): self._contiguous(a)
                       for a in self.src.forward_args + self.src.backward_args
-                      if a.kind in ("param", "noise", "rstd", "dy")}
+                      if a.kind in ("param", "noise", "rstd", "dy", "dbias", "dgain")}
         self._tables: list = []
         self.fwd_args = self._pointers(self.src.forward_args)
         self.bwd_args, self._grads = None, None
@@ -80,18 +80,23 @@ class FusedHostKernel:
 
     def refresh(self) -> None:
         """The parameters' values may have changed in place (same arrays): copies made of them
-        (where one was not contiguous) take the new values; the pointer tables stay."""
+        (where one was not contiguous) take the new values; the pointer tables stay; a row
+        kernel's per-row gain and bias gradient sums start from zero."""
         params = self.run.params
         for (kind, name), array in self.store.items():
             if kind == "param" and array is not params[name]:
                 np.copyto(array, params[name])
+            elif kind in ("dbias", "dgain"):  # a call that raised may have left sums
+                array.fill(0)
         self.generic = None  # param_grads' NodeUpdateKernels hold copies: made again
 
     def _contiguous(self, arg):
-        if arg.kind in ("rstd", "dy"):  # a normalised node's scratch: (T, B) and (T, B, size)
-            run = self.run
-            shape = (run.steps, run.batch) + ((run.size(arg.name),) if arg.kind == "dy" else ())
-            return np.empty(shape, dtype=run.dtype)
+        run = self.run
+        if arg.kind == "rstd":  # a normalised node's 1/σ a row, (T, B)
+            return np.empty((run.steps, run.batch), dtype=run.dtype)
+        if arg.kind in ("dy", "dbias", "dgain"):  # its dy of the row, its gradient sums by row
+            make = np.empty if arg.kind == "dy" else np.zeros
+            return make((run.batch, run.size(arg.name)), dtype=run.dtype)
         table = self.run.params if arg.kind == "param" else self.run.uniforms
         return np.ascontiguousarray(table[arg.name], dtype=self.run.dtype)
 
@@ -143,17 +148,18 @@ class FusedHostKernel:
         node's ``d net``."""
         run = self.run
         hi = run.steps if hi is None else hi
-        if self.normalised:  # dy: the gradient of gain·x̂ + bias; net holds x̂
+        if self.normalised:  # the kernel summed dy and dy·x̂ over the steps, a row each
             for m in self.members:
                 if not m.norm:  # an element-wise member of a row kernel: d net in memory
                     if m.bias or any(t.kind == "diagonal" for t in m.terms):
                         NodeUpdateKernel(m, run).param_grads()
                     continue
-                dy, xhat = self.store[("dy", m.node)], run.rows(m.net, 0, run.steps)
-                if m.bias in run.trainable:
-                    run.add_param_grad(m.bias, dy.sum(axis=(0, 1)))
-                if m.gain in run.trainable:
-                    run.add_param_grad(m.gain, (dy * xhat).sum(axis=(0, 1)))
+                for param, kind in ((m.bias, "dbias"), (m.gain, "dgain")):
+                    if param:
+                        sums = self.store[(kind, m.node)]
+                        if param in run.trainable:
+                            run.add_param_grad(param, sums.sum(axis=0))
+                        sums.fill(0)  # the next backward starts from zero
                 if any(t.kind == "diagonal" for t in m.terms):
                     NodeUpdateKernel(replace(m, bias=None, norm=None, gain=None),
                                      run).param_grads()

@@ -66,8 +66,13 @@ def test_the_mixed_group_is_one_row_kernel_of_as_few_passes_as_the_data_allow():
     assert back == [[("m", 0), ("n", 0)], [("n", 1), ("p", 0), ("e", 0), ("a", 0)],
                     [("a", 1)]]
     src = generate_norm(group, model.program.buffers, "float64", frozenset({"x"}))
-    loops = "    GR_VECTORIZE\n    for (int j = 0; j < 6; ++j) {"
-    assert src.source.count(loops) == 6  # 3 passes each way (the row sums are other loops)
+    # 3 passes each way; those with row sums run in lanes (6 columns: all in the tail loop),
+    # as do the variances' centred sums, the only other loops
+    plain = src.source.count("    GR_VECTORIZE\n    for (int j = 0; j < 6; ++j) {")
+    tails = src.source.count("    for (int j = 0; j < 6; ++j) {\n      const int l = 0;")
+    # plain: forward (n, m), backward (a); in lanes: forward the passes summing a's and n's
+    # terms and the two variances, backward the passes making n's and a's dy
+    assert (plain, tails) == (2, 6)
 
 
 def test_ln_lstm_step_is_three_passes_forward_and_backward():
@@ -131,6 +136,47 @@ def test_ln_lstm_row_kernel_assigns_the_projections_gradients_call_after_call():
         grads = compiled.gradients(params, inputs, targets, state=state)[1]
         for k in expected:
             np.testing.assert_allclose(grads[k], expected[k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+def test_ln_lstm_backward_keeps_the_gates_gradients_in_registers():
+    """Backward, each member runs in the first pass where its gradient is complete (``o``
+    with ``h``, before ``tc``'s row sums), so the gates', ``fc``'s, ``ig``'s and ``tc``'s
+    gradients never reach memory: only ``c`` (carried to the last step) and ``h`` (the GEMM
+    adds to it) have gradient arrays the kernel reads."""
+    model = gr.compile(gr.load_spec(SPECS / "ln_lstm.yaml"), backend="numpy")
+    if model.backend.name != "numpy":
+        pytest.skip("no C compiler: no compiled kernels")
+    (group,) = _row_group(model)
+    names = [m.node for m in group.ops]
+    back = [[(names[k], phase) for k, phase in p] for p in row_passes(group.ops, True)]
+    assert back[0] == [("h", 0), ("tc", 0), ("o", 0)]
+    src = generate_norm(group, model.program.buffers, "float32", frozenset({"x"}),
+                        keep=read_elsewhere(model.program, group))
+    grads = {a.name for a in src.backward_args if a.kind == "grad"}
+    assert grads & {m.out for m in group.ops} == {"c", "h"}
+
+
+def test_ln_lstm_gain_and_bias_gradients_follow_new_parameters_call_after_call():
+    """The CPU row kernel sums each row's gain and bias gradients over the steps: every call of
+    a kept run starts from zero, with the same, in-place changed, or new parameter arrays."""
+    net = gr.load_spec(SPECS / "ln_lstm.yaml")
+    compiled = gr.compile(net, backend="numpy", dtype="float64")
+    if compiled.backend.name != "numpy":
+        pytest.skip("no C compiler: no compiled kernels")
+    plain = gr.compile(net, backend="numpy-ufuncs", dtype="float64")
+    inputs, state = random_case(net, steps=6, batch=4, seed=9)
+    targets = {"y": np.random.default_rng(10).normal(size=(6, 4, net.size("y")))}
+    params = _params(compiled, seed=3)
+    for call in range(4):
+        if call == 2:
+            params["tc.gain"] *= 1.5  # in place: the kept run refreshes its copies
+        if call == 3:
+            params = _params(compiled, seed=4)  # new arrays: new kernels
+        expected = plain.gradients(params, inputs, targets, state=state)[1]
+        grads = compiled.gradients(params, inputs, targets, state=state)[1]
+        for k in (n for n in expected if n.endswith((".gain", ".bias"))):
+            np.testing.assert_allclose(grads[k], expected[k], rtol=1e-10, atol=1e-12,
+                                       err_msg=f"call {call}: {k}")
 
 
 @pytest.mark.parametrize(("spec", "dtype"), [("mixed", "float64"), ("ln_lstm", "float64"),
