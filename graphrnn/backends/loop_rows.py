@@ -74,7 +74,7 @@ class GoingRows:
         plan.zero_steps(self._scratch(lo, hi), lo, hi)
 
     def _scratch(self, lo: int, hi: int) -> list:
-        """Steps ``[lo, hi)`` of the layer-normalised chains' scratch (``1/σ`` and ``dy``, read
-        by the gain and bias gradients after the loop)."""
+        """Steps ``[lo, hi)`` of the layer-normalised chains' ``1/σ`` (``(T, B)``, read by
+        their backward kernels; their ``dy`` is one row per sequence, not per step)."""
         return [array[lo:hi] for k in self.chains for (kind, _), array in
-                getattr(k, "store", {}).items() if kind in ("rstd", "dy")]
+                getattr(k, "store", {}).items() if kind == "rstd"]
