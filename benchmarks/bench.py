@@ -231,7 +231,7 @@ TABLES: dict[str, tuple[str, Callable]] = {
                        if a.sizes else [])),
     "torch-module": ("graphrnn.torch.Module's fwd+bwd against Model.gradients "
                      "(benchmarks/torch_module.py)",
-                     lambda a: _threads(a) + (["--quick"] if a.quick else [])),
+                     lambda a: _threads(a) + ["--floor"] + (["--quick"] if a.quick else [])),
     "memory": ("peak memory of an LSTM training call, graphrnn with and without "
                "checkpointing against torch.nn, a process each (benchmarks/memory.py)",
                lambda a: ["--quick"] if a.quick else []),
