@@ -40,7 +40,6 @@ CHAIN_MACS = 8
 ALIGN = 16
 #: at most this many threads (kernels/host_loop.h's GR_MAX_THREADS)
 MAX_THREADS = 64
-LANES = {"float32": 8, "float64": 4}
 #: a call of at least this many rows (steps x batch) packs its weights first (a pass over
 #: them, repaid by the tiled GEMM); fewer read the parameters in place (dot products forward,
 #: row updates backward)
@@ -181,32 +180,34 @@ class _Loop(ctypes.Structure):
 
 
 @cache
-def _library(dtype: str):
-    """``kernels/host_loop.c`` built for ``dtype``: its ``gr_loop_run``, or None where the C
-    compiler rejects it (threads or C11 atomics missing: loops then run step by step)."""
-    ctype = "float" if dtype == "float32" else "double"
+def _loop_library(dtype: str):
+    """``kernels/host_loop.c`` built for ``dtype``, or None where the C compiler rejects it
+    (threads or C11 atomics missing: loops then run step by step)."""
     try:
-        lib = native.build(f'#define GR_T {ctype}\n#define GR_LANES {LANES[dtype]}\n'
-                           '#include "host_loop.c"\n', flags=LOOP_FLAGS)
+        return native.build_typed("host_loop.c", dtype, flags=LOOP_FLAGS)
     except RuntimeError as exc:
         config.debug(1, f"[graphrnn] no compiled loops: {exc}")
         return None
-    fn = lib.gr_loop_run
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
+
+
+@cache
+def _library(dtype: str):
+    """The loop library's ``gr_loop_run`` for ``dtype``, or None (see :func:`_loop_library`)."""
+    return _entry(_loop_library(dtype), "gr_loop_run")
 
 
 @cache
 def _zero_library(dtype: str):
     """The same library's ``gr_loop_zero`` (None where it does not build)."""
-    ctype = "float" if dtype == "float32" else "double"
-    try:
-        lib = native.build(f'#define GR_T {ctype}\n#define GR_LANES {LANES[dtype]}\n'
-                           '#include "host_loop.c"\n', flags=LOOP_FLAGS)
-    except RuntimeError:
+    return _entry(_loop_library(dtype), "gr_loop_zero")
+
+
+def _entry(lib, name: str):
+    """``lib``'s function ``name`` taking ``(const gr_loop*, int t0, int steps)`` and
+    returning an int, or None without a library."""
+    if lib is None:
         return None
-    fn = lib.gr_loop_zero
+    fn = getattr(lib, name)
     fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     fn.restype = ctypes.c_int
     return fn
@@ -271,7 +272,7 @@ class CompiledLoopKernel(GoingRows):
         """The C description of one pass over this run's arrays (backward: its gradients);
         the GEMMs of a source without a gradient are left out."""
         run, plan = self.run, self.plan
-        panel = 2 * LANES[np.dtype(run.dtype).name]
+        panel = 2 * native.LANES[np.dtype(run.dtype).name]
         table = run.grads if backward else run.arrays
         wanted = [not backward or g.src in run.grads_wanted for g in self.gemms]
         gemms = (_Gemm * len(self.gemms))()

@@ -11,8 +11,6 @@ from graphrnn import config
 from graphrnn.backends import native
 from graphrnn.ops.matmul import MatMulKernel
 
-#: vector lanes of a 256-bit register, by dtype
-LANES = {"float32": 8, "float64": 4}
 #: a batched MatMul over ``ROWS_GEMM[0]..ROWS_GEMM[1]`` rows (steps x batch) runs as dot
 #: products of its rows with the weights read in place (``gr_rows_gemm``); other counts: BLAS
 #: (OpenBLAS packs the whole weight panel on every call, which on few rows costs more than the
@@ -36,13 +34,11 @@ SCAN_MIN = 2**17
 def _library(dtype: str):
     """``kernels/host_rows.c`` built for ``dtype`` (float32, float64), or None where it
     cannot be (no C compiler: callers keep NumPy)."""
-    if dtype not in LANES or not native.available():
+    if dtype not in native.LANES or not native.available():
         return None
-    ctype = "float" if dtype == "float32" else "double"
     extra = "#define GR_DOUBLE 1\n" if dtype == "float64" else ""
     try:
-        lib = native.build(f"#define GR_T {ctype}\n#define GR_LANES {LANES[dtype]}\n{extra}"
-                           '#include "host_rows.c"\n', flags=FLAGS)
+        lib = native.build_typed("host_rows.c", dtype, flags=FLAGS, defines=extra)
     except RuntimeError as exc:
         config.debug(1, f"[graphrnn] no compiled few-row GEMMs: {exc}")
         return None
@@ -66,7 +62,7 @@ def rows_gemm_applies(op, run) -> bool:
 
 def _scannable(a) -> bool:
     """Whether the C scan takes ``a`` whole: a contiguous float32/float64 ndarray."""
-    return (isinstance(a, np.ndarray) and a.dtype.name in LANES
+    return (isinstance(a, np.ndarray) and a.dtype.name in native.LANES
             and (a.flags.c_contiguous or a.flags.f_contiguous))
 
 

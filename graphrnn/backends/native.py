@@ -288,6 +288,19 @@ def build(source: str, flags: tuple[str, ...] = ()) -> ctypes.CDLL:
     return lib
 
 
+#: vector lanes of a 256-bit register, by dtype: ``GR_LANES`` of :func:`build_typed`
+LANES = {"float32": 8, "float64": 4}
+
+
+def build_typed(file: str, dtype: str, flags: tuple[str, ...] = (),
+                defines: str = "") -> ctypes.CDLL:
+    """``kernels/FILE`` built by :func:`build` for ``dtype`` (float32, float64): ``GR_T``
+    its C type, ``GR_LANES`` its :data:`LANES`, then ``defines`` (lines), then the file."""
+    ctype = "float" if dtype == "float32" else "double"
+    return build(f"#define GR_T {ctype}\n#define GR_LANES {LANES[dtype]}\n{defines}"
+                 f'#include "{file}"\n', flags=flags)
+
+
 def _trim(folder: str | os.PathLike, most: int = MAX_CACHED) -> None:
     """Keep the ``most`` most recently used libraries of ``folder`` (3/4 of it once over),
     with their digest records."""
