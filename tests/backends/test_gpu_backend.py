@@ -16,7 +16,7 @@ from graphrnn import config
 from graphrnn.backends import cupy_backend, get_backend
 from graphrnn.backends.codegen import expand_includes, generate
 from graphrnn.compiler.ir import Fused
-from tests.helpers import ROOT, SPECS, random_case
+from tests.helpers import ROOT, SPECS, assert_same_loss_and_gradients, random_case
 from tests.helpers.cuda_host import CXX, HostBackend
 from tests.helpers.strategies import valid_networks
 
@@ -47,12 +47,10 @@ def compare(net, dtype, calls=3, seed=0):
         if differentiable:
             targets = {o: np.random.default_rng(call).normal(size=(4, 2, net.size(o)))
                        for o in net.outputs}
-            lw, gw = numpy_model.gradients(params, inputs, targets, state=state, steps=steps,
-                                           seed=call)
-            lg, gg = gpu.gradients(params, inputs, targets, state=state, steps=steps, seed=call)
-            assert lg == pytest.approx(lw, rel=rtol)
-            for k in gw:
-                np.testing.assert_allclose(gg[k], gw[k], rtol=rtol, atol=rtol * 10, err_msg=k)
+            kw = dict(state=state, steps=steps, seed=call)
+            assert_same_loss_and_gradients(gpu.gradients(params, inputs, targets, **kw),
+                                           numpy_model.gradients(params, inputs, targets, **kw),
+                                           rtol, atol=rtol * 10)
     return gpu.backend
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "graphrnn" / "specs"
@@ -29,6 +30,15 @@ def assert_close(actual: dict, expected: dict, rtol=1e-10):
         scale = max(np.abs(expected[k]).max(), 1e-12)
         err = np.abs(actual[k] - expected[k]).max() / scale
         assert err <= rtol, f"{k}: relative error {err:.3g}"
+
+
+def assert_same_loss_and_gradients(got: tuple, want: tuple, rtol: float, atol: float):
+    """Two ``gradients`` calls' ``(loss, grads)``: the loss within ``rtol`` and every gradient
+    of ``want`` element-wise within ``rtol`` and ``atol`` (named on failure)."""
+    (loss, grads), (loss_want, grads_want) = got, want
+    assert loss == pytest.approx(loss_want, rel=rtol)
+    for k in grads_want:
+        np.testing.assert_allclose(grads[k], grads_want[k], rtol=rtol, atol=atol, err_msg=k)
 
 
 def assert_loss_gradients_are_differences(model, params, grads, names, rng, *call,

@@ -15,7 +15,13 @@ import graphrnn as gr
 from graphrnn.compiler.ir import format_program
 from graphrnn.errors import SpecError
 from graphrnn.frontend.reference import layer_norm, reference_forward
-from tests.helpers import SPECS, assert_close, assert_loss_gradients_are_differences, random_case
+from tests.helpers import (
+    SPECS,
+    assert_close,
+    assert_loss_gradients_are_differences,
+    assert_same_loss_and_gradients,
+    random_case,
+)
 from tests.helpers.strategies import valid_networks
 
 LN_LSTM = SPECS / "ln_lstm.yaml"
@@ -206,11 +212,9 @@ def test_host_run_gpu_kernels_match_numpy(dtype):
         params = _random_params(cpu, seed=call % 2)
         inputs, state = random_case(net, steps=4, batch=3, seed=call)
         targets = {"y": np.random.default_rng(call).normal(size=(4, 3, net.size("y")))}
-        lw, gw = cpu.gradients(params, inputs, targets, state=state)
-        lg, gg = gpu.gradients(params, inputs, targets, state=state)
-        assert lg == pytest.approx(lw, rel=rtol)
-        for k in gw:
-            np.testing.assert_allclose(gg[k], gw[k], rtol=rtol, atol=rtol, err_msg=k)
+        assert_same_loss_and_gradients(gpu.gradients(params, inputs, targets, state=state),
+                                       cpu.gradients(params, inputs, targets, state=state),
+                                       rtol, atol=rtol)
     assert gpu.backend.replays >= 1
 
 

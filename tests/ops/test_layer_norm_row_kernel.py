@@ -10,7 +10,13 @@ from graphrnn.backends.codegen_norm import generate_norm, row_passes
 from graphrnn.backends.host_ops import read_elsewhere
 from graphrnn.compiler.ir import Fused, StageKind
 from graphrnn.frontend.reference import reference_forward
-from tests.helpers import SPECS, assert_close, assert_loss_gradients_are_differences, random_case
+from tests.helpers import (
+    SPECS,
+    assert_close,
+    assert_loss_gradients_are_differences,
+    assert_same_loss_and_gradients,
+    random_case,
+)
 
 # a normalised node, an element-wise one between (bias, diagonal weight, leak, a product) and
 # a normalised one reading it, then an element-wise product of both: four passes a row
@@ -208,11 +214,9 @@ def test_host_run_gpu_row_kernel_matches_the_ufuncs(spec, dtype, monkeypatch):
         params = _params(plain, seed=call % 2)
         inputs, state = random_case(net, steps=5, batch=3, seed=call)
         targets = {"y": np.random.default_rng(call).normal(size=(5, 3, net.size("y")))}
-        lu, gu = plain.gradients(params, inputs, targets, state=state)
-        lg, gg = gpu.gradients(params, inputs, targets, state=state)
-        assert lg == pytest.approx(lu, rel=rtol)
-        for k in gu:
-            np.testing.assert_allclose(gg[k], gu[k], rtol=rtol, atol=rtol, err_msg=k)
+        assert_same_loss_and_gradients(gpu.gradients(params, inputs, targets, state=state),
+                                       plain.gradients(params, inputs, targets, state=state),
+                                       rtol, atol=rtol)
         out, _ = gpu.forward(params, inputs, state=state)
         ref, _ = reference_forward(net, params, inputs, state)
         assert_close(out, ref, rtol=1e-10 if dtype == "float64" else 1e-4)
