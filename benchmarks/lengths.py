@@ -1,10 +1,13 @@
-"""Sequences of different lengths: graphrnn with ``lengths=`` (packed chunks, and the masked
-run) against the same batch without lengths and against torch's packed-sequence LSTM.
+"""Sequences of different lengths: graphrnn with ``lengths=`` (packed, and the masked run)
+against the same batch without lengths and against torch's packed-sequence LSTM.
 
 Run ``python -m benchmarks.lengths [--pairs N]`` (or ``graphrnn bench --lengths``) from the
 repository root. Lengths are uniform over ``1..T``. Each row times the calls alternately, one
 of each per round, and prints medians and the median of per-round ratios with its quartiles
 (this machine is shared and drifts: the ratios of adjacent calls are steadier than times).
+``bilstm`` rows run ``specs/bilstm.yaml`` against ``torch.nn.LSTM(bidirectional=True)`` and
+``Linear(2H, O)`` (issue 13's speed goal is its fwd+bwd at (100, 32, 512, 256)); ``lstm`` rows
+copy graphrnn's weights into torch's, ``bilstm`` rows time the same shapes only.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ except ImportError:  # run as a script
 
 #: (cell, mode, T, B, H, I)
 GRID = [("lstm", "forward", 100, 32, 128, 64), ("lstm", "train", 100, 32, 128, 64),
-        ("lstm", "forward", 100, 64, 256, 128), ("lstm", "train", 100, 64, 256, 128)]
+        ("lstm", "forward", 100, 64, 256, 128), ("lstm", "train", 100, 64, 256, 128),
+        ("bilstm", "forward", 100, 32, 512, 256), ("bilstm", "train", 100, 32, 512, 256)]
 
 
 def _rounds(fns: dict, rounds: int) -> dict:
@@ -55,13 +59,15 @@ def case(torch, cell, mode, steps, batch, hidden, inputs, rounds) -> dict:
     x = rng.standard_normal((steps, batch, inputs)).astype(np.float32)
     y = rng.standard_normal((steps, batch, model.net.size("y"))).astype(np.float32)
     lengths = rng.integers(1, steps + 1, batch)
-    w = refs.stacked(cell, params)
-    lstm = torch.nn.LSTM(inputs, hidden)
-    out = torch.nn.Linear(hidden, y.shape[-1])
-    with torch.no_grad():
-        for ours_name, theirs_name in (("wx", "weight_ih_l0"), ("wh", "weight_hh_l0"),
-                                       ("bx", "bias_ih_l0"), ("bh", "bias_hh_l0")):
-            getattr(lstm, theirs_name).copy_(torch.from_numpy(w[ours_name]))
+    both = cell == "bilstm"
+    lstm = torch.nn.LSTM(inputs, hidden, bidirectional=both)
+    out = torch.nn.Linear(hidden * (2 if both else 1), y.shape[-1])
+    if not both:
+        w = refs.stacked(cell, params)
+        with torch.no_grad():
+            for ours_name, theirs_name in (("wx", "weight_ih_l0"), ("wh", "weight_hh_l0"),
+                                           ("bx", "bias_ih_l0"), ("bh", "bias_hh_l0")):
+                getattr(lstm, theirs_name).copy_(torch.from_numpy(w[ours_name]))
     xt, yt, lt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(lengths)
     valid = torch.from_numpy((np.arange(steps)[:, None] < lengths[None, :]).astype(np.float32))
     pack, unpack = torch.nn.utils.rnn.pack_padded_sequence, torch.nn.utils.rnn.pad_packed_sequence

@@ -73,6 +73,7 @@ class LengthPlan:
             self.rows = np.ascontiguousarray(
                 (lengths[None, :] > np.arange(steps)[:, None]).sum(axis=1), dtype=np.intc)
         self._padding = None
+        self._going = None
 
     def set_values(self) -> None:
         """Keep the boundary rows the caller filled (rows ``T + k - 1``), before a pass
@@ -124,6 +125,18 @@ class LengthPlan:
         pad = self._padding[lo:hi]
         for a in arrays:
             a[pad] = 0
+
+    def going(self, lo: int, hi: int):
+        """The going rows of steps ``[lo, hi)`` as indices into their ``(hi - lo) * B`` rows
+        flattened time-major (what a packed sequence holds, in its order); None where every
+        row goes. Those of all steps are kept."""
+        if (lo, hi) == (0, self.run.steps) and self._going is not None:
+            return self._going[0]
+        flat = np.flatnonzero(np.arange(lo, hi)[:, None] < self.lengths[None, :])
+        index = None if flat.size == (hi - lo) * self.lengths.size else self.run.xp.asarray(flat)
+        if (lo, hi) == (0, self.run.steps):
+            self._going = (index,)
+        return index
 
     def _groups(self, length):
         return self.groups.items() if length is None else [(length, self.groups[length])]

@@ -132,3 +132,39 @@ def test_padding_left_alone_reads_as_zeros(spec, monkeypatch):
             assert_close(g, w, rtol=1e-12)
         else:
             assert g == pytest.approx(w, rel=1e-12)
+
+
+@pytest.mark.parametrize("spec, threads", [("bilstm", 1), ("lstm", 1), ("lstm", 0), ("narx", 1),
+                                           ("narx", 0), ("ln_lstm", 1), ("ln_lstm", 0)])
+def test_products_of_the_going_rows_only_equal_the_masked_run(spec, threads, monkeypatch):
+    """Batched products (input projections, read-outs, their gradients and weight gradients)
+    over the going rows only, gathered (``GOING_MIN_WIDTH`` lowered so these small specs take
+    that path), in the packed call or (no loop threads) its chunks: the masked run's
+    results, from buffers that start as NaN (the rows a product skips read as zeros)."""
+    from graphrnn import packed
+    from graphrnn.ops import matmul
+
+    net, model, params, inputs, state, targets = _case(spec)
+    want = _calls(model, params, inputs, state, targets, masked=True)
+    monkeypatch.setattr(matmul, "GOING_MIN_WIDTH", 1)
+    monkeypatch.setattr(config, "LOOP_THREADS", threads)
+    monkeypatch.setattr(packed, "MIN_SAVED_ROW_STEPS", 0)  # chunks, however small the saving
+    gathered, going_rows = [], matmul.going_rows
+
+    def counted(run, op, lo, hi):
+        index = going_rows(run, op, lo, hi)
+        gathered.append(index is not None)
+        return index
+
+    monkeypatch.setattr(matmul, "going_rows", counted)
+    poisoned = gr.compile(gr.load_spec(SPECS / f"{spec}.yaml"), dtype="float64")
+    monkeypatch.setattr(poisoned.backend, "empty", lambda key, shape, dtype: np.full(
+        shape, np.nan, dtype=dtype))
+    got = _calls(poisoned, params, inputs, state, targets, masked=False)
+    assert any(gathered)
+    for g, w in zip(got, want, strict=True):
+        if isinstance(w, dict):
+            assert g.keys() == w.keys()
+            assert_close(g, w, rtol=1e-11)
+        else:
+            assert g == pytest.approx(w, rel=1e-12)

@@ -69,6 +69,10 @@ class MatMulKernel:
 
     def forward(self, lo: int, hi: int) -> None:
         src, out = self.src(lo, hi), self.out(lo, hi)
+        going = self._going(lo, hi)
+        if going is not None:
+            self._forward_going(src, out, going, lo, hi)
+            return
         matmul = self.run.xp.matmul
         a, c = src.reshape(-1, src.shape[-1]), out.reshape(-1, out.shape[-1])
         if len(self.parts) > 1 and c.shape[0] <= self.BLOCKWISE_ROWS and not self.looped:
@@ -79,6 +83,19 @@ class MatMulKernel:
         if self.bias is not None:
             out += self.bias
 
+    def _going(self, lo: int, hi: int):
+        """A batched product's :func:`going_rows` (None in a loop: one step at a time)."""
+        return None if self.looped else going_rows(self.run, self.op, lo, hi)
+
+    def _forward_going(self, src, out, going, lo: int, hi: int) -> None:
+        """The product of the going rows only, gathered (the rest: sequences ended, which
+        nothing reads; zeroed, so that a reader of every row sees finite padding)."""
+        rows = _flat(src)[going] @ self.weight.T
+        if self.bias is not None:
+            rows += self.bias
+        _flat(out)[going] = rows
+        self.run.lengths_plan.zero_steps([out], lo, hi)
+
     def backward(self, lo: int, hi: int) -> None:
         """``d src[t - delay] += d out[t] @ W``."""
         if not self.grad_src:
@@ -88,6 +105,10 @@ class MatMulKernel:
             self._grad_windows = (run.window(op.out, grad=True, looped=self.looped),
                                   run.window(op.src, op.delay, grad=True, looped=self.looped))
         dout, dsrc = (w(lo, hi) for w in self._grad_windows)
+        going = self._going(lo, hi)
+        if going is not None:  # the rows past the ends have zero gradients: skipped
+            _flat(dsrc)[going] += _flat(dout)[going] @ self.weight
+            return
         if self._scratch is None or self._scratch.shape != dsrc.shape:
             self._scratch = run.xp.empty_like(dsrc)
         run.xp.matmul(dout.reshape(-1, dout.shape[-1]), self.weight,
@@ -106,9 +127,9 @@ class MatMulKernel:
         if not any(b.param in run.trainable for b in op.blocks):
             return
         src = run.rows(op.src, lo, hi, op.delay)
-        plan = run.lengths_plan
-        if plan is not None and plan.rows is not None and run.remat is None:
-            dw = _going_rows_product(dout, src, plan.rows[lo:hi])
+        going = going_rows(run, op, lo, hi)
+        if going is not None:  # the rows past the ends have zero gradients: skipped
+            dw = _flat(dout)[going].T @ _flat(src)[going]
         else:
             dw = dout.reshape(-1, dout.shape[-1]).T @ src.reshape(-1, src.shape[-1])
         for b in op.blocks:
@@ -116,27 +137,26 @@ class MatMulKernel:
             run.add_param_grad(b.param, part.T if b.transpose else part)
 
 
-#: a weight gradient over a batch sorted by length sums this many runs of steps, each over the
-#: rows its first step has going (the rows past the ends have zero gradients: skipped)
-GOING_ROW_RUNS = 4
+#: a product over the going rows only needs both its sides this wide at least (gathering the
+#: rows costs a pass over them: on a thin product, more than the rows it saves)
+GOING_MIN_WIDTH = 32
 
 
-def _going_rows_product(dout, src, rows):
-    """``sum_t dout[t]^T src[t]`` where ``dout[t, rows[t]:]`` is zero (``rows``
-    non-increasing): runs of steps, each over the rows its first step has going."""
-    batch = dout.shape[1]
-    cuts = sorted({0, len(rows), *(int((rows > batch * j // GOING_ROW_RUNS).sum())
-                                   for j in range(1, GOING_ROW_RUNS))})
-    dw = None
-    for a, b in zip(cuts, cuts[1:], strict=False):
-        n = int(rows[a]) if a < b else 0
-        if n == 0:
-            continue
-        part = dout[a:b, :n].reshape(-1, dout.shape[-1]).T @ src[a:b, :n].reshape(
-            -1, src.shape[-1])
-        dw = part if dw is None else dw + part
-    return dw if dw is not None else dout[:0].reshape(-1, dout.shape[-1]).T @ src[:0].reshape(
-        -1, src.shape[-1])
+def going_rows(run, op: MatMul, lo: int, hi: int):
+    """Over a batch sorted by length, the going rows of steps ``[lo, hi)``
+    (:meth:`~graphrnn.lengths.LengthPlan.going`: indices into the steps' rows flattened), which
+    a product over them gathers; None where every row is computed (no sorted batch,
+    ``remat``, every row going, a thin product)."""
+    plan = run.lengths_plan
+    if plan is None or plan.rows is None or run.remat is not None or min(
+            run.size(op.src), run.size(op.out)) < GOING_MIN_WIDTH:
+        return None
+    return plan.going(lo, hi)
+
+
+def _flat(a):
+    """A window ``(steps, B, size)`` as its ``(steps * B, size)`` rows (a view)."""
+    return a.reshape(-1, a.shape[-1])
 
 
 def _scaled(xp, p, block):
