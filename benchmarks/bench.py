@@ -249,7 +249,8 @@ def make_parser() -> argparse.ArgumentParser:
                         "instead of 4 s (20 s for the goals' cases); the default grid's 14 "
                         "cases x 2 modes then take a few minutes, longer on a busy machine "
                         "(progress and an estimate go to stderr)")
-    p.add_argument("--out", metavar="MD", help="write the markdown report here (atomically)")
+    p.add_argument("--out", metavar="MD",
+                   help="write the markdown report here (atomically; '-': standard output)")
     p.add_argument("--cells", default=",".join(CELLS),
                    help=f"comma-separated subset of {','.join(CELLS)}")
     p.add_argument("--modes", default=",".join(MODES), help="forward,train (train: fwd+bwd)")
@@ -334,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         env["load average (1 min) at start / end"] = f"{load_start:.2f} / {os.getloadavg()[0]:.2f}"
         text = report.markdown(env, records, overhead, profile, argv_text(argv), elapsed)
+        if args.out == "-":
+            print(text)
+            return 0
         write_atomic(args.out, text + kept_sections(args.out))
         print(f"wrote {args.out}")
     return 0

@@ -20,6 +20,15 @@ def test_bench_runs_on_tiny_sizes(tmp_path, capsys):
     assert "| elman | 4,2,3,2 |" in text and "torch.nn" in text
 
 
+def test_bench_out_dash_writes_the_report_to_standard_output(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    code = main(["bench", "--quick", "--sizes", "4,2,3,2", "--no-overhead", "--no-jax",
+                 "--cells", "elman", "--out", "-"])
+    assert code == 0
+    assert "| elman | 4,2,3,2 |" in capsys.readouterr().out and not os.listdir(tmp_path)
+
+
 def test_bench_bad_arguments_exit_2(capsys):
     assert main(["bench", "--sizes", "nonsense"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
