@@ -102,6 +102,18 @@ LOOP_THREADS = _THREADS if _THREADS >= 0 else (1 if _SPINS else _cpus())
 LOOP_MAX_MACS = 2**22 if _SPINS else None
 
 
+@contextmanager
+def loop_max_macs(value: int | None):
+    """:data:`LOOP_MAX_MACS` set to ``value`` for the block (a packed call whose loops compute
+    few enough rows: :func:`graphrnn.packed.loop_cap`); the knob as it was after it."""
+    global LOOP_MAX_MACS
+    before, LOOP_MAX_MACS = LOOP_MAX_MACS, value
+    try:
+        yield
+    finally:
+        LOOP_MAX_MACS = before
+
+
 def debug(level: int, message: str) -> None:
     """Print ``message`` to stderr when ``GRAPHRNN_DEBUG >= level``."""
     if DEBUG >= level:

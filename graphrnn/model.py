@@ -277,7 +277,7 @@ class Model(TrainingNoiseCalls, KeptRuns):
             return None
         t, batch = checks.check_inputs(self.net, inputs, steps)
         lengths = check_lengths(lengths, t, batch)
-        chunks = plan_chunks(self.net, lengths, t, whole=one_call(self, batch))
+        chunks = plan_chunks(self.net, lengths, t, whole=one_call(self, batch, lengths.mean() / t))
         if chunks is None:
             return None
         checks.check_run_memory(self.net, self.program, t, batch, self.dtype, True)

@@ -37,10 +37,21 @@ STEP_GRID = 12
 ONE_CALL = True
 
 
-def one_call(model, batch: int) -> bool:
+#: where OpenBLAS's idle threads spin (``config.LOOP_MAX_MACS`` set), a packed call whose loops
+#: compute at most this share of the row-steps (going / all) runs them compiled whatever the
+#: size of their steps: stepped from Python, BLAS's threads speed the full products by less
+#: than the rows a compiled loop skips (measured on 2 CPUs, the bidirectional LSTM at (100, 32,
+#: 512, 256): compiled on one thread 1.18x stepped on two at every row; packed at a share of
+#: 0.53, 0.71x the unpacked call)
+UNCAPPED_SHARE = 0.75
+
+
+def one_call(model, batch: int, share: float = 1.0) -> bool:
     """Whether ``model``'s calls with lengths run packed in one call: the backend runs every
     loop as a compiled C loop (:mod:`graphrnn.backends.host_loop`), which computes only the
-    going rows of each step of a batch sorted by length (read-ahead networks included)."""
+    going rows of each step of a batch sorted by length (read-ahead networks included), under
+    ``config.LOOP_MAX_MACS`` or (``share`` of the row-steps going at most
+    :data:`UNCAPPED_SHARE`) whatever its steps' size."""
     from graphrnn.backends import host_loop
     from graphrnn.backends.numpy_backend import NumpyBackend
 
@@ -48,13 +59,27 @@ def one_call(model, batch: int) -> bool:
     if not (ONE_CALL and isinstance(backend, NumpyBackend) and getattr(backend, "compiled", False)
             and config.LOOP_THREADS > 0 and host_loop.available(model.dtype)):
         return False
+    return _loops_compile(model, batch, None if share <= UNCAPPED_SHARE else
+                          config.LOOP_MAX_MACS)
+
+
+def loop_cap(model, batch: int) -> int | None:
+    """The ``config.LOOP_MAX_MACS`` a packed call of :func:`one_call` runs under: the knob's,
+    or None where a loop's steps exceed it (the call's share of rows lifted it)."""
+    cap = config.LOOP_MAX_MACS
+    return cap if cap is None or _loops_compile(model, batch, cap) else None
+
+
+def _loops_compile(model, batch: int, max_macs: int | None) -> bool:
+    """Whether every loop of ``model``'s program compiles, each step at most ``max_macs``."""
+    from graphrnn.backends import host_loop
+
     prog = model.program
     for stage in prog.stages:
         if stage.kind != StageKind.LOOP:
             continue
         plan = host_loop.plan_loop(stage, prog, config.LOOP_THREADS, batch)
-        if plan is None or (config.LOOP_MAX_MACS is not None
-                            and plan.macs > config.LOOP_MAX_MACS):
+        if plan is None or (max_macs is not None and plan.macs > max_macs):
             return False
     return True
 
@@ -97,7 +122,7 @@ def _pieces(model, params, inputs, state, lengths, plan, record: bool,
     """Run the chunks: per chunk ``(lo, hi, n, outputs, final, tape)`` (tape None unless
     ``record``) in sorted row order; the state each chunk starts from is the last's final."""
     order, chunks = plan
-    sorted_len = lengths[order]
+    sorted_len, steps = lengths[order], next(iter(inputs.values())).shape[0]
     carried = None if state is None else {k: np.asarray(v)[order] for k, v in state.items()}
     pieces = []
     for lo, hi, n, m in chunks:
@@ -105,8 +130,10 @@ def _pieces(model, params, inputs, state, lengths, plan, record: bool,
         x = {k: np.asarray(v)[lo:hi][:, rows] for k, v in inputs.items()}
         s = None if carried is None else {k: v[:m] for k, v in carried.items()}
         own = np.clip(sorted_len[:m] - lo, 1, hi - lo)  # rows past n: one step, dropped
-        result = model.forward(params, x, s, lengths=own, record=record,
-                               input_grads=input_grads, layout="time")
+        with config.loop_max_macs(loop_cap(model, m) if chunks == [(0, steps, m, m)]
+                                  else config.LOOP_MAX_MACS):  # one call (one_call)
+            result = model.forward(params, x, s, lengths=own, record=record,
+                                   input_grads=input_grads, layout="time")
         outputs, final = result[:2]
         pieces.append((lo, hi, n, outputs, final, result[2] if record else None, s, m))
         carried = {k: final[k][:n] if carried is None or k not in carried

@@ -168,3 +168,27 @@ def test_products_of_the_going_rows_only_equal_the_masked_run(spec, threads, mon
             assert_close(g, w, rtol=1e-11)
         else:
             assert g == pytest.approx(w, rel=1e-12)
+
+
+@pytest.mark.parametrize("lengths, one", [(LENGTHS, True), (np.full(BATCH, STEPS - 1), False)])
+def test_a_packed_call_of_few_rows_compiles_loops_over_the_macs_cap(lengths, one, monkeypatch):
+    """Where ``LOOP_MAX_MACS`` (OpenBLAS's threads spin) keeps a loop stepped from Python, a
+    call whose going rows are at most ``UNCAPPED_SHARE`` of all still runs packed in one
+    compiled call (equal to the masked run); one of more rows keeps the cap (masked here)."""
+    from graphrnn import packed
+
+    monkeypatch.setattr(config, "LOOP_THREADS", 1)
+    monkeypatch.setattr(config, "LOOP_MAX_MACS", 1)
+    net, model, params, inputs, state, targets = _case("bilstm")
+    assert (lengths.mean() / STEPS <= packed.UNCAPPED_SHARE) == one
+    calls = _counting(monkeypatch)
+    got = model.gradients(params, inputs, targets, state=state, lengths=lengths)
+    assert calls["forward"] == (2 if one else 0) and config.LOOP_MAX_MACS == 1
+    model._in_packed = True  # masked: every row, the loops stepped under the cap
+    try:
+        want = model.gradients(params, inputs, targets, state=state, lengths=lengths)
+    finally:
+        model._in_packed = False
+    assert calls["forward"] == (2 if one else 0)
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    assert_close(got[1], want[1], rtol=1e-11)
