@@ -59,3 +59,34 @@ def test_random_networks_with_lengths_on_the_host_run_gpu_backend(text, lengths)
                                          lengths=lengths)
     assert_close(got, want, rtol=1e-9)
     assert_close(got_state, want_state, rtol=1e-9)
+
+
+@pytest.mark.parametrize("spec", ["lstm", "narx"])
+def test_chunks_products_of_the_going_rows_on_the_host_run_gpu_backend(spec, monkeypatch):
+    """Packed chunks on the CuPy backend whose batched products gather the going rows
+    (``GOING_MIN_WIDTH`` lowered for these small specs, chunks however small the saving):
+    the reference's outputs and NumPy's gradients."""
+    from graphrnn import packed
+    from graphrnn.ops import matmul
+
+    monkeypatch.setattr(matmul, "GOING_MIN_WIDTH", 1)
+    monkeypatch.setattr(packed, "MIN_SAVED_ROW_STEPS", 0)
+    gathered, going_rows = [], matmul.going_rows
+    monkeypatch.setattr(matmul, "going_rows", lambda *a: gathered.append(going_rows(*a))
+                        or gathered[-1])
+    net = gr.load_spec(SPECS / f"{spec}.yaml")
+    numpy_model, gpu = gr.compile(net, dtype="float64"), gr.compile(net, dtype="float64")
+    gpu.backend = HostBackend(graphs=True)
+    params = numpy_model.init_params(0)
+    lengths = np.array([9, 2, 7, 4, 9, 1])
+    inputs, state = random_case(net, steps=9, batch=6, seed=1)
+    targets = {o: np.random.default_rng(1).normal(size=(9, 6, net.size(o))) for o in net.outputs}
+    got, got_state = gpu.forward(params, inputs, state, lengths=lengths)
+    want, want_state = reference_forward(net, params, inputs, state, lengths=lengths)
+    assert_close(got, want)
+    assert_close(got_state, want_state)
+    lg, gg = gpu.gradients(params, inputs, targets, state=state, lengths=lengths)
+    assert any(g is not None for g in gathered)
+    lw, gw = numpy_model.gradients(params, inputs, targets, state=state, lengths=lengths)
+    assert lg == pytest.approx(lw, rel=1e-12)
+    assert_close(gg, gw)
