@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import os
@@ -141,15 +142,35 @@ def blas_info() -> list[str]:
     return lines
 
 
+def _openblas(action: str):
+    """``action`` (``"get"`` or ``"set"``) ``_num_threads`` of the OpenBLAS this process has
+    loaded (NumPy's bundled one included), by ctypes; None where none is found."""
+    import ctypes  # noqa: PLC0415
+
+    with open("/proc/self/maps") as maps:  # Linux; elsewhere OSError and None
+        paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    for path in sorted(paths):
+        lib = ctypes.CDLL(path)
+        for name in (f"scipy_openblas_{action}_num_threads64_",
+                     f"scipy_openblas_{action}_num_threads", f"openblas_{action}_num_threads64_",
+                     f"openblas_{action}_num_threads"):
+            if hasattr(lib, name):
+                return getattr(lib, name)
+    return None
+
+
 def blas_threads(default: int = 1) -> int:
-    """How many threads numpy's BLAS uses (threadpoolctl; else the number of CPUs)."""
+    """How many threads numpy's BLAS uses (threadpoolctl, else OpenBLAS itself; else the
+    number of CPUs)."""
     try:
         from threadpoolctl import threadpool_info
         for pool in threadpool_info():
             if pool.get("user_api") == "blas" and "numpy" in pool.get("filepath", ""):
                 return int(pool["num_threads"])
     except ImportError:
-        pass
+        with contextlib.suppress(OSError):
+            if (get := _openblas("get")) is not None:
+                return int(get())
     return os.cpu_count() or default
 
 
@@ -160,8 +181,11 @@ def limit_threads(n: int) -> None:
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(limits=n, user_api="blas")
-    except ImportError:
-        os.environ["OPENBLAS_NUM_THREADS"] = str(n)  # takes effect only before numpy loads
+    except ImportError:  # OpenBLAS itself: the variable takes effect only before it loads
+        os.environ["OPENBLAS_NUM_THREADS"] = str(n)
+        with contextlib.suppress(OSError):
+            if (set_threads := _openblas("set")) is not None:
+                set_threads(n)
     flags = os.environ.get("XLA_FLAGS", "")
     if n == 1 and "multi_thread_eigen" not in flags:
         os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "

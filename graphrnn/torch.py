@@ -73,7 +73,7 @@ class _Entry:
 
 def _to_array(tensor: torch.Tensor):
     """The tensor's memory as a NumPy (CPU) or CuPy (CUDA) array, not copied."""
-    if tensor.device.type == "cpu":
+    if not tensor.is_cuda:
         return (tensor.detach() if tensor.requires_grad else tensor).numpy()
     tensor = tensor.detach()
     from graphrnn.backends.cupy_interop import from_dlpack  # noqa: PLC0415 - CUDA only
@@ -112,20 +112,19 @@ def _run_forward(entry: _Entry, params, inputs, state, state_keys: str, steps: i
     p = entry.params(params)
     x = {name: _to_array(t) for name, t in zip(net.inputs, inputs, strict=True)}
     s = {k: _to_array(t) for k, t in zip(state_keys.split("\n") if state_keys else (), state,
-                                        strict=True)}
+                                        strict=True)} or None
     kw = {"train": train} if _TAKES_TRAIN else {}
-    cpu = like.device.type == "cpu"
-    with _stream(like.device) if not cpu else contextlib.nullcontext():
-        outputs, final, *tape = model.forward(p, x, state=s or None,
-                                              steps=None if x else steps, record=record,
-                                              input_grads=input_grads,
-                                              lengths=_lengths(lengths), **kw)
-    if cpu:  # the model's arrays are its exports: the caller's, contiguous
+    call = {"state": s, "steps": None if x else steps, "record": record,
+            "input_grads": input_grads, "lengths": _lengths(lengths) if lengths else None}
+    if not like.is_cuda:  # the model's arrays are its exports: the caller's, contiguous
+        outputs, final, *tape = model.forward(p, x, **call, **kw)
         tensors = ([torch.from_numpy(outputs[o]) for o in net.outputs]
-                   + [torch.from_numpy(final[k]) for k, _, _ in net.boundaries])
+                   + [torch.from_numpy(final[k]) for k in net.state_keys])
     else:
+        with _stream(like.device):
+            outputs, final, *tape = model.forward(p, x, **call, **kw)
         tensors = ([_to_tensor(outputs[o], like) for o in net.outputs]
-                   + [_to_tensor(final[k], like) for k, _, _ in net.boundaries])
+                   + [_to_tensor(final[k], like) for k in net.state_keys])
     return tensors, (tape[0] if tape else None)
 
 
@@ -183,9 +182,9 @@ def _tape_backward(tape, grads, like: torch.Tensor,
     net = tape.model.net
     n = len(net.outputs)
     outs = {k: _to_array(v) for k, v in zip(net.outputs, grads, strict=False) if v is not None}
-    finals = {k: _to_array(v) for k, v in zip(tape.final_state_keys, grads[n:], strict=True)
-              if v is not None}
-    if like.device.type == "cpu":
+    finals = {k: _to_array(v) for k, v in zip(net.state_keys, grads[n:], strict=True)
+              if v is not None}  # net.state_keys: tape.final_state_keys, not built per call
+    if not like.is_cuda:
         g = tape.backward(outs, finals)
         g_p = [torch.from_numpy(np.ascontiguousarray(g[name])) for name in net.params]
     else:
@@ -274,6 +273,13 @@ class _EagerCall(torch.autograd.Function):
         return (None, None, *g_p, *g_x, *g_s)
 
 
+#: ``_EagerCall``'s apply without ``Function.apply``'s Python wrapper (which only adds, for a
+#: Function without ``setup_context``, the functorch path below): ~30 µs a call after a long
+#: call left the caches cold
+_APPLY = super(torch.autograd.function._SingleLevelFunction, _EagerCall).apply
+_FUNCTORCH_ACTIVE = torch._C._are_functorch_transforms_active
+
+
 class Module(torch.nn.Module):
     """A graphrnn network as a ``torch.nn.Module``.
 
@@ -296,6 +302,7 @@ class Module(torch.nn.Module):
         dtype = {torch.float32: "float32", torch.float64: "float64"}.get(dtype, dtype)
         self.net, self.backend = net, backend
         self._models: dict = {}
+        self._entries: dict = {}  # (torch dtype, is_cuda) -> the entry of _models
         self._finals = list(net.state_keys)  # as tape.final_state_keys: NODE@+k included
         init = self._model(np.dtype(dtype).name, "cpu").model.init_params(seed)
         #: graphrnn name -> the attribute it is registered under ("." is not allowed there)
@@ -312,6 +319,21 @@ class Module(torch.nn.Module):
                                                                          dtype))
             _MODELS[id(entry)] = entry
         return entry
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the parameters' gradients, as :meth:`torch.nn.Module.zero_grad`.
+
+        Parameters
+        ----------
+        set_to_none : bool
+            Set them to None (else zeros, detached).
+        """
+        if self._modules or not set_to_none or getattr(self, "_is_replica", False):
+            super().zero_grad(set_to_none)
+            return
+        for p in self._parameters.values():
+            if p is not None and p.grad is not None:
+                p.grad = None
 
     def params(self) -> dict[str, torch.nn.Parameter]:
         """The parameters by graphrnn name (the very ``nn.Parameter`` s of the module)."""
@@ -346,8 +368,11 @@ class Module(torch.nn.Module):
             inputs = {next(iter(net.inputs)): inputs}
         registered = self._parameters  # as getattr, without nn.Module.__getattr__ per name
         params = [registered[attr] for attr in self._attrs.values()]
-        device, dtype = params[0].device, params[0].dtype
-        entry = self._model(_DTYPE_NAMES[dtype], device.type)
+        dtype = params[0].dtype
+        entry = self._entries.get((dtype, params[0].is_cuda))
+        if entry is None:
+            entry = self._entries[(dtype, params[0].is_cuda)] = self._model(
+                _DTYPE_NAMES[dtype], params[0].device.type)
         xs = [x if (x := inputs[name]).dtype == dtype else x.to(dtype) for name in net.inputs]
         if lengths is not None:
             lengths = np.asarray(lengths.cpu() if isinstance(lengths, torch.Tensor) else lengths)
@@ -365,9 +390,9 @@ class Module(torch.nn.Module):
             out = _run_forward(entry, params, xs, states, keys, steps, self.training, lengths,
                                record=False)[0]
         else:
-            out = _EagerCall.apply(entry, ((len(params), len(xs), len(states)), keys, steps,
-                                           input_grads, self.training, lengths),
-                                   *params, *xs, *states)
+            apply = _EagerCall.apply if _FUNCTORCH_ACTIVE() else _APPLY
+            out = apply(entry, ((len(params), len(xs), len(states)), keys, steps, input_grads,
+                                self.training, lengths), *params, *xs, *states)
         n = len(net.outputs)
         return (dict(zip(net.outputs, out[:n], strict=True)),
                 dict(zip(self._finals, out[n:], strict=True)))
