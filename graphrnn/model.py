@@ -131,7 +131,7 @@ class Model(TrainingNoiseCalls, KeptRuns):
                 outputs, final = inner.forward(**call)
                 return {o: outputs[plan.outputs[o]] for o in self.net.outputs}, final
             outputs, final, tape = inner.forward(**call, record=True, input_grads=input_grads)
-            tape = TrainingTape(tape, plan.outputs,
+            tape = TrainingTape(self, tape, plan.outputs,
                                 lambda g: self._spec_grads(g, plan, masks, drop_inputs=True))
             return {o: outputs[plan.outputs[o]] for o in self.net.outputs}, final, tape
         inputs = to_time_major(inputs, layout)

@@ -115,10 +115,18 @@ class Tape:
 
 class TrainingTape:
     """The tape of a call with training-time noise: the recorded call ran the training network
-    (masks as extra inputs, renamed parameters), and this tape speaks the spec's names."""
+    (masks as extra inputs, renamed parameters), and this tape speaks the spec's names
+    (``model``: the spec's model, whose call recorded it; ``state``: the given initial state,
+    as :attr:`Tape.state`)."""
 
-    def __init__(self, tape: Tape, outputs: dict, spec_grads):
-        self.tape, self.outputs, self.spec_grads = tape, outputs, spec_grads
+    def __init__(self, model, tape: Tape, outputs: dict, spec_grads):
+        self.model, self.tape, self.outputs, self.spec_grads = model, tape, outputs, spec_grads
+        self.state = tape.state
+
+    @property
+    def final_state_keys(self) -> list[str]:
+        """As :attr:`Tape.final_state_keys`."""
+        return self.tape.final_state_keys
 
     def release(self) -> None:
         """Give the recorded Run back now (the tape cannot be used afterwards)."""

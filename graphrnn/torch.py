@@ -276,8 +276,10 @@ class _EagerCall(torch.autograd.Function):
 #: ``_EagerCall``'s apply without ``Function.apply``'s Python wrapper (which only adds, for a
 #: Function without ``setup_context``, the functorch path below): ~30 µs a call after a long
 #: call left the caches cold
-_APPLY = super(torch.autograd.function._SingleLevelFunction, _EagerCall).apply
-_FUNCTORCH_ACTIVE = torch._C._are_functorch_transforms_active
+_SINGLE_LEVEL = getattr(torch.autograd.function, "_SingleLevelFunction", None)
+_FUNCTORCH_ACTIVE = getattr(torch._C, "_are_functorch_transforms_active", None)
+_APPLY = (super(_SINGLE_LEVEL, _EagerCall).apply  # private: where this torch lacks it, apply
+          if _SINGLE_LEVEL is not None and _FUNCTORCH_ACTIVE is not None else None)
 
 
 class Module(torch.nn.Module):
@@ -390,7 +392,7 @@ class Module(torch.nn.Module):
             out = _run_forward(entry, params, xs, states, keys, steps, self.training, lengths,
                                record=False)[0]
         else:
-            apply = _EagerCall.apply if _FUNCTORCH_ACTIVE() else _APPLY
+            apply = _EagerCall.apply if _APPLY is None or _FUNCTORCH_ACTIVE() else _APPLY
             out = apply(entry, ((len(params), len(xs), len(states)), keys, steps, input_grads,
                                 self.training, lengths), *params, *xs, *states)
         n = len(net.outputs)
