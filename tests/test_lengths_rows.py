@@ -47,6 +47,16 @@ def _calls(model, params, inputs, state, targets, masked: bool):
     return out, final, loss, grads, fin2, {k: v for k, v in tape_grads.items() if v is not None}
 
 
+def _assert_same_calls(got, want, rtol: float = 1e-11):
+    """Two :func:`_calls` results alike: the arrays within ``rtol`` (same keys), the loss
+    within 1e-12."""
+    for g, w in zip(got, want, strict=True):
+        if isinstance(w, dict):
+            assert_close(g, w, rtol=rtol)
+        else:
+            assert g == pytest.approx(w, rel=1e-12)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("spec", SPECS_ROWS)
 def test_one_packed_call_equals_the_masked_run(spec, threads, monkeypatch):
@@ -55,12 +65,7 @@ def test_one_packed_call_equals_the_masked_run(spec, threads, monkeypatch):
     assert model._packing(inputs, LENGTHS, None)[2] == [(0, STEPS, BATCH, BATCH)]
     packed = _calls(model, params, inputs, state, targets, masked=False)
     masked = _calls(model, params, inputs, state, targets, masked=True)
-    for got, want in zip(packed, masked, strict=True):
-        if isinstance(want, dict):
-            assert got.keys() == want.keys()
-            assert_close(got, want, rtol=1e-11)
-        else:
-            assert got == pytest.approx(want, rel=1e-12)
+    _assert_same_calls(packed, masked)
     ref_out, ref_final = reference_forward(net, params, inputs, state, lengths=LENGTHS)
     assert_close(packed[0], ref_out)
     assert_close(packed[1], ref_final)
@@ -110,9 +115,7 @@ def test_threads_refused_run_the_going_rows_step_by_step(monkeypatch):
     net, model, params, inputs, state, targets = _case("bilstm")
     packed = _calls(model, params, inputs, state, targets, masked=False)
     masked = _calls(model, params, inputs, state, targets, masked=True)
-    for got, want in zip(packed, masked, strict=True):
-        if isinstance(want, dict):
-            assert_close(got, want, rtol=1e-11)
+    _assert_same_calls(packed, masked)
 
 
 @pytest.mark.parametrize("spec", ["bilstm", "lstm", "ln_lstm"])
@@ -127,11 +130,7 @@ def test_padding_left_alone_reads_as_zeros(spec, monkeypatch):
     monkeypatch.setattr(backend, "empty", lambda key, shape, dtype: np.full(shape, np.nan,
                                                                              dtype=dtype))
     got = _calls(poisoned, params, inputs, state, targets, masked=False)
-    for g, w in zip(got, want, strict=True):
-        if isinstance(w, dict):
-            assert_close(g, w, rtol=1e-12)
-        else:
-            assert g == pytest.approx(w, rel=1e-12)
+    _assert_same_calls(got, want, rtol=1e-12)
 
 
 @pytest.mark.parametrize("spec, threads", [("bilstm", 1), ("lstm", 1), ("lstm", 0), ("narx", 1),
@@ -162,12 +161,7 @@ def test_products_of_the_going_rows_only_equal_the_masked_run(spec, threads, mon
         shape, np.nan, dtype=dtype))
     got = _calls(poisoned, params, inputs, state, targets, masked=False)
     assert any(gathered)
-    for g, w in zip(got, want, strict=True):
-        if isinstance(w, dict):
-            assert g.keys() == w.keys()
-            assert_close(g, w, rtol=1e-11)
-        else:
-            assert g == pytest.approx(w, rel=1e-12)
+    _assert_same_calls(got, want)
 
 
 @pytest.mark.parametrize("lengths, one", [(LENGTHS, True), (np.full(BATCH, STEPS - 1), False)])
