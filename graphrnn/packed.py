@@ -117,12 +117,12 @@ def plan_chunks(net, lengths: np.ndarray, steps: int, whole: bool = False):
     return order, chunks
 
 
-def _pieces(model, params, inputs, state, lengths, plan, record: bool,
+def _pieces(model, params, inputs, state, lengths, plan, steps: int, record: bool,
             input_grads: bool = False):
     """Run the chunks: per chunk ``(lo, hi, n, outputs, final, tape)`` (tape None unless
     ``record``) in sorted row order; the state each chunk starts from is the last's final."""
     order, chunks = plan
-    sorted_len, steps = lengths[order], next(iter(inputs.values())).shape[0]
+    sorted_len = lengths[order]
     carried = None if state is None else {k: np.asarray(v)[order] for k, v in state.items()}
     pieces = []
     for lo, hi, n, m in chunks:
@@ -144,7 +144,7 @@ def _pieces(model, params, inputs, state, lengths, plan, record: bool,
 def packed_forward(model, params, inputs, state, lengths, plan, steps: int):
     """``Model.forward(..., lengths=)`` by packed chunks: outputs and final state in the
     caller's row order (outputs past each end zeros)."""
-    pieces, carried = _pieces(model, params, inputs, state, lengths, plan, record=False)
+    pieces, carried = _pieces(model, params, inputs, state, lengths, plan, steps, record=False)
     return _assemble(model, pieces, plan[0], steps, len(lengths)), _unsort(carried, plan[0])
 
 
@@ -171,7 +171,7 @@ def packed_gradients(model, params, inputs, state, lengths, plan, steps: int, lo
     ``(loss, {output: dy (T, B, size)})`` of the assembled outputs; returns
     ``(loss, grads, final state)``."""
     order = plan[0]
-    pieces, carried = _pieces(model, params, inputs, state, lengths, plan, record=True)
+    pieces, carried = _pieces(model, params, inputs, state, lengths, plan, steps, record=True)
     total, dys = loss_grad(_assemble(model, pieces, order, steps, len(lengths)))
     grads: dict = {}
     state_grads = None
@@ -214,7 +214,7 @@ def packed_record(model, params, inputs, state, lengths, plan, steps: int, input
                   layout: str):
     """``Model.forward(..., lengths=, record=True)`` by packed chunks: outputs, final state
     and a :class:`PackedTape`."""
-    pieces, carried = _pieces(model, params, inputs, state, lengths, plan, record=True,
+    pieces, carried = _pieces(model, params, inputs, state, lengths, plan, steps, record=True,
                               input_grads=input_grads)
     tape = PackedTape(model, pieces, plan[0], steps, dict(state or {}), input_grads, layout)
     return (_assemble(model, pieces, plan[0], steps, len(lengths)), _unsort(carried, plan[0]),
